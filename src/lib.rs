@@ -1,2 +1,4 @@
 pub mod proto;
 pub mod timer;
+pub mod cluster;
+pub mod config;

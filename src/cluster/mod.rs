@@ -1,0 +1,690 @@
+//! The cluster logic, sans-IO: sessions, the registry, heartbeat expiry and cross allocation.
+//!
+//! The reactor feeds it events — a connection opened, a frame payload arrived, a connection
+//! closed, time passed — each with `now`, and it answers through an [`Outbox`]: frames to queue
+//! for a connection and connections to close. It owns the timer wheel, so tests drive it on a
+//! virtual clock with no sockets at all.
+//!
+//! Session lifecycle (one per TCP connection):
+//!
+//! ```text
+//!  open ──► AwaitAuth ──AUTH ok──► AwaitInfo ──INFO──► Online
+//!              │ auth_timeout          │                  │
+//!              │ AUTH failed           │ heartbeat timeout, protocol error,
+//!              ▼                       ▼ replaced, shutdown, peer closed
+//!           Closed ◄───────────────────┴──────────────────┘
+//!              │ reactor released the socket (`closed`)
+//!              ▼
+//!            Free
+//! ```
+//!
+//! A node is registered at AUTH (so duplicates are detected from then on) and is *online* —
+//! in the allocator, visible to the handler — from its INFO until its session closes.
+
+pub mod alloc;
+
+use crate::config::{Config, DuplicatePolicy};
+use crate::proto::{
+    self, cmd, AuthCode, AuthResult, CrossAssign, CrossInfo, CrossMembers, FrameError, GameInfo, Heartbeat, Kick,
+    KickReason, Member, NodeType, StatusPush, StatusReport, WhitelistSnapshot,
+};
+use crate::timer::{TimerId, TimerWheel};
+use alloc::{Allocator, Changes, CrossId, PlatId, ServId};
+use hashbrown::HashMap;
+use log::{debug, error, info, warn};
+use std::fmt;
+use std::net::SocketAddr;
+
+/// A connection's id, chosen by the caller (the reactor uses its slab key).
+pub type ConnId = usize;
+
+/// Timer wheel tick. Heartbeat expiry must land within 1 s of the deadline; 10 ms ticks keep
+/// the added delay negligible without waking the loop more often than needed.
+pub const TICK_MS: u64 = 10;
+
+/// A point in time, as the caller sees it: a monotonic clock for deadlines and the wall clock
+/// for AUTH windows and `server_time`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic milliseconds (any origin).
+    pub mono_ms: u64,
+    /// Unix seconds.
+    pub unix_secs: u64,
+}
+
+/// Where the cluster's decisions go. The reactor implements it over sockets; tests record.
+pub trait Outbox {
+    /// Queues one whole frame (length header included) for `conn`.
+    fn send(&mut self, conn: ConnId, frame: &[u8]);
+    /// Closes `conn` once what is queued for it has been offered to the socket.
+    fn close(&mut self, conn: ConnId);
+}
+
+/// A node's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeKey {
+    /// Game or cross.
+    pub node_type: NodeType,
+    /// Its node_id.
+    pub node_id: u32,
+}
+
+impl fmt::Display for NodeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.node_type.name(), self.node_id)
+    }
+}
+
+/// Hooks for an embedding application. Every method has a default that does nothing, so
+/// `impl Handler for MyApp {}` compiles.
+pub trait Handler {
+    /// A node sent its INFO and is online.
+    fn node_online(&mut self, _ctx: &mut Context<'_>, _node: NodeKey) {}
+    /// An online node went offline (closed, kicked, timed out, replaced).
+    fn node_offline(&mut self, _ctx: &mut Context<'_>, _node: NodeKey) {}
+    /// An online node sent an application command (0x1000..=0x7FFF).
+    fn app_command(&mut self, _ctx: &mut Context<'_>, _from: NodeKey, _cmd: u16, _body: &[u8]) {}
+}
+
+/// The handler used when the embedder has none: application commands are ignored.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoHandler;
+
+impl Handler for NoHandler {}
+
+/// Why [`Context::send`] did not queue a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The node is not online.
+    NotOnline,
+    /// Only application commands (0x1000..=0x7FFF) may be sent by a handler.
+    NotAppCommand,
+    /// The body does not fit in one frame.
+    TooLarge,
+}
+
+/// What a [`Handler`] may do while handling an event.
+pub struct Context<'a> {
+    registry: &'a HashMap<NodeKey, ConnId>,
+    sessions: &'a [Session],
+    out: &'a mut dyn Outbox,
+    scratch: &'a mut Vec<u8>,
+}
+
+impl Context<'_> {
+    /// True when `node` is online (INFO received, connection alive).
+    pub fn is_online(&self, node: NodeKey) -> bool {
+        self.online_conn(node).is_some()
+    }
+
+    fn online_conn(&self, node: NodeKey) -> Option<ConnId> {
+        let conn = *self.registry.get(&node)?;
+        (self.sessions.get(conn)?.phase == Phase::Online).then_some(conn)
+    }
+
+    /// Sends an application command to an online node.
+    pub fn send(&mut self, to: NodeKey, command: u16, body: &[u8]) -> Result<(), SendError> {
+        if !cmd::is_app(command) {
+            return Err(SendError::NotAppCommand);
+        }
+        let conn = self.online_conn(to).ok_or(SendError::NotOnline)?;
+        self.scratch.clear();
+        let start = proto::frame::begin_frame(self.scratch, command);
+        self.scratch.extend_from_slice(body);
+        proto::frame::end_frame(self.scratch, start).map_err(|_| SendError::TooLarge)?;
+        self.out.send(conn, self.scratch);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Free,
+    AwaitAuth,
+    AwaitInfo,
+    Online,
+    Closed,
+}
+
+/// Details a node's INFO gave, kept while its session lasts.
+#[derive(Debug, Clone)]
+pub enum NodeInfo {
+    /// No INFO yet.
+    None,
+    /// From GAME_INFO.
+    Game {
+        /// Unix seconds the game server opened.
+        open_time: u32,
+        /// Its cross_plat, interned.
+        cross_plat: PlatId,
+        /// Address players use.
+        addr: Box<str>,
+        /// Players online, from its last STATUS_REPORT.
+        players_online: u32,
+    },
+    /// From CROSS_INFO.
+    Cross {
+        /// Its cross_server_id.
+        cross_server_id: CrossId,
+    },
+}
+
+struct Session {
+    phase: Phase,
+    key: NodeKey,
+    peer: SocketAddr,
+    last_heard_ms: u64,
+    connected_unix: u64,
+    timer: Option<TimerId>,
+    /// The plat field of its AUTH, interned.
+    auth_plat: PlatId,
+    info: NodeInfo,
+}
+
+impl Session {
+    fn free() -> Self {
+        Session {
+            phase: Phase::Free,
+            key: NodeKey { node_type: NodeType::Game, node_id: 0 },
+            peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+            last_heard_ms: 0,
+            connected_unix: 0,
+            timer: None,
+            auth_plat: 0,
+            info: NodeInfo::None,
+        }
+    }
+}
+
+/// A read-only view of one online node, for embedders and the admin surface.
+#[derive(Debug, Clone)]
+pub struct NodeView<'a> {
+    /// Identity.
+    pub key: NodeKey,
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// Unix seconds it connected.
+    pub connected_unix: u64,
+    /// Its AUTH plat.
+    pub plat: &'a str,
+    /// What its INFO said.
+    pub info: &'a NodeInfo,
+}
+
+/// The cluster: every session, the registry and the allocator.
+pub struct Cluster {
+    tokens: Vec<Box<[u8]>>,
+    heartbeat_interval: u16,
+    heartbeat_timeout: u16,
+    heartbeat_timeout_ms: u64,
+    auth_timeout_ms: u64,
+    auth_window: u64,
+    max_connections: usize,
+    duplicate_policy: DuplicatePolicy,
+    sessions: Vec<Session>,
+    open_connections: usize,
+    registry: HashMap<NodeKey, ConnId>,
+    /// Online cross nodes by cross_server_id.
+    cross_conns: HashMap<CrossId, ConnId>,
+    alloc: Allocator,
+    wheel: TimerWheel<ConnId>,
+    /// Encoding buffer for frames, reused.
+    scratch: Vec<u8>,
+    changes: Changes,
+}
+
+impl Cluster {
+    /// A cluster with the node-facing settings of `config`, its clock starting at `now`.
+    pub fn new(config: &Config, now: Now) -> Self {
+        Cluster {
+            tokens: config.tokens(),
+            heartbeat_interval: config.heartbeat_interval,
+            heartbeat_timeout: config.heartbeat_timeout,
+            heartbeat_timeout_ms: config.heartbeat_timeout as u64 * 1000,
+            auth_timeout_ms: config.auth_timeout_ms,
+            auth_window: config.auth_window as u64,
+            max_connections: config.max_connections,
+            duplicate_policy: config.duplicate_policy,
+            sessions: Vec::new(),
+            open_connections: 0,
+            registry: HashMap::new(),
+            cross_conns: HashMap::new(),
+            alloc: Allocator::new(config.default_capacity),
+            wheel: TimerWheel::new(TICK_MS, now.mono_ms),
+            scratch: Vec::with_capacity(256),
+            changes: Changes::default(),
+        }
+    }
+
+    /// Open TCP connections on the node port.
+    pub fn open_connections(&self) -> usize {
+        self.open_connections
+    }
+
+    /// Registered nodes (authenticated, not closed).
+    pub fn registered(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// The allocator's records (read-only).
+    pub fn allocator(&self) -> &Allocator {
+        &self.alloc
+    }
+
+    /// The online node `key`, if any.
+    pub fn node(&self, key: NodeKey) -> Option<NodeView<'_>> {
+        let conn = *self.registry.get(&key)?;
+        let s = self.sessions.get(conn).filter(|s| s.phase == Phase::Online)?;
+        Some(NodeView {
+            key,
+            peer: s.peer,
+            connected_unix: s.connected_unix,
+            plat: self.alloc.platforms.name(s.auth_plat),
+            info: &s.info,
+        })
+    }
+
+    /// When [`Self::handle_timeout`] should next run (monotonic ms), if any timer is set.
+    pub fn next_timeout(&self) -> Option<u64> {
+        self.wheel.next_wakeup_ms()
+    }
+
+    /// A connection was accepted. `conn` must not be in use.
+    pub fn open(&mut self, conn: ConnId, peer: SocketAddr, now: Now) {
+        if self.sessions.len() <= conn {
+            self.sessions.resize_with(conn + 1, Session::free);
+        }
+        let timer = self.wheel.insert(now.mono_ms + self.auth_timeout_ms, conn);
+        let s = &mut self.sessions[conn];
+        debug_assert_eq!(s.phase, Phase::Free, "conn {conn} reused while open");
+        *s = Session {
+            phase: Phase::AwaitAuth,
+            peer,
+            last_heard_ms: now.mono_ms,
+            connected_unix: now.unix_secs,
+            timer: Some(timer),
+            ..Session::free()
+        };
+        self.open_connections += 1;
+    }
+
+    /// The reactor released `conn`'s socket (peer closed, I/O error, or after [`Outbox::close`]).
+    pub fn closed(&mut self, conn: ConnId, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+        let Some(s) = self.sessions.get(conn) else { return };
+        if s.phase == Phase::Free {
+            return;
+        }
+        if s.phase != Phase::Closed {
+            debug!("conn {conn} from {} closed by peer", s.peer);
+        }
+        self.end_session(conn, now, out, handler);
+        self.sessions[conn].phase = Phase::Free;
+        self.open_connections -= 1;
+    }
+
+    /// The reactor's frame parser found a framing error on `conn`.
+    pub fn frame_error(&mut self, conn: ConnId, error: FrameError, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+        self.protocol_error(conn, &error, now, out, handler);
+    }
+
+    /// One frame payload (cmd + body) arrived on `conn`.
+    pub fn handle_frame(&mut self, conn: ConnId, payload: &[u8], now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+        let Some(s) = self.sessions.get_mut(conn) else { return };
+        let phase = s.phase;
+        let (command, body) = proto::split_payload(payload);
+        match phase {
+            Phase::Free | Phase::Closed => {}
+            Phase::AwaitAuth => {
+                if command == cmd::AUTH {
+                    self.on_auth(conn, body, now, out, handler);
+                } else {
+                    self.protocol_error(conn, &format_args!("command {command:#06x} before AUTH"), now, out, handler);
+                }
+            }
+            Phase::AwaitInfo | Phase::Online => {
+                // Any frame refreshes liveness; the timer re-checks this stamp when it fires.
+                s.last_heard_ms = now.mono_ms;
+                let node_type = s.key.node_type;
+                match (command, phase, node_type) {
+                    (cmd::HEARTBEAT, _, _) => match Heartbeat::decode(body) {
+                        Ok(hb) => {
+                            let mut ack = [0u8; 12];
+                            ack[..4].copy_from_slice(&[0, 10, 0x80, 0x04]);
+                            ack[4..].copy_from_slice(&hb.ts.to_be_bytes());
+                            out.send(conn, &ack);
+                        }
+                        Err(e) => self.protocol_error(conn, &format_args!("HEARTBEAT: {e}"), now, out, handler),
+                    },
+                    (cmd::GAME_INFO, Phase::AwaitInfo, NodeType::Game) => self.on_game_info(conn, body, now, out, handler),
+                    (cmd::CROSS_INFO, Phase::AwaitInfo, NodeType::Cross) => self.on_cross_info(conn, body, now, out, handler),
+                    (cmd::STATUS_REPORT, Phase::Online, NodeType::Game) => match StatusReport::decode(body) {
+                        Ok(r) => {
+                            if let NodeInfo::Game { players_online, .. } = &mut self.sessions[conn].info {
+                                *players_online = r.online;
+                            }
+                        }
+                        Err(e) => self.protocol_error(conn, &format_args!("STATUS_REPORT: {e}"), now, out, handler),
+                    },
+                    (c, Phase::Online, _) if cmd::is_app(c) => {
+                        let from = self.sessions[conn].key;
+                        let mut ctx = Context { registry: &self.registry, sessions: &self.sessions, out, scratch: &mut self.scratch };
+                        handler.app_command(&mut ctx, from, c, body);
+                    }
+                    (c, _, _) => {
+                        let why = describe_unexpected(c, phase, node_type);
+                        self.protocol_error(conn, &why, now, out, handler);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fires every timer due at `now`: auth timeouts and heartbeat expiry.
+    pub fn handle_timeout(&mut self, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+        while let Some((_, conn)) = self.wheel.poll(now.mono_ms) {
+            let Some(s) = self.sessions.get_mut(conn) else { continue };
+            s.timer = None;
+            match s.phase {
+                Phase::AwaitAuth => {
+                    info!("conn {conn} from {}: no AUTH within auth_timeout, closing", s.peer);
+                    out.close(conn);
+                    self.end_session(conn, now, out, handler);
+                }
+                Phase::AwaitInfo | Phase::Online => {
+                    let deadline = s.last_heard_ms + self.heartbeat_timeout_ms;
+                    if deadline <= now.mono_ms {
+                        info!("{} ({}): silent for {} s, kicking", s.key, s.peer, self.heartbeat_timeout);
+                        self.kick(conn, KickReason::HeartbeatTimeout, now, out, handler);
+                    } else {
+                        // Lazy refresh: heartbeats only stamped the session; re-arm now.
+                        s.timer = Some(self.wheel.insert(deadline, conn));
+                    }
+                }
+                Phase::Free | Phase::Closed => {}
+            }
+        }
+    }
+
+    /// Sends KICK `reason` to `node` and closes it. False if it is not registered.
+    pub fn kick_node(&mut self, node: NodeKey, reason: KickReason, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) -> bool {
+        let Some(&conn) = self.registry.get(&node) else { return false };
+        info!("{node}: kicked ({})", reason.describe());
+        self.kick(conn, reason, now, out, handler);
+        true
+    }
+
+    /// Shutdown: KICK 4 to every registered node, and every connection closes.
+    pub fn shutdown(&mut self, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+        for conn in 0..self.sessions.len() {
+            match self.sessions[conn].phase {
+                Phase::AwaitInfo | Phase::Online => self.kick(conn, KickReason::Shutdown, now, out, handler),
+                Phase::AwaitAuth => {
+                    out.close(conn);
+                    self.end_session(conn, now, out, handler);
+                }
+                Phase::Free | Phase::Closed => {}
+            }
+        }
+    }
+
+    fn auth_result(&mut self, conn: ConnId, code: AuthCode, now: Now, out: &mut dyn Outbox) {
+        self.scratch.clear();
+        AuthResult {
+            code: code as u8,
+            server_time: now.unix_secs.min(u32::MAX as u64) as u32,
+            heartbeat_interval: self.heartbeat_interval,
+            heartbeat_timeout: self.heartbeat_timeout,
+        }
+        .encode(&mut self.scratch);
+        out.send(conn, &self.scratch);
+    }
+
+    /// Fails an AUTH with `code`: AUTH_RESULT, then close.
+    fn refuse(&mut self, conn: ConnId, code: AuthCode, who: &dyn fmt::Display, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+        let peer = self.sessions[conn].peer;
+        warn!("conn {conn} from {peer}: AUTH {who} refused: code {} ({})", code as u8, code.describe());
+        self.auth_result(conn, code, now, out);
+        out.close(conn);
+        self.end_session(conn, now, out, handler);
+    }
+
+    fn on_auth(&mut self, conn: ConnId, body: &[u8], now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+        // Check order is the contract's: address (4, checked at accept), well-formed (6),
+        // signature (1), time window (2), duplicate (3), capacity (5).
+        let auth = match proto::Auth::decode(body) {
+            Ok(a) => a,
+            Err(e) => return self.refuse(conn, AuthCode::BadRequest, &format_args!("(malformed: {e})"), now, out, handler),
+        };
+        let Some(node_type) = NodeType::from_u8(auth.node_type) else {
+            let who = format_args!("(unknown node_type {})", auth.node_type);
+            return self.refuse(conn, AuthCode::BadRequest, &who, now, out, handler);
+        };
+        let key = NodeKey { node_type, node_id: auth.node_id };
+        if !proto::auth::verify(auth.node_id, auth.time, &auth.sign, &self.tokens) {
+            return self.refuse(conn, AuthCode::BadSignature, &key, now, out, handler);
+        }
+        if (auth.time as u64).abs_diff(now.unix_secs) > self.auth_window {
+            return self.refuse(conn, AuthCode::BadTime, &format_args!("{key} (time {})", auth.time), now, out, handler);
+        }
+        let existing = self.registry.get(&key).copied();
+        if existing.is_some() && self.duplicate_policy == DuplicatePolicy::Reject {
+            return self.refuse(conn, AuthCode::Duplicate, &key, now, out, handler);
+        }
+        if existing.is_none() && self.open_connections > self.max_connections {
+            return self.refuse(conn, AuthCode::ServerFull, &key, now, out, handler);
+        }
+        if let Some(old) = existing {
+            info!("{key}: new login from {} replaces the one from {}", self.sessions[conn].peer, self.sessions[old].peer);
+            self.kick(old, KickReason::Replaced, now, out, handler);
+        }
+        let plat = self.alloc.platforms.intern(auth.plat);
+        self.registry.insert(key, conn);
+        let deadline = now.mono_ms + self.heartbeat_timeout_ms;
+        let s = &mut self.sessions[conn];
+        s.phase = Phase::AwaitInfo;
+        s.key = key;
+        s.auth_plat = plat;
+        s.last_heard_ms = now.mono_ms;
+        match s.timer {
+            Some(t) => {
+                self.wheel.reschedule(t, deadline);
+            }
+            None => s.timer = Some(self.wheel.insert(deadline, conn)),
+        }
+        info!("{key} from {}: authenticated (plat {:?})", s.peer, auth.plat);
+        self.auth_result(conn, AuthCode::Ok, now, out);
+    }
+
+    fn on_game_info(&mut self, conn: ConnId, body: &[u8], now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+        let info = match GameInfo::decode(body) {
+            Ok(i) => i,
+            Err(e) => return self.protocol_error(conn, &format_args!("GAME_INFO: {e}"), now, out, handler),
+        };
+        let key = self.sessions[conn].key;
+        if info.serv_id != key.node_id {
+            let why = format_args!("GAME_INFO serv_id {} differs from node_id", info.serv_id);
+            return self.protocol_error(conn, &why, now, out, handler);
+        }
+        let plat = self.alloc.platforms.intern(info.cross_plat);
+        let s = &mut self.sessions[conn];
+        s.phase = Phase::Online;
+        s.info = NodeInfo::Game { open_time: info.open_time, cross_plat: plat, addr: info.addr.into(), players_online: 0 };
+        info!(
+            "{key} ({}) online: {:?} cross_plat {:?} reports cross {}/{}",
+            s.peer, info.serv_name, info.cross_plat, info.cross_server_id, info.cross_pos
+        );
+        // Operator state first (maintenance, whitelist), then the assignment.
+        self.scratch.clear();
+        StatusPush { maintenance: 0 }.encode(&mut self.scratch);
+        let _ = WhitelistSnapshot::encode(0, true, std::iter::empty(), &mut self.scratch);
+        out.send(conn, &self.scratch);
+        self.alloc.game_online(key.node_id, info.serv_name, plat, (info.cross_server_id, info.cross_pos));
+        self.announce(out);
+        let mut ctx = Context { registry: &self.registry, sessions: &self.sessions, out, scratch: &mut self.scratch };
+        handler.node_online(&mut ctx, key);
+    }
+
+    fn on_cross_info(&mut self, conn: ConnId, body: &[u8], now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+        let info = match CrossInfo::decode(body) {
+            Ok(i) => i,
+            Err(e) => return self.protocol_error(conn, &format_args!("CROSS_INFO: {e}"), now, out, handler),
+        };
+        let key = self.sessions[conn].key;
+        if info.id != key.node_id {
+            let why = format_args!("CROSS_INFO id {} differs from node_id", info.id);
+            return self.protocol_error(conn, &why, now, out, handler);
+        }
+        if let Some(&other) = self.cross_conns.get(&info.cross_server_id) {
+            // Two live processes claiming one cross_server_id: the newer one wins, as a
+            // duplicate login would.
+            warn!(
+                "{key}: cross_server_id {} is already served by {}; replacing it",
+                info.cross_server_id, self.sessions[other].key
+            );
+            self.kick(other, KickReason::Replaced, now, out, handler);
+        }
+        let plat = self.alloc.platforms.intern(info.cross_plat);
+        let s = &mut self.sessions[conn];
+        s.phase = Phase::Online;
+        s.info = NodeInfo::Cross { cross_server_id: info.cross_server_id };
+        info!(
+            "{key} ({}) online: cross {} {:?} plat {:?} capacity {} lists {} servers",
+            s.peer,
+            info.cross_server_id,
+            info.cross_node_name,
+            info.cross_plat,
+            info.capacity,
+            info.game_server_list.len()
+        );
+        self.cross_conns.insert(info.cross_server_id, conn);
+        self.alloc.cross_online(info.cross_server_id, plat, info.cross_node_name, info.capacity, info.game_server_list.iter());
+        self.announce(out);
+        let mut ctx = Context { registry: &self.registry, sessions: &self.sessions, out, scratch: &mut self.scratch };
+        handler.node_online(&mut ctx, key);
+    }
+
+    /// Sends what the allocator owes: CROSS_ASSIGN to online game nodes whose cross node's
+    /// name is known, CROSS_MEMBERS to online cross nodes.
+    fn announce(&mut self, out: &mut dyn Outbox) {
+        self.alloc.take_changes(&mut self.changes);
+        for &serv in &self.changes.assign {
+            let Some(&conn) = self.registry.get(&NodeKey { node_type: NodeType::Game, node_id: serv }) else { continue };
+            if self.sessions[conn].phase != Phase::Online {
+                continue;
+            }
+            let Some((cross_id, pos)) = self.alloc.game(serv).and_then(|g| g.assignment) else { continue };
+            let Some(cross) = self.alloc.cross(cross_id) else { continue };
+            let Some(name) = cross.name.as_deref() else { continue };
+            let plat = cross.plat.map_or("", |p| self.alloc.platforms.name(p));
+            self.scratch.clear();
+            let msg = CrossAssign { cross_server_id: cross_id, cross_node_name: name, cross_plat: plat, cross_pos: pos };
+            if msg.encode(&mut self.scratch).is_ok() {
+                out.send(conn, &self.scratch);
+                info!("game {serv}: assigned to cross {cross_id} slot {pos}");
+            }
+        }
+        for &cross_id in &self.changes.members {
+            let Some(&conn) = self.cross_conns.get(&cross_id) else { continue };
+            let Some(cross) = self.alloc.cross(cross_id) else { continue };
+            let scratch = &mut self.scratch;
+            scratch.clear();
+            if encode_members(&self.alloc, cross, true, scratch).is_err() {
+                // Names do not fit one frame: the ids and slots matter most.
+                error!("cross {cross_id}: member list exceeds one frame; sending it without names");
+                if encode_members(&self.alloc, cross, false, scratch).is_err() {
+                    error!("cross {cross_id}: member list exceeds one frame even without names; not sent");
+                    continue;
+                }
+            }
+            out.send(conn, &self.scratch);
+        }
+    }
+
+    fn protocol_error(&mut self, conn: ConnId, why: &dyn fmt::Display, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+        let Some(s) = self.sessions.get(conn) else { return };
+        match s.phase {
+            Phase::Free | Phase::Closed => return,
+            Phase::AwaitAuth => warn!("conn {conn} from {}: protocol error: {why}", s.peer),
+            _ => warn!("{} ({}): protocol error: {why}", s.key, s.peer),
+        }
+        self.kick(conn, KickReason::ProtocolError, now, out, handler);
+    }
+
+    fn kick(&mut self, conn: ConnId, reason: KickReason, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+        self.scratch.clear();
+        Kick { reason: reason as u8 }.encode(&mut self.scratch);
+        out.send(conn, &self.scratch);
+        out.close(conn);
+        self.end_session(conn, now, out, handler);
+    }
+
+    /// Takes the session out of the registry and the allocator; the slot stays `Closed` until
+    /// the reactor reports the socket released.
+    fn end_session(&mut self, conn: ConnId, _now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+        let s = &mut self.sessions[conn];
+        let was = s.phase;
+        if matches!(was, Phase::Free | Phase::Closed) {
+            return;
+        }
+        s.phase = Phase::Closed;
+        if let Some(t) = s.timer.take() {
+            self.wheel.cancel(t);
+        }
+        let key = s.key;
+        let info = std::mem::replace(&mut s.info, NodeInfo::None);
+        let peer = s.peer;
+        if was == Phase::AwaitAuth || self.registry.get(&key) != Some(&conn) {
+            return;
+        }
+        self.registry.remove(&key);
+        if was != Phase::Online {
+            return;
+        }
+        match info {
+            NodeInfo::Game { .. } => self.alloc.game_offline(key.node_id),
+            NodeInfo::Cross { cross_server_id } => {
+                if self.cross_conns.get(&cross_server_id) == Some(&conn) {
+                    self.cross_conns.remove(&cross_server_id);
+                    self.alloc.cross_offline(cross_server_id);
+                }
+            }
+            NodeInfo::None => {}
+        }
+        info!("{key} ({peer}) offline");
+        let mut ctx = Context { registry: &self.registry, sessions: &self.sessions, out, scratch: &mut self.scratch };
+        handler.node_offline(&mut ctx, key);
+    }
+
+    /// Game nodes of a platform waiting for a slot (for tests and the admin surface).
+    pub fn waiting(&self, cross_plat: &str) -> Vec<ServId> {
+        match self.alloc.platforms.get(cross_plat) {
+            Some(p) => self.alloc.waiting(p).collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
+fn encode_members(alloc: &Allocator, cross: &alloc::CrossRecord, names: bool, out: &mut Vec<u8>) -> Result<(), proto::FrameTooLarge> {
+    let members = cross.members.iter().map(|(&pos, &serv)| Member {
+        serv_id: serv,
+        serv_name: if names { alloc.game(serv).map_or("", |g| &g.name) } else { "" },
+        cross_pos: pos,
+    });
+    CrossMembers::encode(members, out)
+}
+
+fn describe_unexpected(command: u16, phase: Phase, node_type: NodeType) -> String {
+    match command {
+        cmd::AUTH => "second AUTH".to_string(),
+        cmd::GAME_INFO | cmd::CROSS_INFO if phase == Phase::Online => "second INFO".to_string(),
+        cmd::GAME_INFO | cmd::CROSS_INFO => format!("command {command:#06x} is not the INFO of a {} node", node_type.name()),
+        cmd::STATUS_REPORT if node_type == NodeType::Cross => "STATUS_REPORT from a cross node".to_string(),
+        c if cmd::is_app(c) => format!("application command {c:#06x} before INFO"),
+        c if (0x0001..=0x0FFF).contains(&c) && phase == Phase::AwaitInfo => format!("command {c:#06x} before INFO"),
+        c if (0x0001..=0x0FFF).contains(&c) => format!("unknown command {c:#06x}"),
+        c => format!("command {c:#06x} outside 0x0001..0x7FFF"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,544 @@
+//! The cluster on a virtual clock: no sockets, no sleeping.
+
+use super::*;
+use crate::proto::{Auth, Message};
+
+const TOKEN: &str = "secret";
+const T0: u64 = 1_700_000_000;
+
+#[derive(Default)]
+struct Recorder {
+    frames: Vec<(ConnId, Vec<u8>)>,
+    closed: Vec<ConnId>,
+}
+
+impl Outbox for Recorder {
+    fn send(&mut self, conn: ConnId, frame: &[u8]) {
+        self.frames.push((conn, frame.to_vec()));
+    }
+    fn close(&mut self, conn: ConnId) {
+        self.closed.push(conn);
+    }
+}
+
+#[derive(Default)]
+struct AppLog {
+    events: Vec<String>,
+}
+
+impl Handler for AppLog {
+    fn node_online(&mut self, _ctx: &mut Context<'_>, node: NodeKey) {
+        self.events.push(format!("online {node}"));
+    }
+    fn node_offline(&mut self, _ctx: &mut Context<'_>, node: NodeKey) {
+        self.events.push(format!("offline {node}"));
+    }
+    fn app_command(&mut self, ctx: &mut Context<'_>, from: NodeKey, cmd: u16, body: &[u8]) {
+        self.events.push(format!("app {from} {cmd:#06x} {body:?}"));
+        // Echo back to the sender, to prove the context can send.
+        let _ = ctx.send(from, cmd, body);
+    }
+}
+
+struct H {
+    c: Cluster,
+    out: Recorder,
+    app: AppLog,
+    now: Now,
+}
+
+fn config() -> Config {
+    Config {
+        token: TOKEN.into(),
+        heartbeat_interval: 1,
+        heartbeat_timeout: 3,
+        auth_timeout_ms: 2_000,
+        max_connections: 100,
+        default_capacity: 2,
+        ..Config::default()
+    }
+}
+
+fn auth(node_type: u8, id: u32, time: u32, token: &str) -> Vec<u8> {
+    let mut v = Vec::new();
+    let sign = crate::proto::auth::sign(id, time, token.as_bytes());
+    Auth { node_type, node_id: id, plat: "dev", time, sign }.encode(&mut v).expect("fits");
+    v
+}
+
+fn game_info(id: u32, name: &str, plat: &str, cross: u32, pos: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    GameInfo { serv_id: id, serv_name: name, open_time: 1, cross_plat: plat, cross_server_id: cross, cross_pos: pos, addr: "a:1" }
+        .encode(&mut v)
+        .expect("fits");
+    v
+}
+
+fn cross_info(id: u32, plat: &str, cross_id: u32, cap: u16, list: &[u32]) -> Vec<u8> {
+    let mut v = Vec::new();
+    let name = format!("cross{cross_id}@host");
+    let info = CrossInfo {
+        id,
+        cross_plat: plat,
+        cross_server_id: cross_id,
+        cross_node_name: &name,
+        capacity: cap,
+        game_server_list: CrossInfo::decode(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+            .expect("empty")
+            .game_server_list,
+    };
+    info.encode_with(list, &mut v).expect("fits");
+    v
+}
+
+fn hb(ts: u64) -> Vec<u8> {
+    let mut v = Vec::new();
+    Heartbeat { ts }.encode(&mut v);
+    v
+}
+
+/// An owned, comparable summary of a frame the cluster sent.
+#[derive(Debug, PartialEq, Eq)]
+enum Got {
+    AuthResult(u8),
+    Ack(u64),
+    Assign(u32, String, String, u16),
+    Members(Vec<(u32, String, u16)>),
+    StatusPush(u8),
+    Snapshot(u32, u8, usize),
+    Kick(u8),
+    App(u16, Vec<u8>),
+}
+
+fn summarize(frame: &[u8]) -> Got {
+    let (payload, used) = proto::parse_frame(frame, 65535).expect("valid").expect("whole");
+    assert_eq!(used, frame.len(), "one frame per send");
+    match Message::decode(payload).expect("decodes") {
+        Message::AuthResult(r) => Got::AuthResult(r.code),
+        Message::HeartbeatAck(h) => Got::Ack(h.ts),
+        Message::CrossAssign(a) => Got::Assign(a.cross_server_id, a.cross_node_name.into(), a.cross_plat.into(), a.cross_pos),
+        Message::CrossMembers(m) => Got::Members(m.iter().map(|m| (m.serv_id, m.serv_name.to_string(), m.cross_pos)).collect()),
+        Message::StatusPush(s) => Got::StatusPush(s.maintenance),
+        Message::WhitelistSnapshot(s) => Got::Snapshot(s.version, s.last, s.entries.len()),
+        Message::Kick(k) => Got::Kick(k.reason),
+        Message::App { cmd, body } => Got::App(cmd, body.to_vec()),
+        other => panic!("unexpected frame from the server: {other:?}"),
+    }
+}
+
+impl H {
+    fn new() -> H {
+        H::with(config())
+    }
+
+    fn with(cfg: Config) -> H {
+        let now = Now { mono_ms: 1_000, unix_secs: T0 };
+        H { c: Cluster::new(&cfg, now), out: Recorder::default(), app: AppLog::default(), now }
+    }
+
+    fn open(&mut self, conn: ConnId) {
+        self.c.open(conn, SocketAddr::from(([127, 0, 0, 1], 5000 + conn as u16)), self.now);
+    }
+
+    fn feed(&mut self, conn: ConnId, frame: &[u8]) {
+        let (payload, _) = proto::parse_frame(frame, 65535).expect("valid").expect("whole");
+        self.c.handle_frame(conn, payload, self.now, &mut self.out, &mut self.app);
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now.mono_ms += ms;
+        self.now.unix_secs = T0 + (self.now.mono_ms - 1_000) / 1000;
+        self.c.handle_timeout(self.now, &mut self.out, &mut self.app);
+    }
+
+    /// Everything sent to `conn` since the last call, decoded.
+    fn got(&mut self, conn: ConnId) -> Vec<Got> {
+        let mut mine = Vec::new();
+        self.out.frames.retain(|(c, f)| {
+            if *c == conn {
+                // A send may hold several frames (STATUS_PUSH + snapshot): split them.
+                let mut at = 0;
+                while at < f.len() {
+                    let (_, used) = proto::parse_frame(&f[at..], 65535).expect("valid").expect("whole");
+                    mine.push(summarize(&f[at..at + used]));
+                    at += used;
+                }
+                false
+            } else {
+                true
+            }
+        });
+        mine
+    }
+
+    fn is_closed(&self, conn: ConnId) -> bool {
+        self.out.closed.contains(&conn)
+    }
+
+    /// Opens `conn`, authenticates it as (type, id), and drops the AUTH_RESULT.
+    fn login(&mut self, conn: ConnId, node_type: u8, id: u32) {
+        self.open(conn);
+        self.feed(conn, &auth(node_type, id, T0 as u32, TOKEN));
+        assert_eq!(self.got(conn), [Got::AuthResult(0)], "login of conn {conn}");
+    }
+
+    fn game(&mut self, conn: ConnId, id: u32, plat: &str) -> Vec<Got> {
+        self.login(conn, 1, id);
+        self.feed(conn, &game_info(id, &format!("S{id}"), plat, 0, 0));
+        self.got(conn)
+    }
+
+    fn cross(&mut self, conn: ConnId, id: u32, plat: &str, cross_id: u32, cap: u16) -> Vec<Got> {
+        self.login(conn, 2, id);
+        self.feed(conn, &cross_info(id, plat, cross_id, cap, &[]));
+        self.got(conn)
+    }
+
+    fn release(&mut self, conn: ConnId) {
+        self.c.closed(conn, self.now, &mut self.out, &mut self.app);
+    }
+}
+
+fn assign(cross: u32, plat: &str, pos: u16) -> Got {
+    Got::Assign(cross, format!("cross{cross}@host"), plat.into(), pos)
+}
+
+fn members(list: &[(u32, &str, u16)]) -> Got {
+    Got::Members(list.iter().map(|(s, n, p)| (*s, n.to_string(), *p)).collect())
+}
+
+#[test]
+fn auth_ok_carries_server_time_and_heartbeat_settings() {
+    let mut h = H::new();
+    h.open(1);
+    h.feed(1, &auth(1, 1001, T0 as u32, TOKEN));
+    let frame = h.out.frames.pop().expect("a reply").1;
+    let r = AuthResult::decode(&frame[4..]).expect("decodes");
+    assert_eq!(r, AuthResult { code: 0, server_time: T0 as u32, heartbeat_interval: 1, heartbeat_timeout: 3 });
+    assert!(!h.is_closed(1));
+    assert_eq!(h.c.registered(), 1);
+}
+
+#[test]
+fn auth_failures_get_their_code_and_close() {
+    let mut h = H::with(Config { duplicate_policy: DuplicatePolicy::Reject, ..config() });
+    h.login(1, 1, 7);
+    let t = T0 as u32;
+    let mut truncated = auth(1, 8, t, TOKEN);
+    truncated.truncate(truncated.len() - 1);
+    truncated[1] -= 1;
+    let cases: Vec<(Vec<u8>, u8)> = vec![
+        (truncated, 6),
+        (auth(3, 8, t, TOKEN), 6),
+        (auth(1, 8, t, "wrong"), 1),
+        // Signature is checked before time: a bad signature with a bad time is code 1.
+        (auth(1, 8, t - 10_000, "wrong"), 1),
+        (auth(1, 8, t - 301, TOKEN), 2),
+        (auth(1, 8, t + 301, TOKEN), 2),
+        (auth(1, 7, t, TOKEN), 3),
+    ];
+    for (i, (frame, code)) in cases.into_iter().enumerate() {
+        let conn = 10 + i;
+        h.open(conn);
+        h.feed(conn, &frame);
+        assert_eq!(h.got(conn), [Got::AuthResult(code)], "case {i}");
+        assert!(h.is_closed(conn), "case {i} closed");
+    }
+    // The edge of the window is inside it.
+    h.open(30);
+    h.feed(30, &auth(1, 9, t - 300, TOKEN));
+    assert_eq!(h.got(30), [Got::AuthResult(0)]);
+    // Invalid UTF-8 in plat is malformed: code 6.
+    let mut bad = auth(1, 9, t, TOKEN);
+    bad[9] = 0xff;
+    h.open(31);
+    h.feed(31, &bad);
+    assert_eq!(h.got(31), [Got::AuthResult(6)]);
+}
+
+#[test]
+fn previous_token_is_accepted_during_rotation() {
+    let mut h = H::with(Config { previous_token: Some("old".into()), ..config() });
+    h.open(1);
+    h.feed(1, &auth(1, 1, T0 as u32, "old"));
+    assert_eq!(h.got(1), [Got::AuthResult(0)]);
+}
+
+#[test]
+fn capacity_counts_open_connections_but_never_refuses_a_replacement() {
+    let mut h = H::with(Config { max_connections: 2, ..config() });
+    h.login(1, 1, 1);
+    h.open(2);
+    h.open(3); // 3 open > 2
+    h.feed(2, &auth(1, 2, T0 as u32, TOKEN));
+    assert_eq!(h.got(2), [Got::AuthResult(5)]);
+    h.release(2);
+    // Still 2 open after 2 left: conn 3 fits now.
+    h.feed(3, &auth(1, 3, T0 as u32, TOKEN));
+    assert_eq!(h.got(3), [Got::AuthResult(0)]);
+    // Over the limit again, but replacing node 1 is allowed.
+    h.open(4);
+    h.feed(4, &auth(1, 1, T0 as u32, TOKEN));
+    assert_eq!(h.got(4), [Got::AuthResult(0)]);
+    assert_eq!(h.got(1), [Got::Kick(1)]);
+}
+
+#[test]
+fn duplicate_replace_kicks_the_old_connection_and_keeps_the_new_registered() {
+    let mut h = H::new();
+    h.cross(1, 50, "p", 50, 4);
+    assert_eq!(h.game(2, 7, "p"), [Got::StatusPush(0), Got::Snapshot(0, 1, 0), assign(50, "p", 1)]);
+    h.got(1);
+    h.login(3, 1, 7);
+    assert_eq!(h.got(2), [Got::Kick(1)]);
+    assert!(h.is_closed(2));
+    assert_eq!(h.app.events.last().map(String::as_str), Some("offline game 7"));
+    // The reactor releases the old socket later; the new login must stay registered.
+    h.release(2);
+    assert_eq!(h.c.registered(), 2);
+    h.feed(3, &game_info(7, "S7", "p", 0, 0));
+    assert_eq!(h.got(3), [Got::StatusPush(0), Got::Snapshot(0, 1, 0), assign(50, "p", 1)], "same slot again");
+}
+
+#[test]
+fn protocol_errors_get_kick_5_and_close() {
+    let mut status = Vec::new();
+    StatusReport { online: 1 }.encode(&mut status);
+    let app = [0, 2, 0x10, 0x00];
+    let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        ("heartbeat before auth", vec![hb(1)]),
+        ("app before auth", vec![app.to_vec()]),
+        ("app before info", vec![auth(1, 1, T0 as u32, TOKEN), app.to_vec()]),
+        ("status before info", vec![auth(1, 1, T0 as u32, TOKEN), status.clone()]),
+        ("second auth", vec![auth(1, 1, T0 as u32, TOKEN), auth(1, 1, T0 as u32, TOKEN)]),
+        ("cross info from game", vec![auth(1, 1, T0 as u32, TOKEN), cross_info(1, "p", 1, 1, &[])]),
+        ("game info from cross", vec![auth(2, 1, T0 as u32, TOKEN), game_info(1, "x", "p", 0, 0)]),
+        ("serv_id mismatch", vec![auth(1, 1, T0 as u32, TOKEN), game_info(2, "x", "p", 0, 0)]),
+        ("id mismatch", vec![auth(2, 1, T0 as u32, TOKEN), cross_info(2, "p", 1, 1, &[])]),
+        ("second info", vec![auth(1, 1, T0 as u32, TOKEN), game_info(1, "x", "p", 0, 0), game_info(1, "x", "p", 0, 0)]),
+        ("status from cross", vec![auth(2, 1, T0 as u32, TOKEN), cross_info(1, "p", 1, 1, &[]), status.clone()]),
+        ("server command", vec![auth(1, 1, T0 as u32, TOKEN), game_info(1, "x", "p", 0, 0), vec![0, 3, 0x80, 0x05, 0]]),
+        ("unknown command", vec![auth(1, 1, T0 as u32, TOKEN), game_info(1, "x", "p", 0, 0), vec![0, 2, 0x01, 0x00]]),
+        ("command zero", vec![auth(1, 1, T0 as u32, TOKEN), game_info(1, "x", "p", 0, 0), vec![0, 2, 0, 0]]),
+        ("truncated heartbeat", vec![auth(1, 1, T0 as u32, TOKEN), vec![0, 5, 0, 4, 1, 2, 3]]),
+        ("truncated game info", vec![auth(1, 1, T0 as u32, TOKEN), vec![0, 5, 0, 2, 0, 0, 1]]),
+    ];
+    for (name, frames) in cases {
+        let mut h = H::new();
+        h.open(1);
+        for f in &frames {
+            h.feed(1, f);
+        }
+        let got = h.got(1);
+        assert_eq!(got.last(), Some(&Got::Kick(5)), "{name}: {got:?}");
+        assert!(h.is_closed(1), "{name}");
+        assert_eq!(h.c.registered(), 0, "{name}: left the registry");
+    }
+}
+
+#[test]
+fn heartbeat_is_echoed_in_every_phase_after_auth() {
+    let mut h = H::new();
+    h.login(1, 1, 1);
+    h.feed(1, &hb(42));
+    assert_eq!(h.got(1), [Got::Ack(42)]);
+    h.feed(1, &game_info(1, "S1", "p", 0, 0));
+    h.got(1);
+    h.feed(1, &hb(u64::MAX));
+    assert_eq!(h.got(1), [Got::Ack(u64::MAX)]);
+}
+
+#[test]
+fn silent_node_is_kicked_within_the_contract_window() {
+    let mut h = H::new(); // heartbeat_timeout 3 s
+    h.game(1, 1, "p");
+    h.advance(2_999);
+    assert!(h.got(1).is_empty(), "not before the timeout");
+    h.advance(1_000);
+    assert_eq!(h.got(1), [Got::Kick(2)], "within 1 s after it");
+    assert!(h.is_closed(1));
+    assert_eq!(h.c.registered(), 0);
+    assert_eq!(h.app.events.last().map(String::as_str), Some("offline game 1"));
+}
+
+#[test]
+fn any_frame_refreshes_liveness() {
+    let mut h = H::new();
+    h.game(1, 1, "p");
+    let mut status = Vec::new();
+    StatusReport { online: 5 }.encode(&mut status);
+    for _ in 0..10 {
+        h.advance(2_000);
+        h.feed(1, &status);
+    }
+    assert!(h.got(1).is_empty(), "kept alive by STATUS_REPORT alone");
+    assert!(matches!(h.c.node(NodeKey { node_type: NodeType::Game, node_id: 1 }).map(|n| n.info.clone()),
+        Some(NodeInfo::Game { players_online: 5, .. })));
+    h.advance(2_999);
+    assert!(h.got(1).is_empty());
+    h.advance(1_000);
+    assert_eq!(h.got(1), [Got::Kick(2)]);
+}
+
+#[test]
+fn a_connection_that_never_authenticates_is_closed_at_auth_timeout() {
+    let mut h = H::new(); // auth_timeout 2 s
+    h.open(1);
+    h.advance(1_999);
+    assert!(!h.is_closed(1));
+    h.advance(11);
+    assert!(h.is_closed(1));
+    assert!(h.got(1).is_empty(), "no frame: it never authenticated");
+    h.release(1);
+    assert_eq!(h.c.open_connections(), 0);
+}
+
+#[test]
+fn allocation_across_two_cross_nodes_and_the_waiting_queue() {
+    let mut h = H::new(); // default capacity 2
+    // Nobody serves platform p yet: the first game node waits.
+    assert_eq!(h.game(1, 101, "p"), [Got::StatusPush(0), Got::Snapshot(0, 1, 0)]);
+    assert_eq!(h.c.waiting("p"), [101]);
+    // A cross node of p with 2 slots arrives: 101 is assigned.
+    assert_eq!(h.cross(2, 9, "p", 90, 0), [members(&[(101, "S101", 1)])]);
+    assert_eq!(h.got(1), [assign(90, "p", 1)]);
+    // A second cross node with 3 slots: it has the most free slots now.
+    assert_eq!(h.cross(3, 8, "p", 80, 3), [members(&[])]);
+    h.game(4, 102, "p");
+    assert_eq!(h.got(3), [members(&[(102, "S102", 1)])]);
+    h.game(5, 103, "p"); // tie 2 free / 1 free -> 80 has 2 free
+    h.game(6, 104, "p"); // 90: 1 free, 80: 1 free -> tie -> lowest id 80
+    h.game(7, 105, "p"); // 90: 1 free
+    assert_eq!(h.got(3), [members(&[(102, "S102", 1), (103, "S103", 2)]), members(&[(102, "S102", 1), (103, "S103", 2), (104, "S104", 3)])]);
+    assert_eq!(h.got(2), [members(&[(101, "S101", 1), (105, "S105", 2)])]);
+    // Full: two more wait, in order.
+    h.game(8, 106, "p");
+    h.game(9, 107, "p");
+    assert_eq!(h.c.waiting("p"), [106, 107]);
+    // 106 leaves and returns: it queues again at the end.
+    h.release(8);
+    h.game(10, 106, "p");
+    assert_eq!(h.c.waiting("p"), [107, 106]);
+    // Capacity appears in p: the head of the queue gets it.
+    assert_eq!(h.cross(11, 7, "p", 70, 1), [members(&[(107, "S107", 1)])]);
+    assert_eq!(h.got(9), [assign(70, "p", 1)]);
+    assert_eq!(h.c.waiting("p"), [106]);
+}
+
+#[test]
+fn offline_members_keep_slots_and_a_cross_restart_changes_nothing() {
+    let mut h = H::new();
+    h.cross(1, 9, "p", 90, 2);
+    h.game(2, 101, "p");
+    h.release(2); // game offline: keeps slot 1
+    h.release(1); // cross offline
+    assert_eq!(h.cross(3, 9, "p", 90, 2), [members(&[(101, "S101", 1)])]);
+    h.game(4, 102, "p");
+    assert_eq!(h.got(4), [], "already drained by game()");
+    assert_eq!(h.got(3), [members(&[(101, "S101", 1), (102, "S102", 2)])]);
+}
+
+#[test]
+fn adoption_from_reports_and_lists() {
+    let mut h = H::new();
+    // A game node reports an assignment to a cross node never heard from: it waits for the name.
+    h.login(1, 1, 101);
+    h.feed(1, &game_info(101, "S101", "p", 90, 5));
+    assert_eq!(h.got(1), [Got::StatusPush(0), Got::Snapshot(0, 1, 0)]);
+    // The cross node connects listing 101 and an unknown 102 (never connected: empty name).
+    h.login(2, 2, 9);
+    h.feed(2, &cross_info(9, "p", 90, 8, &[102, 101]));
+    assert_eq!(h.got(2), [members(&[(102, "", 1), (101, "S101", 5)])]);
+    assert_eq!(h.got(1), [assign(90, "p", 5)]);
+    // 102 connects reporting nothing: the record wins, and its name reaches the cross node.
+    h.login(3, 1, 102);
+    h.feed(3, &game_info(102, "S102", "p", 0, 0));
+    assert_eq!(h.got(3), [Got::StatusPush(0), Got::Snapshot(0, 1, 0), assign(90, "p", 1)]);
+    assert_eq!(h.got(2), [members(&[(102, "S102", 1), (101, "S101", 5)])]);
+}
+
+#[test]
+fn record_wins_over_a_different_report_and_is_sent_again() {
+    let mut h = H::new();
+    h.cross(1, 9, "p", 90, 4);
+    h.cross(2, 8, "p", 80, 4);
+    h.game(3, 101, "p"); // -> 80 (tie -> lowest id)
+    h.release(3);
+    h.login(4, 1, 101);
+    h.feed(4, &game_info(101, "S101", "p", 90, 3));
+    assert_eq!(h.got(4), [Got::StatusPush(0), Got::Snapshot(0, 1, 0), assign(80, "p", 1)]);
+}
+
+#[test]
+fn a_rename_sends_new_members() {
+    let mut h = H::new();
+    h.cross(1, 9, "p", 90, 4);
+    h.game(2, 101, "p");
+    h.got(1);
+    h.release(2);
+    h.login(3, 1, 101);
+    h.feed(3, &game_info(101, "Renamed", "p", 90, 1));
+    assert_eq!(h.got(1), [members(&[(101, "Renamed", 1)])]);
+}
+
+#[test]
+fn a_second_process_claiming_a_cross_server_id_replaces_the_first() {
+    let mut h = H::new();
+    h.cross(1, 9, "p", 90, 4);
+    h.login(2, 2, 10);
+    h.feed(2, &cross_info(10, "p", 90, 4, &[]));
+    assert_eq!(h.got(1), [Got::Kick(1)]);
+    assert_eq!(h.got(2), [members(&[])]);
+}
+
+#[test]
+fn application_commands_reach_the_handler_and_never_disconnect() {
+    let mut h = H::new();
+    h.game(1, 1, "p");
+    h.feed(1, &[0, 5, 0x12, 0x34, 1, 2, 3]);
+    assert_eq!(h.app.events.last().map(String::as_str), Some("app game 1 0x1234 [1, 2, 3]"));
+    assert_eq!(h.got(1), [Got::App(0x1234, vec![1, 2, 3])], "handler context echoed it");
+    // Without a handler: ignored, still connected.
+    let mut out = Recorder::default();
+    let payload = [0x7f, 0xff, 9];
+    h.c.handle_frame(1, &payload, h.now, &mut out, &mut NoHandler);
+    assert!(out.frames.is_empty() && out.closed.is_empty());
+}
+
+#[test]
+fn handler_context_sends_app_commands_to_online_nodes_only() {
+    let mut out = Recorder::default();
+    let mut scratch = Vec::new();
+    let registry = HashMap::new();
+    let sessions = Vec::new();
+    let mut ctx = Context { registry: &registry, sessions: &sessions, out: &mut out, scratch: &mut scratch };
+    let node = NodeKey { node_type: NodeType::Game, node_id: 1 };
+    assert_eq!(ctx.send(node, 0x1000, b""), Err(SendError::NotOnline));
+    assert_eq!(ctx.send(node, 0x8004, b""), Err(SendError::NotAppCommand));
+}
+
+#[test]
+fn shutdown_kicks_every_registered_node_with_reason_4() {
+    let mut h = H::new();
+    h.game(1, 1, "p");
+    h.login(2, 2, 2);
+    h.open(3);
+    h.c.shutdown(h.now, &mut h.out, &mut h.app);
+    assert_eq!(h.got(1), [Got::Kick(4)]);
+    assert_eq!(h.got(2), [Got::Kick(4)]);
+    assert!(h.got(3).is_empty());
+    assert!([1, 2, 3].iter().all(|c| h.is_closed(*c)));
+    assert_eq!(h.c.registered(), 0);
+}
+
+#[test]
+fn frames_after_close_are_ignored() {
+    let mut h = H::new();
+    h.open(1);
+    h.feed(1, &hb(1)); // protocol error -> closed
+    h.got(1);
+    h.feed(1, &auth(1, 1, T0 as u32, TOKEN));
+    assert!(h.got(1).is_empty());
+    h.c.frame_error(1, FrameError::TooShort { len: 0 }, h.now, &mut h.out, &mut h.app);
+    assert!(h.got(1).is_empty());
+}

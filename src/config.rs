@@ -1,0 +1,408 @@
+//! Configuration: embedded defaults, then a TOML file (`--config`), then command-line flags.
+//! Every flag is also a config key (dashes become underscores). Errors name the key.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// The token used when none is configured. Only accepted on loopback listeners.
+pub const DEFAULT_TOKEN: &str = "dev-token-change-me";
+
+/// What happens when a node logs in while the same (node_type, node_id) is online.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DuplicatePolicy {
+    /// The new login wins; the old connection gets KICK 1.
+    Replace,
+    /// The new login gets AUTH_RESULT 3.
+    Reject,
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// The `log` crate's filter for this level.
+    pub fn filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Off => log::LevelFilter::Off,
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+/// The whole configuration of a login node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Node port address.
+    pub listen: SocketAddr,
+    /// Shared secret for AUTH signatures.
+    pub token: String,
+    /// A second accepted token, for rotating `token` without downtime.
+    pub previous_token: Option<String>,
+    /// Seconds between heartbeats, announced in AUTH_RESULT.
+    pub heartbeat_interval: u16,
+    /// Seconds of silence after which a node is dropped (KICK 2).
+    pub heartbeat_timeout: u16,
+    /// Milliseconds a connection may take to send AUTH.
+    pub auth_timeout_ms: u64,
+    /// Seconds an AUTH `time` may differ from the server clock.
+    pub auth_window: u32,
+    /// Largest accepted frame payload (`len`), 16..=65535.
+    pub max_frame: usize,
+    /// Most open connections on the node port; an AUTH beyond it gets code 5.
+    pub max_connections: usize,
+    /// Bytes queued for one connection before it is dropped as not reading.
+    pub max_write_buffer: usize,
+    /// What a duplicate login does.
+    pub duplicate_policy: DuplicatePolicy,
+    /// Capacity of a cross node that reports 0.
+    pub default_capacity: u16,
+    /// Log verbosity.
+    pub log_level: LogLevel,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            token: DEFAULT_TOKEN.to_string(),
+            previous_token: None,
+            heartbeat_interval: 10,
+            heartbeat_timeout: 30,
+            auth_timeout_ms: 10_000,
+            auth_window: 300,
+            max_frame: 65_535,
+            max_connections: 100_000,
+            max_write_buffer: 4 << 20,
+            duplicate_policy: DuplicatePolicy::Replace,
+            default_capacity: 100,
+            log_level: LogLevel::Info,
+        }
+    }
+}
+
+/// A configuration error; the binary exits with code 2 on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// The TOML file: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    token: Option<String>,
+    previous_token: Option<String>,
+    heartbeat_interval: Option<i64>,
+    heartbeat_timeout: Option<i64>,
+    auth_timeout: Option<toml::Value>,
+    auth_window: Option<i64>,
+    max_frame: Option<i64>,
+    max_connections: Option<i64>,
+    max_write_buffer: Option<i64>,
+    duplicate_policy: Option<String>,
+    default_capacity: Option<i64>,
+    log_level: Option<String>,
+}
+
+/// One line per flag for `--help`: (flag, value name, description).
+pub const FLAGS: &[(&str, &str, &str)] = &[
+    ("--config", "FILE", "TOML config file; flags given after it override its keys"),
+    ("--listen", "ADDR", "node port address [default: 127.0.0.1:7700]"),
+    ("--token", "TOKEN", "shared AUTH secret [default: a dev token, loopback only]"),
+    ("--previous-token", "TOKEN", "also accept this token (rotation) [default: none]"),
+    ("--heartbeat-interval", "SECS", "heartbeat interval announced to nodes [default: 10]"),
+    ("--heartbeat-timeout", "SECS", "drop a node silent this long (KICK 2) [default: 30]"),
+    ("--auth-timeout", "SECS", "close a connection that has not sent AUTH by then (decimals allowed) [default: 10]"),
+    ("--auth-window", "SECS", "accepted distance of AUTH time from the server clock [default: 300]"),
+    ("--max-frame", "BYTES", "largest accepted frame length, 16..65535 [default: 65535]"),
+    ("--max-connections", "N", "open connections allowed; AUTH beyond gets code 5 [default: 100000]"),
+    ("--max-write-buffer", "BYTES", "bytes queued for a node that does not read before it is dropped [default: 4194304]"),
+    ("--duplicate-policy", "replace|reject", "a second login of an online node [default: replace]"),
+    ("--default-capacity", "N", "capacity of a cross node reporting 0 [default: 100]"),
+    ("--log-level", "LEVEL", "off|error|warn|info|debug|trace [default: info]"),
+];
+
+fn int_in<T: TryFrom<i64>>(key: &str, v: i64, min: i64, max: i64) -> Result<T, ConfigError> {
+    if v < min || v > max {
+        return err(format!("{key}: {v} is out of range ({min}..={max})"));
+    }
+    T::try_from(v).or_else(|_| err(format!("{key}: {v} is out of range")))
+}
+
+fn parse_int(key: &str, s: &str) -> Result<i64, ConfigError> {
+    s.trim().parse::<i64>().or_else(|_| err(format!("{key}: expected a whole number, got {s:?}")))
+}
+
+fn parse_seconds_ms(key: &str, s: &str) -> Result<u64, ConfigError> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok((v * 1000.0).round().max(1.0) as u64),
+        _ => err(format!("{key}: expected seconds between 0 and 86400, got {s:?}")),
+    }
+}
+
+impl Config {
+    /// Sets one key from its textual value (flag or file). `key` uses underscores.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        match key {
+            "listen" => {
+                self.listen = value.parse().or_else(|_| err(format!("listen: {value:?} is not an address like 127.0.0.1:7700")))?
+            }
+            "token" => {
+                if value.is_empty() {
+                    return err("token: must not be empty");
+                }
+                self.token = value.to_string()
+            }
+            "previous_token" => self.previous_token = if value.is_empty() { None } else { Some(value.to_string()) },
+            "heartbeat_interval" => self.heartbeat_interval = int_in(key, parse_int(key, value)?, 1, 65_535)?,
+            "heartbeat_timeout" => self.heartbeat_timeout = int_in(key, parse_int(key, value)?, 1, 65_535)?,
+            "auth_timeout" => self.auth_timeout_ms = parse_seconds_ms(key, value)?,
+            "auth_window" => self.auth_window = int_in(key, parse_int(key, value)?, 0, u32::MAX as i64)?,
+            "max_frame" => self.max_frame = int_in(key, parse_int(key, value)?, 16, 65_535)?,
+            "max_connections" => self.max_connections = int_in(key, parse_int(key, value)?, 1, 100_000_000)?,
+            "max_write_buffer" => self.max_write_buffer = int_in(key, parse_int(key, value)?, 65_536, 1 << 32)?,
+            "default_capacity" => self.default_capacity = int_in(key, parse_int(key, value)?, 1, 65_535)?,
+            "duplicate_policy" => {
+                self.duplicate_policy = match value {
+                    "replace" => DuplicatePolicy::Replace,
+                    "reject" => DuplicatePolicy::Reject,
+                    _ => return err(format!("duplicate_policy: expected replace or reject, got {value:?}")),
+                }
+            }
+            "log_level" => {
+                self.log_level = match value.to_ascii_lowercase().as_str() {
+                    "off" => LogLevel::Off,
+                    "error" => LogLevel::Error,
+                    "warn" => LogLevel::Warn,
+                    "info" => LogLevel::Info,
+                    "debug" => LogLevel::Debug,
+                    "trace" => LogLevel::Trace,
+                    _ => return err(format!("log_level: expected off|error|warn|info|debug|trace, got {value:?}")),
+                }
+            }
+            _ => return err(format!("unknown key {key:?}")),
+        }
+        Ok(())
+    }
+
+    /// Applies a TOML document on top of this configuration.
+    pub fn merge_toml(&mut self, text: &str) -> Result<(), ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError(e.to_string().trim_end().to_string()))?;
+        let strings = [
+            ("listen", file.listen),
+            ("token", file.token),
+            ("previous_token", file.previous_token),
+            ("duplicate_policy", file.duplicate_policy),
+            ("log_level", file.log_level),
+        ];
+        for (key, v) in strings {
+            if let Some(v) = v {
+                self.set(key, &v)?;
+            }
+        }
+        let ints = [
+            ("heartbeat_interval", file.heartbeat_interval),
+            ("heartbeat_timeout", file.heartbeat_timeout),
+            ("auth_window", file.auth_window),
+            ("max_frame", file.max_frame),
+            ("max_connections", file.max_connections),
+            ("max_write_buffer", file.max_write_buffer),
+            ("default_capacity", file.default_capacity),
+        ];
+        for (key, v) in ints {
+            if let Some(v) = v {
+                self.set(key, &v.to_string())?;
+            }
+        }
+        match file.auth_timeout {
+            None => {}
+            Some(toml::Value::Integer(i)) => self.set("auth_timeout", &i.to_string())?,
+            Some(toml::Value::Float(f)) => self.set("auth_timeout", &f.to_string())?,
+            Some(other) => return err(format!("auth_timeout: expected seconds, got {other}")),
+        }
+        Ok(())
+    }
+
+    /// Reads and applies a TOML file.
+    pub fn merge_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("config {}: {e}", path.display())))?;
+        self.merge_toml(&text).map_err(|e| ConfigError(format!("config {}: {e}", path.display())))
+    }
+
+    /// Builds a configuration from command-line arguments (without the program name).
+    /// `--config FILE` is applied where it appears; later flags override it.
+    pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> Result<Config, ConfigError> {
+        let mut cfg = Config::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let Some(flag) = arg.strip_prefix("--") else {
+                return err(format!("unexpected argument {arg:?} (see --help)"));
+            };
+            let (name, inline) = match flag.split_once('=') {
+                Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                None => (flag.to_string(), None),
+            };
+            if !FLAGS.iter().any(|(f, _, _)| f[2..] == name) {
+                return err(format!("unknown flag --{name} (see --help)"));
+            }
+            let value = match inline {
+                Some(v) => v,
+                None => args.next().ok_or_else(|| ConfigError(format!("--{name} needs a value")))?,
+            };
+            let key = name.replace('-', "_");
+            if key == "config" {
+                cfg.merge_file(Path::new(&value))?;
+            } else {
+                cfg.set(&key, &value).map_err(|e| ConfigError(format!("--{name}: {e}")))?;
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks rules that involve more than one key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.token == DEFAULT_TOKEN && !self.listen.ip().is_loopback() {
+            return err(format!(
+                "token: refusing to listen on non-loopback {} with the default token; set token",
+                self.listen
+            ));
+        }
+        if self.heartbeat_timeout <= self.heartbeat_interval {
+            return err(format!(
+                "heartbeat_timeout: {} must exceed heartbeat_interval {}",
+                self.heartbeat_timeout, self.heartbeat_interval
+            ));
+        }
+        Ok(())
+    }
+
+    /// The accepted tokens: `token`, then `previous_token` if set.
+    pub fn tokens(&self) -> Vec<Box<[u8]>> {
+        let mut t = vec![self.token.as_bytes().into()];
+        if let Some(p) = &self.previous_token {
+            t.push(p.as_bytes().into());
+        }
+        t
+    }
+
+    /// `--help` text.
+    pub fn help() -> String {
+        let mut s = String::from(
+            "login-node: a login node for game-server clusters (protocol v1)\n\n\
+             Usage: login-node [--config FILE] [FLAGS]\n\n\
+             Every flag is also a config file key, with underscores (--heartbeat-timeout -> heartbeat_timeout).\n\n\
+             Flags:\n",
+        );
+        for (flag, value, what) in FLAGS {
+            s.push_str(&format!("  {:<34} {}\n", format!("{flag} {value}"), what));
+        }
+        s.push_str("  --help                             this text\n  --version                          the version\n");
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn defaults_are_a_working_loopback_node() {
+        let c = Config::from_args(Vec::new()).expect("defaults valid");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7700");
+        assert_eq!(c.token, DEFAULT_TOKEN);
+        assert_eq!(c.duplicate_policy, DuplicatePolicy::Replace);
+    }
+
+    #[test]
+    fn flags_override_defaults_in_both_spellings() {
+        let c = Config::from_args(args("--heartbeat-interval 5 --heartbeat-timeout=12 --auth-timeout 0.25 --duplicate-policy reject"))
+            .expect("valid");
+        assert_eq!((c.heartbeat_interval, c.heartbeat_timeout, c.auth_timeout_ms), (5, 12, 250));
+        assert_eq!(c.duplicate_policy, DuplicatePolicy::Reject);
+    }
+
+    #[test]
+    fn default_token_refused_off_loopback() {
+        let e = Config::from_args(args("--listen 0.0.0.0:7700")).expect_err("refused");
+        assert!(e.0.starts_with("token:"), "{e}");
+        Config::from_args(args("--listen 0.0.0.0:7700 --token s3cret")).expect("custom token is fine");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        for (a, key) in [
+            ("--max-frame 3", "max_frame"),
+            ("--heartbeat-interval x", "heartbeat_interval"),
+            ("--duplicate-policy maybe", "duplicate_policy"),
+            ("--listen nowhere", "listen"),
+            ("--log-level loud", "log_level"),
+        ] {
+            let e = Config::from_args(args(a)).expect_err(a);
+            assert!(e.0.contains(key), "{a}: {e}");
+        }
+        assert!(Config::from_args(args("--bogus 1")).expect_err("unknown").0.contains("--bogus"));
+        assert!(Config::from_args(args("--token")).expect_err("no value").0.contains("needs a value"));
+    }
+
+    #[test]
+    fn toml_keys_apply_and_unknown_keys_are_refused() {
+        let mut c = Config::default();
+        c.merge_toml("listen = \"127.0.0.1:9\"\nheartbeat_timeout = 40\nauth_timeout = 1.5\nduplicate_policy = \"reject\"\n")
+            .expect("valid");
+        assert_eq!(c.listen.port(), 9);
+        assert_eq!(c.heartbeat_timeout, 40);
+        assert_eq!(c.auth_timeout_ms, 1_500);
+        let e = c.merge_toml("heartbeat_intervall = 3").expect_err("typo");
+        assert!(e.0.contains("heartbeat_intervall"), "{e}");
+        let e = c.merge_toml("max_connections = \"many\"").expect_err("type");
+        assert!(e.0.contains("max_connections") || e.0.contains("integer"), "{e}");
+        let e = c.merge_toml("max_frame = 70000").expect_err("range");
+        assert!(e.0.contains("max_frame"), "{e}");
+    }
+
+    #[test]
+    fn timeout_must_exceed_interval() {
+        let e = Config::from_args(args("--heartbeat-interval 30 --heartbeat-timeout 30")).expect_err("invalid");
+        assert!(e.0.contains("heartbeat_timeout"));
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../login-node.example.toml");
+        let mut c = Config::default();
+        c.merge_toml(text).expect("the shipped example is valid");
+    }
+}
