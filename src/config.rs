@@ -134,20 +134,76 @@ struct FileConfig {
 
 /// One line per flag for `--help`: (flag, value name, description).
 pub const FLAGS: &[(&str, &str, &str)] = &[
-    ("--config", "FILE", "TOML config file; flags given after it override its keys"),
-    ("--listen", "ADDR", "node port address [default: 127.0.0.1:7700]"),
-    ("--token", "TOKEN", "shared AUTH secret [default: a dev token, loopback only]"),
-    ("--previous-token", "TOKEN", "also accept this token (rotation) [default: none]"),
-    ("--heartbeat-interval", "SECS", "heartbeat interval announced to nodes [default: 10]"),
-    ("--heartbeat-timeout", "SECS", "drop a node silent this long (KICK 2) [default: 30]"),
-    ("--auth-timeout", "SECS", "close a connection that has not sent AUTH by then (decimals allowed) [default: 10]"),
-    ("--auth-window", "SECS", "accepted distance of AUTH time from the server clock [default: 300]"),
-    ("--max-frame", "BYTES", "largest accepted frame length, 16..65535 [default: 65535]"),
-    ("--max-connections", "N", "open connections allowed; AUTH beyond gets code 5 [default: 100000]"),
-    ("--max-write-buffer", "BYTES", "bytes queued for a node that does not read before it is dropped [default: 4194304]"),
-    ("--duplicate-policy", "replace|reject", "a second login of an online node [default: replace]"),
-    ("--default-capacity", "N", "capacity of a cross node reporting 0 [default: 100]"),
-    ("--log-level", "LEVEL", "off|error|warn|info|debug|trace [default: info]"),
+    (
+        "--config",
+        "FILE",
+        "TOML config file; flags given after it override its keys",
+    ),
+    (
+        "--listen",
+        "ADDR",
+        "node port address [default: 127.0.0.1:7700]",
+    ),
+    (
+        "--token",
+        "TOKEN",
+        "shared AUTH secret [default: a dev token, loopback only]",
+    ),
+    (
+        "--previous-token",
+        "TOKEN",
+        "also accept this token (rotation) [default: none]",
+    ),
+    (
+        "--heartbeat-interval",
+        "SECS",
+        "heartbeat interval announced to nodes [default: 10]",
+    ),
+    (
+        "--heartbeat-timeout",
+        "SECS",
+        "drop a node silent this long (KICK 2) [default: 30]",
+    ),
+    (
+        "--auth-timeout",
+        "SECS",
+        "close a connection that has not sent AUTH by then (decimals allowed) [default: 10]",
+    ),
+    (
+        "--auth-window",
+        "SECS",
+        "accepted distance of AUTH time from the server clock [default: 300]",
+    ),
+    (
+        "--max-frame",
+        "BYTES",
+        "largest accepted frame length, 16..65535 [default: 65535]",
+    ),
+    (
+        "--max-connections",
+        "N",
+        "open connections allowed; AUTH beyond gets code 5 [default: 100000]",
+    ),
+    (
+        "--max-write-buffer",
+        "BYTES",
+        "bytes queued for a node that does not read before it is dropped [default: 4194304]",
+    ),
+    (
+        "--duplicate-policy",
+        "replace|reject",
+        "a second login of an online node [default: replace]",
+    ),
+    (
+        "--default-capacity",
+        "N",
+        "capacity of a cross node reporting 0 [default: 100]",
+    ),
+    (
+        "--log-level",
+        "LEVEL",
+        "off|error|warn|info|debug|trace [default: info]",
+    ),
 ];
 
 fn int_in<T: TryFrom<i64>>(key: &str, v: i64, min: i64, max: i64) -> Result<T, ConfigError> {
@@ -158,13 +214,19 @@ fn int_in<T: TryFrom<i64>>(key: &str, v: i64, min: i64, max: i64) -> Result<T, C
 }
 
 fn parse_int(key: &str, s: &str) -> Result<i64, ConfigError> {
-    s.trim().parse::<i64>().or_else(|_| err(format!("{key}: expected a whole number, got {s:?}")))
+    s.trim()
+        .parse::<i64>()
+        .or_else(|_| err(format!("{key}: expected a whole number, got {s:?}")))
 }
 
 fn parse_seconds_ms(key: &str, s: &str) -> Result<u64, ConfigError> {
     match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok((v * 1000.0).round().max(1.0) as u64),
-        _ => err(format!("{key}: expected seconds between 0 and 86400, got {s:?}")),
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => {
+            Ok((v * 1000.0).round().max(1.0) as u64)
+        }
+        _ => err(format!(
+            "{key}: expected seconds between 0 and 86400, got {s:?}"
+        )),
     }
 }
 
@@ -173,7 +235,11 @@ impl Config {
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         match key {
             "listen" => {
-                self.listen = value.parse().or_else(|_| err(format!("listen: {value:?} is not an address like 127.0.0.1:7700")))?
+                self.listen = value.parse().or_else(|_| {
+                    err(format!(
+                        "listen: {value:?} is not an address like 127.0.0.1:7700"
+                    ))
+                })?
             }
             "token" => {
                 if value.is_empty() {
@@ -181,32 +247,57 @@ impl Config {
                 }
                 self.token = value.to_string()
             }
-            "previous_token" => self.previous_token = if value.is_empty() { None } else { Some(value.to_string()) },
-            "heartbeat_interval" => self.heartbeat_interval = int_in(key, parse_int(key, value)?, 1, 65_535)?,
-            "heartbeat_timeout" => self.heartbeat_timeout = int_in(key, parse_int(key, value)?, 1, 65_535)?,
+            "previous_token" => {
+                self.previous_token = if value.is_empty() {
+                    None
+                } else {
+                    Some(value.to_string())
+                }
+            }
+            "heartbeat_interval" => {
+                self.heartbeat_interval = int_in(key, parse_int(key, value)?, 1, 65_535)?
+            }
+            "heartbeat_timeout" => {
+                self.heartbeat_timeout = int_in(key, parse_int(key, value)?, 1, 65_535)?
+            }
             "auth_timeout" => self.auth_timeout_ms = parse_seconds_ms(key, value)?,
-            "auth_window" => self.auth_window = int_in(key, parse_int(key, value)?, 0, u32::MAX as i64)?,
+            "auth_window" => {
+                self.auth_window = int_in(key, parse_int(key, value)?, 0, u32::MAX as i64)?
+            }
             "max_frame" => self.max_frame = int_in(key, parse_int(key, value)?, 16, 65_535)?,
-            "max_connections" => self.max_connections = int_in(key, parse_int(key, value)?, 1, 100_000_000)?,
-            "max_write_buffer" => self.max_write_buffer = int_in(key, parse_int(key, value)?, 65_536, 1 << 32)?,
-            "default_capacity" => self.default_capacity = int_in(key, parse_int(key, value)?, 1, 65_535)?,
+            "max_connections" => {
+                self.max_connections = int_in(key, parse_int(key, value)?, 1, 100_000_000)?
+            }
+            "max_write_buffer" => {
+                self.max_write_buffer = int_in(key, parse_int(key, value)?, 65_536, 1 << 32)?
+            }
+            "default_capacity" => {
+                self.default_capacity = int_in(key, parse_int(key, value)?, 1, 65_535)?
+            }
             "duplicate_policy" => {
                 self.duplicate_policy = match value {
                     "replace" => DuplicatePolicy::Replace,
                     "reject" => DuplicatePolicy::Reject,
-                    _ => return err(format!("duplicate_policy: expected replace or reject, got {value:?}")),
+                    _ => {
+                        return err(format!(
+                            "duplicate_policy: expected replace or reject, got {value:?}"
+                        ))
+                    }
                 }
             }
             "log_level" => {
-                self.log_level = match value.to_ascii_lowercase().as_str() {
-                    "off" => LogLevel::Off,
-                    "error" => LogLevel::Error,
-                    "warn" => LogLevel::Warn,
-                    "info" => LogLevel::Info,
-                    "debug" => LogLevel::Debug,
-                    "trace" => LogLevel::Trace,
-                    _ => return err(format!("log_level: expected off|error|warn|info|debug|trace, got {value:?}")),
-                }
+                self.log_level =
+                    match value.to_ascii_lowercase().as_str() {
+                        "off" => LogLevel::Off,
+                        "error" => LogLevel::Error,
+                        "warn" => LogLevel::Warn,
+                        "info" => LogLevel::Info,
+                        "debug" => LogLevel::Debug,
+                        "trace" => LogLevel::Trace,
+                        _ => return err(format!(
+                            "log_level: expected off|error|warn|info|debug|trace, got {value:?}"
+                        )),
+                    }
             }
             _ => return err(format!("unknown key {key:?}")),
         }
@@ -215,7 +306,8 @@ impl Config {
 
     /// Applies a TOML document on top of this configuration.
     pub fn merge_toml(&mut self, text: &str) -> Result<(), ConfigError> {
-        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError(e.to_string().trim_end().to_string()))?;
+        let file: FileConfig =
+            toml::from_str(text).map_err(|e| ConfigError(e.to_string().trim_end().to_string()))?;
         let strings = [
             ("listen", file.listen),
             ("token", file.token),
@@ -253,8 +345,10 @@ impl Config {
 
     /// Reads and applies a TOML file.
     pub fn merge_file(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("config {}: {e}", path.display())))?;
-        self.merge_toml(&text).map_err(|e| ConfigError(format!("config {}: {e}", path.display())))
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("config {}: {e}", path.display())))?;
+        self.merge_toml(&text)
+            .map_err(|e| ConfigError(format!("config {}: {e}", path.display())))
     }
 
     /// Builds a configuration from command-line arguments (without the program name).
@@ -275,13 +369,16 @@ impl Config {
             }
             let value = match inline {
                 Some(v) => v,
-                None => args.next().ok_or_else(|| ConfigError(format!("--{name} needs a value")))?,
+                None => args
+                    .next()
+                    .ok_or_else(|| ConfigError(format!("--{name} needs a value")))?,
             };
             let key = name.replace('-', "_");
             if key == "config" {
                 cfg.merge_file(Path::new(&value))?;
             } else {
-                cfg.set(&key, &value).map_err(|e| ConfigError(format!("--{name}: {e}")))?;
+                cfg.set(&key, &value)
+                    .map_err(|e| ConfigError(format!("--{name}: {e}")))?;
             }
         }
         cfg.validate()?;
@@ -350,7 +447,10 @@ mod tests {
     fn flags_override_defaults_in_both_spellings() {
         let c = Config::from_args(args("--heartbeat-interval 5 --heartbeat-timeout=12 --auth-timeout 0.25 --duplicate-policy reject"))
             .expect("valid");
-        assert_eq!((c.heartbeat_interval, c.heartbeat_timeout, c.auth_timeout_ms), (5, 12, 250));
+        assert_eq!(
+            (c.heartbeat_interval, c.heartbeat_timeout, c.auth_timeout_ms),
+            (5, 12, 250)
+        );
         assert_eq!(c.duplicate_policy, DuplicatePolicy::Reject);
     }
 
@@ -358,7 +458,8 @@ mod tests {
     fn default_token_refused_off_loopback() {
         let e = Config::from_args(args("--listen 0.0.0.0:7700")).expect_err("refused");
         assert!(e.0.starts_with("token:"), "{e}");
-        Config::from_args(args("--listen 0.0.0.0:7700 --token s3cret")).expect("custom token is fine");
+        Config::from_args(args("--listen 0.0.0.0:7700 --token s3cret"))
+            .expect("custom token is fine");
     }
 
     #[test]
@@ -373,8 +474,14 @@ mod tests {
             let e = Config::from_args(args(a)).expect_err(a);
             assert!(e.0.contains(key), "{a}: {e}");
         }
-        assert!(Config::from_args(args("--bogus 1")).expect_err("unknown").0.contains("--bogus"));
-        assert!(Config::from_args(args("--token")).expect_err("no value").0.contains("needs a value"));
+        assert!(Config::from_args(args("--bogus 1"))
+            .expect_err("unknown")
+            .0
+            .contains("--bogus"));
+        assert!(Config::from_args(args("--token"))
+            .expect_err("no value")
+            .0
+            .contains("needs a value"));
     }
 
     #[test]
@@ -387,15 +494,21 @@ mod tests {
         assert_eq!(c.auth_timeout_ms, 1_500);
         let e = c.merge_toml("heartbeat_intervall = 3").expect_err("typo");
         assert!(e.0.contains("heartbeat_intervall"), "{e}");
-        let e = c.merge_toml("max_connections = \"many\"").expect_err("type");
-        assert!(e.0.contains("max_connections") || e.0.contains("integer"), "{e}");
+        let e = c
+            .merge_toml("max_connections = \"many\"")
+            .expect_err("type");
+        assert!(
+            e.0.contains("max_connections") || e.0.contains("integer"),
+            "{e}"
+        );
         let e = c.merge_toml("max_frame = 70000").expect_err("range");
         assert!(e.0.contains("max_frame"), "{e}");
     }
 
     #[test]
     fn timeout_must_exceed_interval() {
-        let e = Config::from_args(args("--heartbeat-interval 30 --heartbeat-timeout 30")).expect_err("invalid");
+        let e = Config::from_args(args("--heartbeat-interval 30 --heartbeat-timeout 30"))
+            .expect_err("invalid");
         assert!(e.0.contains("heartbeat_timeout"));
     }
 

@@ -1,4 +1,47 @@
-pub mod proto;
-pub mod timer;
+//! login-node: a login node for game-server clusters, as a library and a binary.
+//!
+//! Game (logic) nodes and cross-server nodes connect over TCP with 2-byte length-prefixed
+//! frames (protocol v1, `docs/PROTOCOL.md`), authenticate with
+//! `md5(decimal(node_id) ++ decimal(time) ++ token)`, heartbeat, and every game node is assigned
+//! the cross node of its platform with the most free slots.
+//!
+//! The data path follows the modules:
+//!
+//! ```text
+//! socket ──► reactor ──► proto::frame ──► proto::message ──► cluster ──► Outbox ──► reactor ──► socket
+//!            (mio loop)   (split bytes)    (typed values)    (registry,   (frames to
+//!                                                             allocator,   send, closes)
+//!                                                             timer wheel)
+//! ```
+//!
+//! - [`proto`]: bytes in, values out; no I/O.
+//! - [`cluster`]: the logic, sans-IO: events in with `now`, decisions out through an [`cluster::Outbox`].
+//! - [`timer`]: the hierarchical timer wheel behind every deadline.
+//! - [`reactor`]: the single-threaded mio poll loop, [`reactor::LoginNode`].
+//! - [`config`]: defaults, TOML file and flags.
+//! - [`client`]: a blocking client for Rust nodes.
+//!
+//! Embedding, with no async runtime:
+//!
+//! ```no_run
+//! use login_node::{config::Config, reactor::LoginNode};
+//!
+//! let config = Config { token: "s3cret".into(), ..Config::default() };
+//! let mut node = LoginNode::bind(config)?;
+//! let stop = node.shutdown_handle(); // Send + Clone: call stop.shutdown() from any thread
+//! # stop.shutdown();
+//! node.run()?; // returns after shutdown: every node got KICK 4
+//! # Ok::<(), std::io::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod proto;
+pub mod reactor;
+pub mod timer;
+
+pub use cluster::{Context, Handler, NoHandler, NodeKey};
+pub use config::Config;
+pub use reactor::{LoginNode, ShutdownHandle};

@@ -84,7 +84,13 @@ impl<T: Copy> TimerWheel<T> {
     /// Schedules `payload` to fire at `deadline_ms` (or at the next poll if that has passed).
     pub fn insert(&mut self, deadline_ms: u64, payload: T) -> TimerId {
         let deadline = deadline_ms.div_ceil(self.tick_ms);
-        let key = self.entries.insert(Entry { deadline, prev: NONE, next: NONE, list: 0, payload });
+        let key = self.entries.insert(Entry {
+            deadline,
+            prev: NONE,
+            next: NONE,
+            list: 0,
+            payload,
+        });
         // Slab keys are dense; a wheel holding 4 billion timers is out of scope.
         let key = u32::try_from(key).unwrap_or(NONE - 1);
         self.place(key);
@@ -114,7 +120,9 @@ impl<T: Copy> TimerWheel<T> {
 
     /// The deadline (ms) of a scheduled timer.
     pub fn deadline_ms(&self, id: TimerId) -> Option<u64> {
-        self.entries.get(id.0 as usize).map(|e| e.deadline * self.tick_ms)
+        self.entries
+            .get(id.0 as usize)
+            .map(|e| e.deadline * self.tick_ms)
     }
 
     /// When the caller should next call [`Self::poll`]: a time in ms (possibly already past),
@@ -148,7 +156,11 @@ impl<T: Copy> TimerWheel<T> {
                 let slot = bits.trailing_zeros() as usize;
                 let shift = SLOT_BITS as usize * level;
                 // Clear this level's digit and everything below it, then set the slot's digit.
-                let span_mask = if shift + 6 >= 64 { u64::MAX } else { (1u64 << (shift + 6)) - 1 };
+                let span_mask = if shift + 6 >= 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << (shift + 6)) - 1
+                };
                 let tick = (self.elapsed & !span_mask) | ((slot as u64) << shift);
                 return Some((level, slot, tick));
             }
@@ -305,7 +317,9 @@ mod tests {
     fn many_timers_fire_in_deadline_order_across_levels() {
         let mut w = TimerWheel::new(1, 0);
         // Deadlines spread over several levels, inserted in scrambled order.
-        let deadlines: Vec<u64> = (0..2_000u64).map(|i| (i * 7_919) % 2_000 * 97 + 1).collect();
+        let deadlines: Vec<u64> = (0..2_000u64)
+            .map(|i| (i * 7_919) % 2_000 * 97 + 1)
+            .collect();
         for (i, d) in deadlines.iter().enumerate() {
             w.insert(*d, i as u32);
         }
@@ -345,7 +359,11 @@ mod tests {
             let mut got = Vec::new();
             for now in start..=start + 10_000 {
                 while let Some((_, p)) = w.poll(now) {
-                    assert_eq!(start + p as u64, now, "start {start}: timer {p} fired at the wrong time");
+                    assert_eq!(
+                        start + p as u64,
+                        now,
+                        "start {start}: timer {p} fired at the wrong time"
+                    );
                     got.push(p);
                 }
             }

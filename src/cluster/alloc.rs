@@ -207,7 +207,10 @@ impl Allocator {
 
     /// The waiting game nodes of a platform, in queue order.
     pub fn waiting(&self, plat: PlatId) -> impl Iterator<Item = ServId> + '_ {
-        self.plat_state.get(plat as usize).into_iter().flat_map(|p| p.waiting.values().copied())
+        self.plat_state
+            .get(plat as usize)
+            .into_iter()
+            .flat_map(|p| p.waiting.values().copied())
     }
 
     /// Takes the announcements owed so far, deduplicated.
@@ -227,7 +230,13 @@ impl Allocator {
     }
 
     /// A game node's GAME_INFO: `cross_plat` (interned), and the assignment it reports.
-    pub fn game_online(&mut self, serv: ServId, name: &str, plat: PlatId, reported: (CrossId, u16)) {
+    pub fn game_online(
+        &mut self,
+        serv: ServId,
+        name: &str,
+        plat: PlatId,
+        reported: (CrossId, u16),
+    ) {
         let rec = self.games.entry(serv).or_default();
         let renamed = *rec.name != *name;
         if renamed {
@@ -260,7 +269,9 @@ impl Allocator {
 
     /// A game node went offline: it keeps its assignment but leaves the waiting queue.
     pub fn game_offline(&mut self, serv: ServId) {
-        let Some(rec) = self.games.get_mut(&serv) else { return };
+        let Some(rec) = self.games.get_mut(&serv) else {
+            return;
+        };
         rec.online = false;
         if let (Some(seq), Some(plat)) = (rec.waiting.take(), rec.plat) {
             self.plat_mut(plat).waiting.remove(&seq);
@@ -268,8 +279,19 @@ impl Allocator {
     }
 
     /// A cross node's CROSS_INFO. `capacity` 0 means the default.
-    pub fn cross_online(&mut self, id: CrossId, plat: PlatId, name: &str, capacity: u16, listed: impl IntoIterator<Item = ServId>) {
-        let capacity = if capacity == 0 { self.default_capacity } else { capacity };
+    pub fn cross_online(
+        &mut self,
+        id: CrossId,
+        plat: PlatId,
+        name: &str,
+        capacity: u16,
+        listed: impl IntoIterator<Item = ServId>,
+    ) {
+        let capacity = if capacity == 0 {
+            self.default_capacity
+        } else {
+            capacity
+        };
         self.unrank(id);
         let rec = self.crosses.entry(id).or_default();
         let renamed = rec.name.as_deref() != Some(name);
@@ -284,7 +306,10 @@ impl Allocator {
             self.changes.assign.extend(rec.members.values().copied());
         }
         for serv in listed {
-            let has_record = self.games.get(&serv).is_some_and(|g| g.assignment.is_some());
+            let has_record = self
+                .games
+                .get(&serv)
+                .is_some_and(|g| g.assignment.is_some());
             if !has_record {
                 self.adopt(serv, id, 0);
             }
@@ -304,8 +329,14 @@ impl Allocator {
 
     /// Operator: change a cross node's capacity (0 = default). Waiting nodes may be assigned.
     pub fn set_capacity(&mut self, id: CrossId, capacity: u16) -> bool {
-        let capacity = if capacity == 0 { self.default_capacity } else { capacity };
-        let Some(rec) = self.crosses.get_mut(&id) else { return false };
+        let capacity = if capacity == 0 {
+            self.default_capacity
+        } else {
+            capacity
+        };
+        let Some(rec) = self.crosses.get_mut(&id) else {
+            return false;
+        };
         rec.capacity = capacity;
         let plat = rec.plat;
         self.rerank(id);
@@ -318,7 +349,11 @@ impl Allocator {
     /// Operator: move a game node to `to` (slot `pos`, or the lowest free one if 0).
     /// Moves into a full cross node are refused; the game node's old slot is freed.
     pub fn move_game(&mut self, serv: ServId, to: CrossId, pos: u16) -> Result<(), MoveError> {
-        let old = self.games.get(&serv).ok_or(MoveError::UnknownGame)?.assignment;
+        let old = self
+            .games
+            .get(&serv)
+            .ok_or(MoveError::UnknownGame)?
+            .assignment;
         let target = self.crosses.get_mut(&to).ok_or(MoveError::UnknownCross)?;
         let same_cross = old.is_some_and(|(c, _)| c == to);
         if !same_cross && target.free() == 0 {
@@ -333,7 +368,11 @@ impl Allocator {
         }
         self.release(serv);
         let target = self.crosses.get_mut(&to).ok_or(MoveError::UnknownCross)?;
-        let pos = if pos != 0 { pos } else { target.lowest_free_slot().ok_or(MoveError::NoFreeSlot)? };
+        let pos = if pos != 0 {
+            pos
+        } else {
+            target.lowest_free_slot().ok_or(MoveError::NoFreeSlot)?
+        };
         self.settle(serv, to, pos);
         Ok(())
     }
@@ -341,7 +380,10 @@ impl Allocator {
     /// Adopts a reported assignment: the reported slot if free (even past capacity), else the
     /// lowest free one. Never refused for capacity.
     fn adopt(&mut self, serv: ServId, cross: CrossId, reported_pos: u16) {
-        let rec = self.crosses.entry(cross).or_insert_with(|| CrossRecord { capacity: self.default_capacity, ..Default::default() });
+        let rec = self.crosses.entry(cross).or_insert_with(|| CrossRecord {
+            capacity: self.default_capacity,
+            ..Default::default()
+        });
         let pos = if reported_pos != 0 && !rec.members.contains_key(&reported_pos) {
             reported_pos
         } else {
@@ -355,13 +397,23 @@ impl Allocator {
 
     /// Picks the cross node with the most free slots in `plat`; false if none has one.
     fn assign_best(&mut self, serv: ServId, plat: PlatId) -> bool {
-        let Some(&(Reverse(free), cross)) = self.plat_state.get(plat as usize).and_then(|p| p.ranking.first()) else {
+        let Some(&(Reverse(free), cross)) = self
+            .plat_state
+            .get(plat as usize)
+            .and_then(|p| p.ranking.first())
+        else {
             return false;
         };
         if free == 0 {
             return false;
         }
-        let Some(pos) = self.crosses.get_mut(&cross).and_then(|c| c.lowest_free_slot()) else { return false };
+        let Some(pos) = self
+            .crosses
+            .get_mut(&cross)
+            .and_then(|c| c.lowest_free_slot())
+        else {
+            return false;
+        };
         self.settle(serv, cross, pos);
         true
     }
@@ -383,7 +435,9 @@ impl Allocator {
 
     /// Frees `serv`'s slot, if it has one.
     fn release(&mut self, serv: ServId) {
-        let Some((cross, pos)) = self.games.get_mut(&serv).and_then(|g| g.assignment.take()) else { return };
+        let Some((cross, pos)) = self.games.get_mut(&serv).and_then(|g| g.assignment.take()) else {
+            return;
+        };
         if let Some(rec) = self.crosses.get_mut(&cross) {
             rec.release_slot(pos);
         }
@@ -394,8 +448,12 @@ impl Allocator {
     /// Assigns waiting game nodes of `plat` in arrival order while free slots remain.
     fn drain_waiting(&mut self, plat: PlatId) {
         loop {
-            let Some(p) = self.plat_state.get(plat as usize) else { return };
-            let Some((_, &serv)) = p.waiting.first_key_value() else { return };
+            let Some(p) = self.plat_state.get(plat as usize) else {
+                return;
+            };
+            let Some((_, &serv)) = p.waiting.first_key_value() else {
+                return;
+            };
             if !self.assign_best(serv, plat) {
                 return;
             }
@@ -403,15 +461,21 @@ impl Allocator {
     }
 
     fn unrank(&mut self, id: CrossId) {
-        let Some(rec) = self.crosses.get_mut(&id) else { return };
+        let Some(rec) = self.crosses.get_mut(&id) else {
+            return;
+        };
         if let (Some(key), Some(plat)) = (rec.ranked.take(), rec.plat) {
             self.plat_mut(plat).ranking.remove(&key);
         }
     }
 
     fn rank(&mut self, id: CrossId) {
-        let Some(rec) = self.crosses.get_mut(&id) else { return };
-        let (true, Some(plat)) = (rec.online, rec.plat) else { return };
+        let Some(rec) = self.crosses.get_mut(&id) else {
+            return;
+        };
+        let (true, Some(plat)) = (rec.online, rec.plat) else {
+            return;
+        };
         let key = (Reverse(rec.free()), id);
         rec.ranked = Some(key);
         self.plat_mut(plat).ranking.insert(key);
@@ -450,11 +514,19 @@ mod tests {
         a.cross_online(10, p, "c10", 3, []);
         changes(&mut a);
         a.game_online(1, "g1", p, (0, 0));
-        assert_eq!(assignment(&a, 1), Some((10, 1)), "tie -> lowest cross_server_id");
+        assert_eq!(
+            assignment(&a, 1),
+            Some((10, 1)),
+            "tie -> lowest cross_server_id"
+        );
         let c = changes(&mut a);
         assert_eq!((c.assign, c.members), (vec![1], vec![10]));
         a.game_online(2, "g2", p, (0, 0));
-        assert_eq!(assignment(&a, 2), Some((20, 1)), "20 has more free slots now");
+        assert_eq!(
+            assignment(&a, 2),
+            Some((20, 1)),
+            "20 has more free slots now"
+        );
         a.game_online(3, "g3", p, (0, 0));
         assert_eq!(assignment(&a, 3), Some((10, 2)));
     }
@@ -519,7 +591,11 @@ mod tests {
         a.cross_offline(1);
         a.cross_online(1, p, "c1", 2, []);
         a.game_online(2, "b", p, (0, 0));
-        assert_eq!(assignment(&a, 2), Some((1, 2)), "slot 1 still held by offline game 1");
+        assert_eq!(
+            assignment(&a, 2),
+            Some((1, 2)),
+            "slot 1 still held by offline game 1"
+        );
         // Game 1 returns reporting nothing: the record wins.
         a.game_online(1, "a", p, (0, 0));
         assert_eq!(assignment(&a, 1), Some((1, 1)));
@@ -548,13 +624,21 @@ mod tests {
         a.game_online(10, "a", p, (1, 2));
         assert_eq!(assignment(&a, 10), Some((1, 2)));
         a.game_online(11, "b", p, (1, 2));
-        assert_eq!(assignment(&a, 11), Some((1, 1)), "slot 2 taken -> lowest free");
+        assert_eq!(
+            assignment(&a, 11),
+            Some((1, 1)),
+            "slot 2 taken -> lowest free"
+        );
         // Past capacity: kept if nobody holds it, never refused for capacity.
         a.game_online(12, "c", p, (1, 9));
         assert_eq!(assignment(&a, 12), Some((1, 9)));
         a.game_online(13, "d", p, (1, 9));
         assert_eq!(assignment(&a, 13), Some((1, 3)));
-        assert_eq!(a.cross(1).map(|c| c.free()), Some(0), "free never below zero");
+        assert_eq!(
+            a.cross(1).map(|c| c.free()),
+            Some(0),
+            "free never below zero"
+        );
     }
 
     #[test]
@@ -579,8 +663,16 @@ mod tests {
         a.cross_online(1, p, "c1", 4, [30, 5, 20, 30]);
         assert_eq!(assignment(&a, 30), Some((1, 1)));
         assert_eq!(assignment(&a, 20), Some((1, 2)));
-        assert_eq!(assignment(&a, 5), Some((2, 1)), "record wins over the cross node's list");
-        assert_eq!(a.game(30).map(|g| g.name.as_ref()), Some(""), "never connected: empty name");
+        assert_eq!(
+            assignment(&a, 5),
+            Some((2, 1)),
+            "record wins over the cross node's list"
+        );
+        assert_eq!(
+            a.game(30).map(|g| g.name.as_ref()),
+            Some(""),
+            "never connected: empty name"
+        );
     }
 
     #[test]
@@ -604,7 +696,10 @@ mod tests {
         assert_eq!(changes(&mut a).members, [1]);
         a.game_offline(9);
         a.game_online(9, "new", p, (0, 0));
-        assert!(changes(&mut a).members.is_empty(), "same name: no new member list");
+        assert!(
+            changes(&mut a).members.is_empty(),
+            "same name: no new member list"
+        );
     }
 
     #[test]
@@ -619,7 +714,11 @@ mod tests {
         assert_eq!(a.move_game(1, 2, 0), Ok(()));
         assert_eq!(assignment(&a, 1), Some((2, 2)));
         a.game_online(4, "g", p, (0, 0));
-        assert_eq!(assignment(&a, 4), Some((1, 1)), "freed slot 1 is the lowest again");
+        assert_eq!(
+            assignment(&a, 4),
+            Some((1, 1)),
+            "freed slot 1 is the lowest again"
+        );
     }
 
     #[test]

@@ -25,8 +25,8 @@ pub mod alloc;
 
 use crate::config::{Config, DuplicatePolicy};
 use crate::proto::{
-    self, cmd, AuthCode, AuthResult, CrossAssign, CrossInfo, CrossMembers, FrameError, GameInfo, Heartbeat, Kick,
-    KickReason, Member, NodeType, StatusPush, StatusReport, WhitelistSnapshot,
+    self, cmd, AuthCode, AuthResult, CrossAssign, CrossInfo, CrossMembers, FrameError, GameInfo,
+    Heartbeat, Kick, KickReason, Member, NodeType, StatusPush, StatusReport, WhitelistSnapshot,
 };
 use crate::timer::{TimerId, TimerWheel};
 use alloc::{Allocator, Changes, CrossId, PlatId, ServId};
@@ -185,7 +185,10 @@ impl Session {
     fn free() -> Self {
         Session {
             phase: Phase::Free,
-            key: NodeKey { node_type: NodeType::Game, node_id: 0 },
+            key: NodeKey {
+                node_type: NodeType::Game,
+                node_id: 0,
+            },
             peer: SocketAddr::from(([0, 0, 0, 0], 0)),
             last_heard_ms: 0,
             connected_unix: 0,
@@ -274,7 +277,10 @@ impl Cluster {
     /// The online node `key`, if any.
     pub fn node(&self, key: NodeKey) -> Option<NodeView<'_>> {
         let conn = *self.registry.get(&key)?;
-        let s = self.sessions.get(conn).filter(|s| s.phase == Phase::Online)?;
+        let s = self
+            .sessions
+            .get(conn)
+            .filter(|s| s.phase == Phase::Online)?;
         Some(NodeView {
             key,
             peer: s.peer,
@@ -309,8 +315,16 @@ impl Cluster {
     }
 
     /// The reactor released `conn`'s socket (peer closed, I/O error, or after [`Outbox::close`]).
-    pub fn closed(&mut self, conn: ConnId, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
-        let Some(s) = self.sessions.get(conn) else { return };
+    pub fn closed(
+        &mut self,
+        conn: ConnId,
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
+        let Some(s) = self.sessions.get(conn) else {
+            return;
+        };
         if s.phase == Phase::Free {
             return;
         }
@@ -323,13 +337,29 @@ impl Cluster {
     }
 
     /// The reactor's frame parser found a framing error on `conn`.
-    pub fn frame_error(&mut self, conn: ConnId, error: FrameError, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+    pub fn frame_error(
+        &mut self,
+        conn: ConnId,
+        error: FrameError,
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
         self.protocol_error(conn, &error, now, out, handler);
     }
 
     /// One frame payload (cmd + body) arrived on `conn`.
-    pub fn handle_frame(&mut self, conn: ConnId, payload: &[u8], now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
-        let Some(s) = self.sessions.get_mut(conn) else { return };
+    pub fn handle_frame(
+        &mut self,
+        conn: ConnId,
+        payload: &[u8],
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
+        let Some(s) = self.sessions.get_mut(conn) else {
+            return;
+        };
         let phase = s.phase;
         let (command, body) = proto::split_payload(payload);
         match phase {
@@ -338,7 +368,13 @@ impl Cluster {
                 if command == cmd::AUTH {
                     self.on_auth(conn, body, now, out, handler);
                 } else {
-                    self.protocol_error(conn, &format_args!("command {command:#06x} before AUTH"), now, out, handler);
+                    self.protocol_error(
+                        conn,
+                        &format_args!("command {command:#06x} before AUTH"),
+                        now,
+                        out,
+                        handler,
+                    );
                 }
             }
             Phase::AwaitInfo | Phase::Online => {
@@ -353,21 +389,46 @@ impl Cluster {
                             ack[4..].copy_from_slice(&hb.ts.to_be_bytes());
                             out.send(conn, &ack);
                         }
-                        Err(e) => self.protocol_error(conn, &format_args!("HEARTBEAT: {e}"), now, out, handler),
+                        Err(e) => self.protocol_error(
+                            conn,
+                            &format_args!("HEARTBEAT: {e}"),
+                            now,
+                            out,
+                            handler,
+                        ),
                     },
-                    (cmd::GAME_INFO, Phase::AwaitInfo, NodeType::Game) => self.on_game_info(conn, body, now, out, handler),
-                    (cmd::CROSS_INFO, Phase::AwaitInfo, NodeType::Cross) => self.on_cross_info(conn, body, now, out, handler),
-                    (cmd::STATUS_REPORT, Phase::Online, NodeType::Game) => match StatusReport::decode(body) {
-                        Ok(r) => {
-                            if let NodeInfo::Game { players_online, .. } = &mut self.sessions[conn].info {
-                                *players_online = r.online;
+                    (cmd::GAME_INFO, Phase::AwaitInfo, NodeType::Game) => {
+                        self.on_game_info(conn, body, now, out, handler)
+                    }
+                    (cmd::CROSS_INFO, Phase::AwaitInfo, NodeType::Cross) => {
+                        self.on_cross_info(conn, body, now, out, handler)
+                    }
+                    (cmd::STATUS_REPORT, Phase::Online, NodeType::Game) => {
+                        match StatusReport::decode(body) {
+                            Ok(r) => {
+                                if let NodeInfo::Game { players_online, .. } =
+                                    &mut self.sessions[conn].info
+                                {
+                                    *players_online = r.online;
+                                }
                             }
+                            Err(e) => self.protocol_error(
+                                conn,
+                                &format_args!("STATUS_REPORT: {e}"),
+                                now,
+                                out,
+                                handler,
+                            ),
                         }
-                        Err(e) => self.protocol_error(conn, &format_args!("STATUS_REPORT: {e}"), now, out, handler),
-                    },
+                    }
                     (c, Phase::Online, _) if cmd::is_app(c) => {
                         let from = self.sessions[conn].key;
-                        let mut ctx = Context { registry: &self.registry, sessions: &self.sessions, out, scratch: &mut self.scratch };
+                        let mut ctx = Context {
+                            registry: &self.registry,
+                            sessions: &self.sessions,
+                            out,
+                            scratch: &mut self.scratch,
+                        };
                         handler.app_command(&mut ctx, from, c, body);
                     }
                     (c, _, _) => {
@@ -382,18 +443,26 @@ impl Cluster {
     /// Fires every timer due at `now`: auth timeouts and heartbeat expiry.
     pub fn handle_timeout(&mut self, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
         while let Some((_, conn)) = self.wheel.poll(now.mono_ms) {
-            let Some(s) = self.sessions.get_mut(conn) else { continue };
+            let Some(s) = self.sessions.get_mut(conn) else {
+                continue;
+            };
             s.timer = None;
             match s.phase {
                 Phase::AwaitAuth => {
-                    info!("conn {conn} from {}: no AUTH within auth_timeout, closing", s.peer);
+                    info!(
+                        "conn {conn} from {}: no AUTH within auth_timeout, closing",
+                        s.peer
+                    );
                     out.close(conn);
                     self.end_session(conn, now, out, handler);
                 }
                 Phase::AwaitInfo | Phase::Online => {
                     let deadline = s.last_heard_ms + self.heartbeat_timeout_ms;
                     if deadline <= now.mono_ms {
-                        info!("{} ({}): silent for {} s, kicking", s.key, s.peer, self.heartbeat_timeout);
+                        info!(
+                            "{} ({}): silent for {} s, kicking",
+                            s.key, s.peer, self.heartbeat_timeout
+                        );
                         self.kick(conn, KickReason::HeartbeatTimeout, now, out, handler);
                     } else {
                         // Lazy refresh: heartbeats only stamped the session; re-arm now.
@@ -406,8 +475,17 @@ impl Cluster {
     }
 
     /// Sends KICK `reason` to `node` and closes it. False if it is not registered.
-    pub fn kick_node(&mut self, node: NodeKey, reason: KickReason, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) -> bool {
-        let Some(&conn) = self.registry.get(&node) else { return false };
+    pub fn kick_node(
+        &mut self,
+        node: NodeKey,
+        reason: KickReason,
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) -> bool {
+        let Some(&conn) = self.registry.get(&node) else {
+            return false;
+        };
         info!("{node}: kicked ({})", reason.describe());
         self.kick(conn, reason, now, out, handler);
         true
@@ -417,7 +495,9 @@ impl Cluster {
     pub fn shutdown(&mut self, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
         for conn in 0..self.sessions.len() {
             match self.sessions[conn].phase {
-                Phase::AwaitInfo | Phase::Online => self.kick(conn, KickReason::Shutdown, now, out, handler),
+                Phase::AwaitInfo | Phase::Online => {
+                    self.kick(conn, KickReason::Shutdown, now, out, handler)
+                }
                 Phase::AwaitAuth => {
                     out.close(conn);
                     self.end_session(conn, now, out, handler);
@@ -440,31 +520,69 @@ impl Cluster {
     }
 
     /// Fails an AUTH with `code`: AUTH_RESULT, then close.
-    fn refuse(&mut self, conn: ConnId, code: AuthCode, who: &dyn fmt::Display, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+    fn refuse(
+        &mut self,
+        conn: ConnId,
+        code: AuthCode,
+        who: &dyn fmt::Display,
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
         let peer = self.sessions[conn].peer;
-        warn!("conn {conn} from {peer}: AUTH {who} refused: code {} ({})", code as u8, code.describe());
+        warn!(
+            "conn {conn} from {peer}: AUTH {who} refused: code {} ({})",
+            code as u8,
+            code.describe()
+        );
         self.auth_result(conn, code, now, out);
         out.close(conn);
         self.end_session(conn, now, out, handler);
     }
 
-    fn on_auth(&mut self, conn: ConnId, body: &[u8], now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+    fn on_auth(
+        &mut self,
+        conn: ConnId,
+        body: &[u8],
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
         // Check order is the contract's: address (4, checked at accept), well-formed (6),
         // signature (1), time window (2), duplicate (3), capacity (5).
         let auth = match proto::Auth::decode(body) {
             Ok(a) => a,
-            Err(e) => return self.refuse(conn, AuthCode::BadRequest, &format_args!("(malformed: {e})"), now, out, handler),
+            Err(e) => {
+                return self.refuse(
+                    conn,
+                    AuthCode::BadRequest,
+                    &format_args!("(malformed: {e})"),
+                    now,
+                    out,
+                    handler,
+                )
+            }
         };
         let Some(node_type) = NodeType::from_u8(auth.node_type) else {
             let who = format_args!("(unknown node_type {})", auth.node_type);
             return self.refuse(conn, AuthCode::BadRequest, &who, now, out, handler);
         };
-        let key = NodeKey { node_type, node_id: auth.node_id };
+        let key = NodeKey {
+            node_type,
+            node_id: auth.node_id,
+        };
         if !proto::auth::verify(auth.node_id, auth.time, &auth.sign, &self.tokens) {
             return self.refuse(conn, AuthCode::BadSignature, &key, now, out, handler);
         }
         if (auth.time as u64).abs_diff(now.unix_secs) > self.auth_window {
-            return self.refuse(conn, AuthCode::BadTime, &format_args!("{key} (time {})", auth.time), now, out, handler);
+            return self.refuse(
+                conn,
+                AuthCode::BadTime,
+                &format_args!("{key} (time {})", auth.time),
+                now,
+                out,
+                handler,
+            );
         }
         let existing = self.registry.get(&key).copied();
         if existing.is_some() && self.duplicate_policy == DuplicatePolicy::Reject {
@@ -474,7 +592,10 @@ impl Cluster {
             return self.refuse(conn, AuthCode::ServerFull, &key, now, out, handler);
         }
         if let Some(old) = existing {
-            info!("{key}: new login from {} replaces the one from {}", self.sessions[conn].peer, self.sessions[old].peer);
+            info!(
+                "{key}: new login from {} replaces the one from {}",
+                self.sessions[conn].peer, self.sessions[old].peer
+            );
             self.kick(old, KickReason::Replaced, now, out, handler);
         }
         let plat = self.alloc.platforms.intern(auth.plat);
@@ -491,14 +612,32 @@ impl Cluster {
             }
             None => s.timer = Some(self.wheel.insert(deadline, conn)),
         }
-        info!("{key} from {}: authenticated (plat {:?})", s.peer, auth.plat);
+        info!(
+            "{key} from {}: authenticated (plat {:?})",
+            s.peer, auth.plat
+        );
         self.auth_result(conn, AuthCode::Ok, now, out);
     }
 
-    fn on_game_info(&mut self, conn: ConnId, body: &[u8], now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+    fn on_game_info(
+        &mut self,
+        conn: ConnId,
+        body: &[u8],
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
         let info = match GameInfo::decode(body) {
             Ok(i) => i,
-            Err(e) => return self.protocol_error(conn, &format_args!("GAME_INFO: {e}"), now, out, handler),
+            Err(e) => {
+                return self.protocol_error(
+                    conn,
+                    &format_args!("GAME_INFO: {e}"),
+                    now,
+                    out,
+                    handler,
+                )
+            }
         };
         let key = self.sessions[conn].key;
         if info.serv_id != key.node_id {
@@ -508,7 +647,12 @@ impl Cluster {
         let plat = self.alloc.platforms.intern(info.cross_plat);
         let s = &mut self.sessions[conn];
         s.phase = Phase::Online;
-        s.info = NodeInfo::Game { open_time: info.open_time, cross_plat: plat, addr: info.addr.into(), players_online: 0 };
+        s.info = NodeInfo::Game {
+            open_time: info.open_time,
+            cross_plat: plat,
+            addr: info.addr.into(),
+            players_online: 0,
+        };
         info!(
             "{key} ({}) online: {:?} cross_plat {:?} reports cross {}/{}",
             s.peer, info.serv_name, info.cross_plat, info.cross_server_id, info.cross_pos
@@ -518,16 +662,41 @@ impl Cluster {
         StatusPush { maintenance: 0 }.encode(&mut self.scratch);
         let _ = WhitelistSnapshot::encode(0, true, std::iter::empty(), &mut self.scratch);
         out.send(conn, &self.scratch);
-        self.alloc.game_online(key.node_id, info.serv_name, plat, (info.cross_server_id, info.cross_pos));
+        self.alloc.game_online(
+            key.node_id,
+            info.serv_name,
+            plat,
+            (info.cross_server_id, info.cross_pos),
+        );
         self.announce(out);
-        let mut ctx = Context { registry: &self.registry, sessions: &self.sessions, out, scratch: &mut self.scratch };
+        let mut ctx = Context {
+            registry: &self.registry,
+            sessions: &self.sessions,
+            out,
+            scratch: &mut self.scratch,
+        };
         handler.node_online(&mut ctx, key);
     }
 
-    fn on_cross_info(&mut self, conn: ConnId, body: &[u8], now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+    fn on_cross_info(
+        &mut self,
+        conn: ConnId,
+        body: &[u8],
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
         let info = match CrossInfo::decode(body) {
             Ok(i) => i,
-            Err(e) => return self.protocol_error(conn, &format_args!("CROSS_INFO: {e}"), now, out, handler),
+            Err(e) => {
+                return self.protocol_error(
+                    conn,
+                    &format_args!("CROSS_INFO: {e}"),
+                    now,
+                    out,
+                    handler,
+                )
+            }
         };
         let key = self.sessions[conn].key;
         if info.id != key.node_id {
@@ -546,7 +715,9 @@ impl Cluster {
         let plat = self.alloc.platforms.intern(info.cross_plat);
         let s = &mut self.sessions[conn];
         s.phase = Phase::Online;
-        s.info = NodeInfo::Cross { cross_server_id: info.cross_server_id };
+        s.info = NodeInfo::Cross {
+            cross_server_id: info.cross_server_id,
+        };
         info!(
             "{key} ({}) online: cross {} {:?} plat {:?} capacity {} lists {} servers",
             s.peer,
@@ -557,9 +728,20 @@ impl Cluster {
             info.game_server_list.len()
         );
         self.cross_conns.insert(info.cross_server_id, conn);
-        self.alloc.cross_online(info.cross_server_id, plat, info.cross_node_name, info.capacity, info.game_server_list.iter());
+        self.alloc.cross_online(
+            info.cross_server_id,
+            plat,
+            info.cross_node_name,
+            info.capacity,
+            info.game_server_list.iter(),
+        );
         self.announce(out);
-        let mut ctx = Context { registry: &self.registry, sessions: &self.sessions, out, scratch: &mut self.scratch };
+        let mut ctx = Context {
+            registry: &self.registry,
+            sessions: &self.sessions,
+            out,
+            scratch: &mut self.scratch,
+        };
         handler.node_online(&mut ctx, key);
     }
 
@@ -568,24 +750,44 @@ impl Cluster {
     fn announce(&mut self, out: &mut dyn Outbox) {
         self.alloc.take_changes(&mut self.changes);
         for &serv in &self.changes.assign {
-            let Some(&conn) = self.registry.get(&NodeKey { node_type: NodeType::Game, node_id: serv }) else { continue };
+            let Some(&conn) = self.registry.get(&NodeKey {
+                node_type: NodeType::Game,
+                node_id: serv,
+            }) else {
+                continue;
+            };
             if self.sessions[conn].phase != Phase::Online {
                 continue;
             }
-            let Some((cross_id, pos)) = self.alloc.game(serv).and_then(|g| g.assignment) else { continue };
-            let Some(cross) = self.alloc.cross(cross_id) else { continue };
-            let Some(name) = cross.name.as_deref() else { continue };
+            let Some((cross_id, pos)) = self.alloc.game(serv).and_then(|g| g.assignment) else {
+                continue;
+            };
+            let Some(cross) = self.alloc.cross(cross_id) else {
+                continue;
+            };
+            let Some(name) = cross.name.as_deref() else {
+                continue;
+            };
             let plat = cross.plat.map_or("", |p| self.alloc.platforms.name(p));
             self.scratch.clear();
-            let msg = CrossAssign { cross_server_id: cross_id, cross_node_name: name, cross_plat: plat, cross_pos: pos };
+            let msg = CrossAssign {
+                cross_server_id: cross_id,
+                cross_node_name: name,
+                cross_plat: plat,
+                cross_pos: pos,
+            };
             if msg.encode(&mut self.scratch).is_ok() {
                 out.send(conn, &self.scratch);
                 info!("game {serv}: assigned to cross {cross_id} slot {pos}");
             }
         }
         for &cross_id in &self.changes.members {
-            let Some(&conn) = self.cross_conns.get(&cross_id) else { continue };
-            let Some(cross) = self.alloc.cross(cross_id) else { continue };
+            let Some(&conn) = self.cross_conns.get(&cross_id) else {
+                continue;
+            };
+            let Some(cross) = self.alloc.cross(cross_id) else {
+                continue;
+            };
             let scratch = &mut self.scratch;
             scratch.clear();
             if encode_members(&self.alloc, cross, true, scratch).is_err() {
@@ -600,8 +802,17 @@ impl Cluster {
         }
     }
 
-    fn protocol_error(&mut self, conn: ConnId, why: &dyn fmt::Display, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
-        let Some(s) = self.sessions.get(conn) else { return };
+    fn protocol_error(
+        &mut self,
+        conn: ConnId,
+        why: &dyn fmt::Display,
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
+        let Some(s) = self.sessions.get(conn) else {
+            return;
+        };
         match s.phase {
             Phase::Free | Phase::Closed => return,
             Phase::AwaitAuth => warn!("conn {conn} from {}: protocol error: {why}", s.peer),
@@ -610,9 +821,19 @@ impl Cluster {
         self.kick(conn, KickReason::ProtocolError, now, out, handler);
     }
 
-    fn kick(&mut self, conn: ConnId, reason: KickReason, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+    fn kick(
+        &mut self,
+        conn: ConnId,
+        reason: KickReason,
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
         self.scratch.clear();
-        Kick { reason: reason as u8 }.encode(&mut self.scratch);
+        Kick {
+            reason: reason as u8,
+        }
+        .encode(&mut self.scratch);
         out.send(conn, &self.scratch);
         out.close(conn);
         self.end_session(conn, now, out, handler);
@@ -620,7 +841,13 @@ impl Cluster {
 
     /// Takes the session out of the registry and the allocator; the slot stays `Closed` until
     /// the reactor reports the socket released.
-    fn end_session(&mut self, conn: ConnId, _now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+    fn end_session(
+        &mut self,
+        conn: ConnId,
+        _now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
         let s = &mut self.sessions[conn];
         let was = s.phase;
         if matches!(was, Phase::Free | Phase::Closed) {
@@ -651,7 +878,12 @@ impl Cluster {
             NodeInfo::None => {}
         }
         info!("{key} ({peer}) offline");
-        let mut ctx = Context { registry: &self.registry, sessions: &self.sessions, out, scratch: &mut self.scratch };
+        let mut ctx = Context {
+            registry: &self.registry,
+            sessions: &self.sessions,
+            out,
+            scratch: &mut self.scratch,
+        };
         handler.node_offline(&mut ctx, key);
     }
 
@@ -664,10 +896,19 @@ impl Cluster {
     }
 }
 
-fn encode_members(alloc: &Allocator, cross: &alloc::CrossRecord, names: bool, out: &mut Vec<u8>) -> Result<(), proto::FrameTooLarge> {
+fn encode_members(
+    alloc: &Allocator,
+    cross: &alloc::CrossRecord,
+    names: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), proto::FrameTooLarge> {
     let members = cross.members.iter().map(|(&pos, &serv)| Member {
         serv_id: serv,
-        serv_name: if names { alloc.game(serv).map_or("", |g| &g.name) } else { "" },
+        serv_name: if names {
+            alloc.game(serv).map_or("", |g| &g.name)
+        } else {
+            ""
+        },
         cross_pos: pos,
     });
     CrossMembers::encode(members, out)
@@ -677,10 +918,17 @@ fn describe_unexpected(command: u16, phase: Phase, node_type: NodeType) -> Strin
     match command {
         cmd::AUTH => "second AUTH".to_string(),
         cmd::GAME_INFO | cmd::CROSS_INFO if phase == Phase::Online => "second INFO".to_string(),
-        cmd::GAME_INFO | cmd::CROSS_INFO => format!("command {command:#06x} is not the INFO of a {} node", node_type.name()),
-        cmd::STATUS_REPORT if node_type == NodeType::Cross => "STATUS_REPORT from a cross node".to_string(),
+        cmd::GAME_INFO | cmd::CROSS_INFO => format!(
+            "command {command:#06x} is not the INFO of a {} node",
+            node_type.name()
+        ),
+        cmd::STATUS_REPORT if node_type == NodeType::Cross => {
+            "STATUS_REPORT from a cross node".to_string()
+        }
         c if cmd::is_app(c) => format!("application command {c:#06x} before INFO"),
-        c if (0x0001..=0x0FFF).contains(&c) && phase == Phase::AwaitInfo => format!("command {c:#06x} before INFO"),
+        c if (0x0001..=0x0FFF).contains(&c) && phase == Phase::AwaitInfo => {
+            format!("command {c:#06x} before INFO")
+        }
         c if (0x0001..=0x0FFF).contains(&c) => format!("unknown command {c:#06x}"),
         c => format!("command {c:#06x} outside 0x0001..0x7FFF"),
     }

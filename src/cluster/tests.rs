@@ -62,15 +62,31 @@ fn config() -> Config {
 fn auth(node_type: u8, id: u32, time: u32, token: &str) -> Vec<u8> {
     let mut v = Vec::new();
     let sign = crate::proto::auth::sign(id, time, token.as_bytes());
-    Auth { node_type, node_id: id, plat: "dev", time, sign }.encode(&mut v).expect("fits");
+    Auth {
+        node_type,
+        node_id: id,
+        plat: "dev",
+        time,
+        sign,
+    }
+    .encode(&mut v)
+    .expect("fits");
     v
 }
 
 fn game_info(id: u32, name: &str, plat: &str, cross: u32, pos: u16) -> Vec<u8> {
     let mut v = Vec::new();
-    GameInfo { serv_id: id, serv_name: name, open_time: 1, cross_plat: plat, cross_server_id: cross, cross_pos: pos, addr: "a:1" }
-        .encode(&mut v)
-        .expect("fits");
+    GameInfo {
+        serv_id: id,
+        serv_name: name,
+        open_time: 1,
+        cross_plat: plat,
+        cross_server_id: cross,
+        cross_pos: pos,
+        addr: "a:1",
+    }
+    .encode(&mut v)
+    .expect("fits");
     v
 }
 
@@ -83,9 +99,7 @@ fn cross_info(id: u32, plat: &str, cross_id: u32, cap: u16, list: &[u32]) -> Vec
         cross_server_id: cross_id,
         cross_node_name: &name,
         capacity: cap,
-        game_server_list: CrossInfo::decode(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
-            .expect("empty")
-            .game_server_list,
+        game_server_list: proto::U32List::EMPTY,
     };
     info.encode_with(list, &mut v).expect("fits");
     v
@@ -111,13 +125,24 @@ enum Got {
 }
 
 fn summarize(frame: &[u8]) -> Got {
-    let (payload, used) = proto::parse_frame(frame, 65535).expect("valid").expect("whole");
+    let (payload, used) = proto::parse_frame(frame, 65535)
+        .expect("valid")
+        .expect("whole");
     assert_eq!(used, frame.len(), "one frame per send");
     match Message::decode(payload).expect("decodes") {
         Message::AuthResult(r) => Got::AuthResult(r.code),
         Message::HeartbeatAck(h) => Got::Ack(h.ts),
-        Message::CrossAssign(a) => Got::Assign(a.cross_server_id, a.cross_node_name.into(), a.cross_plat.into(), a.cross_pos),
-        Message::CrossMembers(m) => Got::Members(m.iter().map(|m| (m.serv_id, m.serv_name.to_string(), m.cross_pos)).collect()),
+        Message::CrossAssign(a) => Got::Assign(
+            a.cross_server_id,
+            a.cross_node_name.into(),
+            a.cross_plat.into(),
+            a.cross_pos,
+        ),
+        Message::CrossMembers(m) => Got::Members(
+            m.iter()
+                .map(|m| (m.serv_id, m.serv_name.to_string(), m.cross_pos))
+                .collect(),
+        ),
         Message::StatusPush(s) => Got::StatusPush(s.maintenance),
         Message::WhitelistSnapshot(s) => Got::Snapshot(s.version, s.last, s.entries.len()),
         Message::Kick(k) => Got::Kick(k.reason),
@@ -132,23 +157,39 @@ impl H {
     }
 
     fn with(cfg: Config) -> H {
-        let now = Now { mono_ms: 1_000, unix_secs: T0 };
-        H { c: Cluster::new(&cfg, now), out: Recorder::default(), app: AppLog::default(), now }
+        let now = Now {
+            mono_ms: 1_000,
+            unix_secs: T0,
+        };
+        H {
+            c: Cluster::new(&cfg, now),
+            out: Recorder::default(),
+            app: AppLog::default(),
+            now,
+        }
     }
 
     fn open(&mut self, conn: ConnId) {
-        self.c.open(conn, SocketAddr::from(([127, 0, 0, 1], 5000 + conn as u16)), self.now);
+        self.c.open(
+            conn,
+            SocketAddr::from(([127, 0, 0, 1], 5000 + conn as u16)),
+            self.now,
+        );
     }
 
     fn feed(&mut self, conn: ConnId, frame: &[u8]) {
-        let (payload, _) = proto::parse_frame(frame, 65535).expect("valid").expect("whole");
-        self.c.handle_frame(conn, payload, self.now, &mut self.out, &mut self.app);
+        let (payload, _) = proto::parse_frame(frame, 65535)
+            .expect("valid")
+            .expect("whole");
+        self.c
+            .handle_frame(conn, payload, self.now, &mut self.out, &mut self.app);
     }
 
     fn advance(&mut self, ms: u64) {
         self.now.mono_ms += ms;
         self.now.unix_secs = T0 + (self.now.mono_ms - 1_000) / 1000;
-        self.c.handle_timeout(self.now, &mut self.out, &mut self.app);
+        self.c
+            .handle_timeout(self.now, &mut self.out, &mut self.app);
     }
 
     /// Everything sent to `conn` since the last call, decoded.
@@ -159,7 +200,9 @@ impl H {
                 // A send may hold several frames (STATUS_PUSH + snapshot): split them.
                 let mut at = 0;
                 while at < f.len() {
-                    let (_, used) = proto::parse_frame(&f[at..], 65535).expect("valid").expect("whole");
+                    let (_, used) = proto::parse_frame(&f[at..], 65535)
+                        .expect("valid")
+                        .expect("whole");
                     mine.push(summarize(&f[at..at + used]));
                     at += used;
                 }
@@ -204,7 +247,11 @@ fn assign(cross: u32, plat: &str, pos: u16) -> Got {
 }
 
 fn members(list: &[(u32, &str, u16)]) -> Got {
-    Got::Members(list.iter().map(|(s, n, p)| (*s, n.to_string(), *p)).collect())
+    Got::Members(
+        list.iter()
+            .map(|(s, n, p)| (*s, n.to_string(), *p))
+            .collect(),
+    )
 }
 
 #[test]
@@ -214,14 +261,25 @@ fn auth_ok_carries_server_time_and_heartbeat_settings() {
     h.feed(1, &auth(1, 1001, T0 as u32, TOKEN));
     let frame = h.out.frames.pop().expect("a reply").1;
     let r = AuthResult::decode(&frame[4..]).expect("decodes");
-    assert_eq!(r, AuthResult { code: 0, server_time: T0 as u32, heartbeat_interval: 1, heartbeat_timeout: 3 });
+    assert_eq!(
+        r,
+        AuthResult {
+            code: 0,
+            server_time: T0 as u32,
+            heartbeat_interval: 1,
+            heartbeat_timeout: 3
+        }
+    );
     assert!(!h.is_closed(1));
     assert_eq!(h.c.registered(), 1);
 }
 
 #[test]
 fn auth_failures_get_their_code_and_close() {
-    let mut h = H::with(Config { duplicate_policy: DuplicatePolicy::Reject, ..config() });
+    let mut h = H::with(Config {
+        duplicate_policy: DuplicatePolicy::Reject,
+        ..config()
+    });
     h.login(1, 1, 7);
     let t = T0 as u32;
     let mut truncated = auth(1, 8, t, TOKEN);
@@ -258,7 +316,10 @@ fn auth_failures_get_their_code_and_close() {
 
 #[test]
 fn previous_token_is_accepted_during_rotation() {
-    let mut h = H::with(Config { previous_token: Some("old".into()), ..config() });
+    let mut h = H::with(Config {
+        previous_token: Some("old".into()),
+        ..config()
+    });
     h.open(1);
     h.feed(1, &auth(1, 1, T0 as u32, "old"));
     assert_eq!(h.got(1), [Got::AuthResult(0)]);
@@ -266,7 +327,10 @@ fn previous_token_is_accepted_during_rotation() {
 
 #[test]
 fn capacity_counts_open_connections_but_never_refuses_a_replacement() {
-    let mut h = H::with(Config { max_connections: 2, ..config() });
+    let mut h = H::with(Config {
+        max_connections: 2,
+        ..config()
+    });
     h.login(1, 1, 1);
     h.open(2);
     h.open(3); // 3 open > 2
@@ -287,17 +351,35 @@ fn capacity_counts_open_connections_but_never_refuses_a_replacement() {
 fn duplicate_replace_kicks_the_old_connection_and_keeps_the_new_registered() {
     let mut h = H::new();
     h.cross(1, 50, "p", 50, 4);
-    assert_eq!(h.game(2, 7, "p"), [Got::StatusPush(0), Got::Snapshot(0, 1, 0), assign(50, "p", 1)]);
+    assert_eq!(
+        h.game(2, 7, "p"),
+        [
+            Got::StatusPush(0),
+            Got::Snapshot(0, 1, 0),
+            assign(50, "p", 1)
+        ]
+    );
     h.got(1);
     h.login(3, 1, 7);
     assert_eq!(h.got(2), [Got::Kick(1)]);
     assert!(h.is_closed(2));
-    assert_eq!(h.app.events.last().map(String::as_str), Some("offline game 7"));
+    assert_eq!(
+        h.app.events.last().map(String::as_str),
+        Some("offline game 7")
+    );
     // The reactor releases the old socket later; the new login must stay registered.
     h.release(2);
     assert_eq!(h.c.registered(), 2);
     h.feed(3, &game_info(7, "S7", "p", 0, 0));
-    assert_eq!(h.got(3), [Got::StatusPush(0), Got::Snapshot(0, 1, 0), assign(50, "p", 1)], "same slot again");
+    assert_eq!(
+        h.got(3),
+        [
+            Got::StatusPush(0),
+            Got::Snapshot(0, 1, 0),
+            assign(50, "p", 1)
+        ],
+        "same slot again"
+    );
 }
 
 #[test]
@@ -308,20 +390,82 @@ fn protocol_errors_get_kick_5_and_close() {
     let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
         ("heartbeat before auth", vec![hb(1)]),
         ("app before auth", vec![app.to_vec()]),
-        ("app before info", vec![auth(1, 1, T0 as u32, TOKEN), app.to_vec()]),
-        ("status before info", vec![auth(1, 1, T0 as u32, TOKEN), status.clone()]),
-        ("second auth", vec![auth(1, 1, T0 as u32, TOKEN), auth(1, 1, T0 as u32, TOKEN)]),
-        ("cross info from game", vec![auth(1, 1, T0 as u32, TOKEN), cross_info(1, "p", 1, 1, &[])]),
-        ("game info from cross", vec![auth(2, 1, T0 as u32, TOKEN), game_info(1, "x", "p", 0, 0)]),
-        ("serv_id mismatch", vec![auth(1, 1, T0 as u32, TOKEN), game_info(2, "x", "p", 0, 0)]),
-        ("id mismatch", vec![auth(2, 1, T0 as u32, TOKEN), cross_info(2, "p", 1, 1, &[])]),
-        ("second info", vec![auth(1, 1, T0 as u32, TOKEN), game_info(1, "x", "p", 0, 0), game_info(1, "x", "p", 0, 0)]),
-        ("status from cross", vec![auth(2, 1, T0 as u32, TOKEN), cross_info(1, "p", 1, 1, &[]), status.clone()]),
-        ("server command", vec![auth(1, 1, T0 as u32, TOKEN), game_info(1, "x", "p", 0, 0), vec![0, 3, 0x80, 0x05, 0]]),
-        ("unknown command", vec![auth(1, 1, T0 as u32, TOKEN), game_info(1, "x", "p", 0, 0), vec![0, 2, 0x01, 0x00]]),
-        ("command zero", vec![auth(1, 1, T0 as u32, TOKEN), game_info(1, "x", "p", 0, 0), vec![0, 2, 0, 0]]),
-        ("truncated heartbeat", vec![auth(1, 1, T0 as u32, TOKEN), vec![0, 5, 0, 4, 1, 2, 3]]),
-        ("truncated game info", vec![auth(1, 1, T0 as u32, TOKEN), vec![0, 5, 0, 2, 0, 0, 1]]),
+        (
+            "app before info",
+            vec![auth(1, 1, T0 as u32, TOKEN), app.to_vec()],
+        ),
+        (
+            "status before info",
+            vec![auth(1, 1, T0 as u32, TOKEN), status.clone()],
+        ),
+        (
+            "second auth",
+            vec![auth(1, 1, T0 as u32, TOKEN), auth(1, 1, T0 as u32, TOKEN)],
+        ),
+        (
+            "cross info from game",
+            vec![auth(1, 1, T0 as u32, TOKEN), cross_info(1, "p", 1, 1, &[])],
+        ),
+        (
+            "game info from cross",
+            vec![auth(2, 1, T0 as u32, TOKEN), game_info(1, "x", "p", 0, 0)],
+        ),
+        (
+            "serv_id mismatch",
+            vec![auth(1, 1, T0 as u32, TOKEN), game_info(2, "x", "p", 0, 0)],
+        ),
+        (
+            "id mismatch",
+            vec![auth(2, 1, T0 as u32, TOKEN), cross_info(2, "p", 1, 1, &[])],
+        ),
+        (
+            "second info",
+            vec![
+                auth(1, 1, T0 as u32, TOKEN),
+                game_info(1, "x", "p", 0, 0),
+                game_info(1, "x", "p", 0, 0),
+            ],
+        ),
+        (
+            "status from cross",
+            vec![
+                auth(2, 1, T0 as u32, TOKEN),
+                cross_info(1, "p", 1, 1, &[]),
+                status.clone(),
+            ],
+        ),
+        (
+            "server command",
+            vec![
+                auth(1, 1, T0 as u32, TOKEN),
+                game_info(1, "x", "p", 0, 0),
+                vec![0, 3, 0x80, 0x05, 0],
+            ],
+        ),
+        (
+            "unknown command",
+            vec![
+                auth(1, 1, T0 as u32, TOKEN),
+                game_info(1, "x", "p", 0, 0),
+                vec![0, 2, 0x01, 0x00],
+            ],
+        ),
+        (
+            "command zero",
+            vec![
+                auth(1, 1, T0 as u32, TOKEN),
+                game_info(1, "x", "p", 0, 0),
+                vec![0, 2, 0, 0],
+            ],
+        ),
+        (
+            "truncated heartbeat",
+            vec![auth(1, 1, T0 as u32, TOKEN), vec![0, 5, 0, 4, 1, 2, 3]],
+        ),
+        (
+            "truncated game info",
+            vec![auth(1, 1, T0 as u32, TOKEN), vec![0, 5, 0, 2, 0, 0, 1]],
+        ),
     ];
     for (name, frames) in cases {
         let mut h = H::new();
@@ -358,7 +502,10 @@ fn silent_node_is_kicked_within_the_contract_window() {
     assert_eq!(h.got(1), [Got::Kick(2)], "within 1 s after it");
     assert!(h.is_closed(1));
     assert_eq!(h.c.registered(), 0);
-    assert_eq!(h.app.events.last().map(String::as_str), Some("offline game 1"));
+    assert_eq!(
+        h.app.events.last().map(String::as_str),
+        Some("offline game 1")
+    );
 }
 
 #[test]
@@ -372,8 +519,17 @@ fn any_frame_refreshes_liveness() {
         h.feed(1, &status);
     }
     assert!(h.got(1).is_empty(), "kept alive by STATUS_REPORT alone");
-    assert!(matches!(h.c.node(NodeKey { node_type: NodeType::Game, node_id: 1 }).map(|n| n.info.clone()),
-        Some(NodeInfo::Game { players_online: 5, .. })));
+    assert!(matches!(
+        h.c.node(NodeKey {
+            node_type: NodeType::Game,
+            node_id: 1
+        })
+        .map(|n| n.info.clone()),
+        Some(NodeInfo::Game {
+            players_online: 5,
+            ..
+        })
+    ));
     h.advance(2_999);
     assert!(h.got(1).is_empty());
     h.advance(1_000);
@@ -396,8 +552,11 @@ fn a_connection_that_never_authenticates_is_closed_at_auth_timeout() {
 #[test]
 fn allocation_across_two_cross_nodes_and_the_waiting_queue() {
     let mut h = H::new(); // default capacity 2
-    // Nobody serves platform p yet: the first game node waits.
-    assert_eq!(h.game(1, 101, "p"), [Got::StatusPush(0), Got::Snapshot(0, 1, 0)]);
+                          // Nobody serves platform p yet: the first game node waits.
+    assert_eq!(
+        h.game(1, 101, "p"),
+        [Got::StatusPush(0), Got::Snapshot(0, 1, 0)]
+    );
     assert_eq!(h.c.waiting("p"), [101]);
     // A cross node of p with 2 slots arrives: 101 is assigned.
     assert_eq!(h.cross(2, 9, "p", 90, 0), [members(&[(101, "S101", 1)])]);
@@ -409,7 +568,13 @@ fn allocation_across_two_cross_nodes_and_the_waiting_queue() {
     h.game(5, 103, "p"); // tie 2 free / 1 free -> 80 has 2 free
     h.game(6, 104, "p"); // 90: 1 free, 80: 1 free -> tie -> lowest id 80
     h.game(7, 105, "p"); // 90: 1 free
-    assert_eq!(h.got(3), [members(&[(102, "S102", 1), (103, "S103", 2)]), members(&[(102, "S102", 1), (103, "S103", 2), (104, "S104", 3)])]);
+    assert_eq!(
+        h.got(3),
+        [
+            members(&[(102, "S102", 1), (103, "S103", 2)]),
+            members(&[(102, "S102", 1), (103, "S103", 2), (104, "S104", 3)])
+        ]
+    );
     assert_eq!(h.got(2), [members(&[(101, "S101", 1), (105, "S105", 2)])]);
     // Full: two more wait, in order.
     h.game(8, 106, "p");
@@ -453,7 +618,14 @@ fn adoption_from_reports_and_lists() {
     // 102 connects reporting nothing: the record wins, and its name reaches the cross node.
     h.login(3, 1, 102);
     h.feed(3, &game_info(102, "S102", "p", 0, 0));
-    assert_eq!(h.got(3), [Got::StatusPush(0), Got::Snapshot(0, 1, 0), assign(90, "p", 1)]);
+    assert_eq!(
+        h.got(3),
+        [
+            Got::StatusPush(0),
+            Got::Snapshot(0, 1, 0),
+            assign(90, "p", 1)
+        ]
+    );
     assert_eq!(h.got(2), [members(&[(102, "S102", 1), (101, "S101", 5)])]);
 }
 
@@ -466,7 +638,14 @@ fn record_wins_over_a_different_report_and_is_sent_again() {
     h.release(3);
     h.login(4, 1, 101);
     h.feed(4, &game_info(101, "S101", "p", 90, 3));
-    assert_eq!(h.got(4), [Got::StatusPush(0), Got::Snapshot(0, 1, 0), assign(80, "p", 1)]);
+    assert_eq!(
+        h.got(4),
+        [
+            Got::StatusPush(0),
+            Got::Snapshot(0, 1, 0),
+            assign(80, "p", 1)
+        ]
+    );
 }
 
 #[test]
@@ -496,8 +675,15 @@ fn application_commands_reach_the_handler_and_never_disconnect() {
     let mut h = H::new();
     h.game(1, 1, "p");
     h.feed(1, &[0, 5, 0x12, 0x34, 1, 2, 3]);
-    assert_eq!(h.app.events.last().map(String::as_str), Some("app game 1 0x1234 [1, 2, 3]"));
-    assert_eq!(h.got(1), [Got::App(0x1234, vec![1, 2, 3])], "handler context echoed it");
+    assert_eq!(
+        h.app.events.last().map(String::as_str),
+        Some("app game 1 0x1234 [1, 2, 3]")
+    );
+    assert_eq!(
+        h.got(1),
+        [Got::App(0x1234, vec![1, 2, 3])],
+        "handler context echoed it"
+    );
     // Without a handler: ignored, still connected.
     let mut out = Recorder::default();
     let payload = [0x7f, 0xff, 9];
@@ -511,8 +697,16 @@ fn handler_context_sends_app_commands_to_online_nodes_only() {
     let mut scratch = Vec::new();
     let registry = HashMap::new();
     let sessions = Vec::new();
-    let mut ctx = Context { registry: &registry, sessions: &sessions, out: &mut out, scratch: &mut scratch };
-    let node = NodeKey { node_type: NodeType::Game, node_id: 1 };
+    let mut ctx = Context {
+        registry: &registry,
+        sessions: &sessions,
+        out: &mut out,
+        scratch: &mut scratch,
+    };
+    let node = NodeKey {
+        node_type: NodeType::Game,
+        node_id: 1,
+    };
     assert_eq!(ctx.send(node, 0x1000, b""), Err(SendError::NotOnline));
     assert_eq!(ctx.send(node, 0x8004, b""), Err(SendError::NotAppCommand));
 }
@@ -539,6 +733,12 @@ fn frames_after_close_are_ignored() {
     h.got(1);
     h.feed(1, &auth(1, 1, T0 as u32, TOKEN));
     assert!(h.got(1).is_empty());
-    h.c.frame_error(1, FrameError::TooShort { len: 0 }, h.now, &mut h.out, &mut h.app);
+    h.c.frame_error(
+        1,
+        FrameError::TooShort { len: 0 },
+        h.now,
+        &mut h.out,
+        &mut h.app,
+    );
     assert!(h.got(1).is_empty());
 }

@@ -40,7 +40,12 @@ pub fn digests_equal(a: &[u8; 16], b: &[u8; 16]) -> bool {
 
 /// True when `sign` is the signature of (`node_id`, `time`) under any of `tokens`.
 /// Every token is checked, so the time taken does not reveal which one matched.
-pub fn verify<T: AsRef<[u8]>>(node_id: u32, time: u32, sign_bytes: &[u8; 16], tokens: &[T]) -> bool {
+pub fn verify<T: AsRef<[u8]>>(
+    node_id: u32,
+    time: u32,
+    sign_bytes: &[u8; 16],
+    tokens: &[T],
+) -> bool {
     let mut ok = false;
     for token in tokens {
         ok |= digests_equal(&sign(node_id, time, token.as_ref()), sign_bytes);

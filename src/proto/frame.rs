@@ -50,7 +50,10 @@ pub fn parse_frame(buf: &[u8], max_frame: usize) -> Result<Option<(&[u8], usize)
         return Err(FrameError::TooShort { len });
     }
     if len > max_frame {
-        return Err(FrameError::TooLong { len, max: max_frame });
+        return Err(FrameError::TooLong {
+            len,
+            max: max_frame,
+        });
     }
     match buf.get(HEADER_LEN..HEADER_LEN + len) {
         Some(payload) => Ok(Some((payload, HEADER_LEN + len))),
@@ -111,14 +114,29 @@ mod tests {
         assert_eq!(parse_frame(&[], 100), Ok(None));
         assert_eq!(parse_frame(&[0], 100), Ok(None));
         assert_eq!(parse_frame(&[0, 3, 0, 4], 100), Ok(None));
-        assert_eq!(parse_frame(&[0, 3, 0, 4, 7, 99], 100), Ok(Some((&[0u8, 4, 7][..], 5))));
+        assert_eq!(
+            parse_frame(&[0, 3, 0, 4, 7, 99], 100),
+            Ok(Some((&[0u8, 4, 7][..], 5)))
+        );
     }
 
     #[test]
     fn header_errors_come_before_the_body() {
-        assert_eq!(parse_frame(&[0, 0], 100), Err(FrameError::TooShort { len: 0 }));
-        assert_eq!(parse_frame(&[0, 1], 100), Err(FrameError::TooShort { len: 1 }));
-        assert_eq!(parse_frame(&[0xff, 0xff], 100), Err(FrameError::TooLong { len: 65535, max: 100 }));
+        assert_eq!(
+            parse_frame(&[0, 0], 100),
+            Err(FrameError::TooShort { len: 0 })
+        );
+        assert_eq!(
+            parse_frame(&[0, 1], 100),
+            Err(FrameError::TooShort { len: 1 })
+        );
+        assert_eq!(
+            parse_frame(&[0xff, 0xff], 100),
+            Err(FrameError::TooLong {
+                len: 65535,
+                max: 100
+            })
+        );
     }
 
     #[test]

@@ -180,7 +180,13 @@ impl<'a> Auth<'a> {
     /// Decodes an AUTH body.
     pub fn decode(body: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(body);
-        Ok(Auth { node_type: r.u8()?, node_id: r.u32()?, plat: r.str()?, time: r.u32()?, sign: r.md5()? })
+        Ok(Auth {
+            node_type: r.u8()?,
+            node_id: r.u32()?,
+            plat: r.str()?,
+            time: r.u32()?,
+            sign: r.md5()?,
+        })
     }
 
     /// Appends the whole frame.
@@ -212,7 +218,12 @@ impl AuthResult {
     /// Decodes an AUTH_RESULT body.
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(body);
-        Ok(AuthResult { code: r.u8()?, server_time: r.u32()?, heartbeat_interval: r.u16()?, heartbeat_timeout: r.u16()? })
+        Ok(AuthResult {
+            code: r.u8()?,
+            server_time: r.u32()?,
+            heartbeat_interval: r.u16()?,
+            heartbeat_timeout: r.u16()?,
+        })
     }
 
     /// Appends the whole frame.
@@ -278,6 +289,11 @@ pub struct U32List<'a> {
     raw: &'a [u8],
 }
 
+impl U32List<'static> {
+    /// The empty list (for building a [`CrossInfo`] to encode with [`CrossInfo::encode_with`]).
+    pub const EMPTY: U32List<'static> = U32List { raw: &[] };
+}
+
 impl<'a> U32List<'a> {
     /// Number of elements.
     pub fn len(&self) -> usize {
@@ -291,7 +307,9 @@ impl<'a> U32List<'a> {
 
     /// The elements in order.
     pub fn iter(&self) -> impl Iterator<Item = u32> + 'a {
-        self.raw.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        self.raw
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
     }
 }
 
@@ -329,7 +347,14 @@ impl<'a> CrossInfo<'a> {
         let capacity = r.u16()?;
         let count = r.list_header(4)? as usize;
         let raw = r.bytes(count * 4)?;
-        Ok(CrossInfo { id, cross_plat, cross_server_id, cross_node_name, capacity, game_server_list: U32List { raw } })
+        Ok(CrossInfo {
+            id,
+            cross_plat,
+            cross_server_id,
+            cross_node_name,
+            capacity,
+            game_server_list: U32List { raw },
+        })
     }
 
     /// Appends the whole frame with `game_server_list` taken from `servers`.
@@ -369,7 +394,9 @@ impl Heartbeat {
     /// Decodes a HEARTBEAT or HEARTBEAT_ACK body.
     #[inline]
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
-        Ok(Heartbeat { ts: Reader::new(body).u64()? })
+        Ok(Heartbeat {
+            ts: Reader::new(body).u64()?,
+        })
     }
 
     /// Appends a HEARTBEAT frame.
@@ -396,7 +423,9 @@ pub struct StatusReport {
 impl StatusReport {
     /// Decodes a STATUS_REPORT body.
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
-        Ok(StatusReport { online: Reader::new(body).u32()? })
+        Ok(StatusReport {
+            online: Reader::new(body).u32()?,
+        })
     }
 
     /// Appends the whole frame.
@@ -423,7 +452,12 @@ impl<'a> CrossAssign<'a> {
     /// Decodes a CROSS_ASSIGN body.
     pub fn decode(body: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(body);
-        Ok(CrossAssign { cross_server_id: r.u32()?, cross_node_name: r.str()?, cross_plat: r.str()?, cross_pos: r.u16()? })
+        Ok(CrossAssign {
+            cross_server_id: r.u32()?,
+            cross_node_name: r.str()?,
+            cross_plat: r.str()?,
+            cross_pos: r.u16()?,
+        })
     }
 
     /// Appends the whole frame.
@@ -483,12 +517,19 @@ impl<'a> CrossMembers<'a> {
     pub fn iter(&self) -> impl Iterator<Item = Member<'a>> + 'a {
         let mut r = Reader::new(self.raw);
         (0..self.count).map_while(move |_| {
-            Some(Member { serv_id: r.u32().ok()?, serv_name: r.str().ok()?, cross_pos: r.u16().ok()? })
+            Some(Member {
+                serv_id: r.u32().ok()?,
+                serv_name: r.str().ok()?,
+                cross_pos: r.u16().ok()?,
+            })
         })
     }
 
     /// Appends a whole frame listing `members`.
-    pub fn encode<'m>(members: impl IntoIterator<Item = Member<'m>>, out: &mut Vec<u8>) -> Result<(), FrameTooLarge> {
+    pub fn encode<'m>(
+        members: impl IntoIterator<Item = Member<'m>>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FrameTooLarge> {
         let start = begin_frame(out, cmd::CROSS_MEMBERS);
         let count_at = out.len();
         put_u16(out, 0);
@@ -524,7 +565,9 @@ pub struct StatusPush {
 impl StatusPush {
     /// Decodes a STATUS_PUSH body.
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
-        Ok(StatusPush { maintenance: Reader::new(body).u8()? })
+        Ok(StatusPush {
+            maintenance: Reader::new(body).u8()?,
+        })
     }
 
     /// Appends the whole frame.
@@ -588,7 +631,11 @@ impl<'a> WhitelistSnapshot<'a> {
     /// Decodes a WHITELIST_SNAPSHOT body.
     pub fn decode(body: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(body);
-        Ok(WhitelistSnapshot { version: r.u32()?, last: r.u8()?, entries: StrList::decode(&mut r)? })
+        Ok(WhitelistSnapshot {
+            version: r.u32()?,
+            last: r.u8()?,
+            entries: StrList::decode(&mut r)?,
+        })
     }
 
     /// Appends one frame holding `entries`.
@@ -632,7 +679,11 @@ impl<'a> WhitelistDelta<'a> {
     /// Decodes a WHITELIST_DELTA body.
     pub fn decode(body: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(body);
-        Ok(WhitelistDelta { version: r.u32()?, op: r.u8()?, entry: r.str()? })
+        Ok(WhitelistDelta {
+            version: r.u32()?,
+            op: r.u8()?,
+            entry: r.str()?,
+        })
     }
 
     /// Appends the whole frame.
@@ -655,7 +706,9 @@ pub struct Kick {
 impl Kick {
     /// Decodes a KICK body.
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
-        Ok(Kick { reason: Reader::new(body).u8()? })
+        Ok(Kick {
+            reason: Reader::new(body).u8()?,
+        })
     }
 
     /// Appends the whole frame.
@@ -702,7 +755,10 @@ pub enum Message<'a> {
     WhitelistDelta(WhitelistDelta<'a>),
     Kick(Kick),
     /// An application-defined command (0x1000..=0x7FFF) with its raw body.
-    App { cmd: u16, body: &'a [u8] },
+    App {
+        cmd: u16,
+        body: &'a [u8],
+    },
 }
 
 impl<'a> Message<'a> {
@@ -721,8 +777,12 @@ impl<'a> Message<'a> {
             cmd::CROSS_MEMBERS => Message::CrossMembers(CrossMembers::decode(body).map_err(e)?),
             cmd::HEARTBEAT_ACK => Message::HeartbeatAck(Heartbeat::decode(body).map_err(e)?),
             cmd::STATUS_PUSH => Message::StatusPush(StatusPush::decode(body).map_err(e)?),
-            cmd::WHITELIST_SNAPSHOT => Message::WhitelistSnapshot(WhitelistSnapshot::decode(body).map_err(e)?),
-            cmd::WHITELIST_DELTA => Message::WhitelistDelta(WhitelistDelta::decode(body).map_err(e)?),
+            cmd::WHITELIST_SNAPSHOT => {
+                Message::WhitelistSnapshot(WhitelistSnapshot::decode(body).map_err(e)?)
+            }
+            cmd::WHITELIST_DELTA => {
+                Message::WhitelistDelta(WhitelistDelta::decode(body).map_err(e)?)
+            }
             cmd::KICK => Message::Kick(Kick::decode(body).map_err(e)?),
             c if cmd::is_app(c) => Message::App { cmd: c, body },
             c => return Err(MessageError::UnknownCommand(c)),
@@ -742,7 +802,9 @@ impl<'a> Message<'a> {
             Message::CrossMembers(m) => CrossMembers::encode(m.iter(), out)?,
             Message::HeartbeatAck(m) => m.encode_ack(out),
             Message::StatusPush(m) => m.encode(out),
-            Message::WhitelistSnapshot(m) => WhitelistSnapshot::encode(m.version, m.last == 1, m.entries.iter(), out)?,
+            Message::WhitelistSnapshot(m) => {
+                WhitelistSnapshot::encode(m.version, m.last == 1, m.entries.iter(), out)?
+            }
             Message::WhitelistDelta(m) => m.encode(out)?,
             Message::Kick(m) => m.encode(out),
             Message::App { cmd, body } => {
@@ -762,25 +824,58 @@ mod tests {
     fn round_trip(m: Message<'_>) {
         let mut out = Vec::new();
         m.encode(&mut out).expect("encodes");
-        let (payload, used) = crate::proto::frame::parse_frame(&out, 65535).expect("valid").expect("whole");
+        let (payload, used) = crate::proto::frame::parse_frame(&out, 65535)
+            .expect("valid")
+            .expect("whole");
         assert_eq!(used, out.len());
         assert_eq!(Message::decode(payload).expect("decodes"), m);
     }
 
     #[test]
     fn every_message_round_trips() {
-        round_trip(Message::Auth(Auth { node_type: 1, node_id: 5, plat: "p", time: 9, sign: [7; 16] }));
+        round_trip(Message::Auth(Auth {
+            node_type: 1,
+            node_id: 5,
+            plat: "p",
+            time: 9,
+            sign: [7; 16],
+        }));
         round_trip(Message::Heartbeat(Heartbeat { ts: u64::MAX }));
         round_trip(Message::HeartbeatAck(Heartbeat { ts: 1 }));
         round_trip(Message::StatusReport(StatusReport { online: 3 }));
-        round_trip(Message::AuthResult(AuthResult { code: 5, server_time: 1, heartbeat_interval: 2, heartbeat_timeout: 3 }));
-        round_trip(Message::CrossAssign(CrossAssign { cross_server_id: 1, cross_node_name: "n", cross_plat: "p", cross_pos: 2 }));
+        round_trip(Message::AuthResult(AuthResult {
+            code: 5,
+            server_time: 1,
+            heartbeat_interval: 2,
+            heartbeat_timeout: 3,
+        }));
+        round_trip(Message::CrossAssign(CrossAssign {
+            cross_server_id: 1,
+            cross_node_name: "n",
+            cross_plat: "p",
+            cross_pos: 2,
+        }));
         round_trip(Message::StatusPush(StatusPush { maintenance: 1 }));
-        round_trip(Message::WhitelistDelta(WhitelistDelta { version: 2, op: 2, entry: "x" }));
+        round_trip(Message::WhitelistDelta(WhitelistDelta {
+            version: 2,
+            op: 2,
+            entry: "x",
+        }));
         round_trip(Message::Kick(Kick { reason: 4 }));
-        round_trip(Message::App { cmd: 0x1234, body: b"abc" });
+        round_trip(Message::App {
+            cmd: 0x1234,
+            body: b"abc",
+        });
         let mut out = Vec::new();
-        CrossMembers::encode([Member { serv_id: 1, serv_name: "a", cross_pos: 1 }], &mut out).expect("fits");
+        CrossMembers::encode(
+            [Member {
+                serv_id: 1,
+                serv_name: "a",
+                cross_pos: 1,
+            }],
+            &mut out,
+        )
+        .expect("fits");
         let m = CrossMembers::decode(&out[4..]).expect("decodes");
         round_trip(Message::CrossMembers(m));
         let mut out = Vec::new();
@@ -792,12 +887,29 @@ mod tests {
 
     #[test]
     fn unknown_and_malformed_are_errors() {
-        assert_eq!(Message::decode(&[0x00, 0x09]), Err(MessageError::UnknownCommand(9)));
-        assert_eq!(Message::decode(&[0x90, 0x00]), Err(MessageError::UnknownCommand(0x9000)));
-        assert_eq!(Message::decode(&[0x00, 0x04, 1]), Err(MessageError::Body(4, DecodeError::Truncated)));
+        assert_eq!(
+            Message::decode(&[0x00, 0x09]),
+            Err(MessageError::UnknownCommand(9))
+        );
+        assert_eq!(
+            Message::decode(&[0x90, 0x00]),
+            Err(MessageError::UnknownCommand(0x9000))
+        );
+        assert_eq!(
+            Message::decode(&[0x00, 0x04, 1]),
+            Err(MessageError::Body(4, DecodeError::Truncated))
+        );
         // A member list claiming 2 members with bytes for one.
         let mut out = Vec::new();
-        CrossMembers::encode([Member { serv_id: 1, serv_name: "", cross_pos: 1 }], &mut out).expect("fits");
+        CrossMembers::encode(
+            [Member {
+                serv_id: 1,
+                serv_name: "",
+                cross_pos: 1,
+            }],
+            &mut out,
+        )
+        .expect("fits");
         out[5] = 2;
         assert!(CrossMembers::decode(&out[4..]).is_err());
     }
@@ -805,7 +917,11 @@ mod tests {
     #[test]
     fn cross_members_too_large_is_refused_not_corrupted() {
         let name = "x".repeat(1000);
-        let members = (0..100).map(|i| Member { serv_id: i, serv_name: &name, cross_pos: i as u16 });
+        let members = (0..100).map(|i| Member {
+            serv_id: i,
+            serv_name: &name,
+            cross_pos: i as u16,
+        });
         let mut out = vec![1, 2, 3];
         assert_eq!(CrossMembers::encode(members, &mut out), Err(FrameTooLarge));
         assert_eq!(out, [1, 2, 3]);

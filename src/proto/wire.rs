@@ -150,18 +150,27 @@ mod tests {
     #[test]
     fn truncated_fields_are_errors() {
         assert_eq!(Reader::new(&[1]).u16(), Err(DecodeError::Truncated));
-        assert_eq!(Reader::new(&[0, 3, b'a']).str(), Err(DecodeError::Truncated));
+        assert_eq!(
+            Reader::new(&[0, 3, b'a']).str(),
+            Err(DecodeError::Truncated)
+        );
         assert_eq!(Reader::new(&[0; 15]).md5(), Err(DecodeError::Truncated));
     }
 
     #[test]
     fn invalid_utf8_is_an_error() {
-        assert_eq!(Reader::new(&[0, 2, 0xc3, 0x28]).str(), Err(DecodeError::InvalidUtf8));
+        assert_eq!(
+            Reader::new(&[0, 2, 0xc3, 0x28]).str(),
+            Err(DecodeError::InvalidUtf8)
+        );
     }
 
     #[test]
     fn list_count_is_checked_against_bytes_present() {
-        assert_eq!(Reader::new(&[0xff, 0xff, 0, 0, 0, 1]).list_header(4), Err(DecodeError::Truncated));
+        assert_eq!(
+            Reader::new(&[0xff, 0xff, 0, 0, 0, 1]).list_header(4),
+            Err(DecodeError::Truncated)
+        );
         assert_eq!(Reader::new(&[0, 1, 0, 0, 0, 1]).list_header(4), Ok(1));
     }
 

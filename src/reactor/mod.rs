@@ -1,0 +1,805 @@
+//! The reactor: one single-threaded mio poll loop, the only code that touches sockets.
+//!
+//! Per loop turn:
+//! 1. `poll` (timeout = the timer wheel's next deadline), then read the clock once.
+//! 2. Listener ready: accept until WouldBlock (at most [`ACCEPTS_PER_TURN`], so a connection
+//!    storm cannot starve live nodes), register each socket once for READABLE | WRITABLE
+//!    (edge-triggered: no re-registration syscalls later), open its session.
+//! 3. Connection readable: read into the reactor's one scratch buffer, decode every complete
+//!    frame in place and hand it to the cluster; replies to that connection collect in one
+//!    reply buffer and go out in a single write after its frames are done. A partial frame's
+//!    bytes move into the connection, which otherwise holds no buffer at all. At most
+//!    [`READS_PER_TURN`] reads per connection per turn; a connection with more waiting is
+//!    revisited next turn.
+//! 4. Timers: the cluster fires auth timeouts and heartbeat expiry.
+//! 5. Flush: frames queued for other connections are written; connections marked for closing
+//!    are closed (after one attempt to write what they were sent, e.g. their KICK). Sockets
+//!    are only released here, at the end of the turn, so a slab key is never reused while
+//!    events for its old socket may still be in this turn's batch.
+//!
+//! Frames for a connection whose socket does not take them wait in its write queue; a queue
+//! past `max_write_buffer` means the peer is not reading, and it is dropped.
+
+use crate::cluster::{Cluster, ConnId, Handler, NoHandler, Now, Outbox};
+use crate::config::Config;
+use crate::proto::{self, FrameError};
+use log::{debug, error, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const LISTENER: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX - 1);
+const SIGNALS: Token = Token(usize::MAX - 2);
+
+/// Connections accepted per turn before live connections get their turn.
+pub const ACCEPTS_PER_TURN: usize = 256;
+/// Read calls per connection per turn.
+pub const READS_PER_TURN: usize = 4;
+/// The scratch read buffer: room for a whole maximal frame plus a large read.
+const SCRATCH_LEN: usize = 256 * 1024;
+/// How long shutdown waits for KICK frames to drain.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(1000);
+/// How long accepting pauses after the process ran out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+struct Conn {
+    stream: TcpStream,
+    /// The bytes of an incomplete frame; empty (no allocation) between frames.
+    partial: Vec<u8>,
+    /// Frames the socket has not taken yet; empty (no allocation) when caught up.
+    out: VecDeque<u8>,
+    closing: bool,
+    /// In the reactor's dirty list (to flush or close at the end of the turn).
+    dirty: bool,
+    /// In the reactor's list of connections to read again next turn.
+    read_pending: bool,
+}
+
+/// Stops a running [`LoginNode`] from any thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    flag: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Asks the node to shut down: KICK 4 to every node, a brief flush, then `run` returns.
+    pub fn shutdown(&self) {
+        self.flag.store(true, Ordering::Release);
+        if let Err(e) = self.waker.wake() {
+            error!("shutdown: could not wake the poll loop: {e}");
+        }
+    }
+}
+
+/// The [`Outbox`] the cluster writes into during one event.
+struct Io<'a> {
+    conns: &'a mut Slab<Conn>,
+    dirty: &'a mut Vec<ConnId>,
+    /// The connection whose frames are being handled: its replies go to `reply`.
+    current: Option<ConnId>,
+    reply: &'a mut Vec<u8>,
+    max_write_buffer: usize,
+}
+
+impl Io<'_> {
+    fn mark_dirty(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(conn) {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(conn);
+            }
+        }
+    }
+
+    fn is_closing(&self, conn: ConnId) -> bool {
+        self.conns.get(conn).is_none_or(|c| c.closing)
+    }
+}
+
+impl Outbox for Io<'_> {
+    fn send(&mut self, conn: ConnId, frame: &[u8]) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        if self.current == Some(conn) && c.out.is_empty() {
+            self.reply.extend_from_slice(frame);
+            return;
+        }
+        if c.out.len() + frame.len() > self.max_write_buffer {
+            warn!(
+                "conn {conn}: {} bytes queued, peer is not reading; dropping it",
+                c.out.len()
+            );
+            c.closing = true;
+        } else {
+            c.out.extend(frame);
+        }
+        self.mark_dirty(conn);
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(conn) {
+            c.closing = true;
+        }
+        self.mark_dirty(conn);
+    }
+}
+
+/// A login node: the listener, every connection and the cluster, driven by [`LoginNode::run`]
+/// on the caller's thread.
+pub struct LoginNode<H: Handler = NoHandler> {
+    config: Config,
+    poll: Poll,
+    events: Events,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    conns: Slab<Conn>,
+    cluster: Cluster,
+    handler: H,
+    scratch: Box<[u8]>,
+    reply: Vec<u8>,
+    dirty: Vec<ConnId>,
+    pending_reads: Vec<ConnId>,
+    accept_more: bool,
+    accept_retry_at: Option<Instant>,
+    emfile_logged_at: Option<Instant>,
+    shutdown: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    start: Instant,
+}
+
+/// Binds a TCP listener with a deep backlog (mio's own bind uses 1024; a burst of reconnecting
+/// nodes overflows that and waits a full second to retry).
+fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .unwrap_or(4096);
+    if somaxconn < 4096 {
+        warn!("net.core.somaxconn is {somaxconn}: the listen backlog is capped there; 4096 or more is recommended");
+    }
+    // The kernel caps the backlog at somaxconn; ask for at least 4096.
+    socket.listen(somaxconn.max(4096))?;
+    Ok(socket.into())
+}
+
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
+
+impl LoginNode<NoHandler> {
+    /// Binds the node port of `config`; application commands are ignored.
+    pub fn bind(config: Config) -> io::Result<Self> {
+        LoginNode::with_handler(config, NoHandler)
+    }
+}
+
+impl<H: Handler> LoginNode<H> {
+    /// Binds the node port of `config`, handing application events to `handler`.
+    pub fn with_handler(config: Config, handler: H) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::from_std(bind_listener(config.listen)?);
+        let local_addr = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let start = Instant::now();
+        let now = Now {
+            mono_ms: 0,
+            unix_secs: unix_now(),
+        };
+        Ok(LoginNode {
+            cluster: Cluster::new(&config, now),
+            config,
+            poll,
+            events: Events::with_capacity(1024),
+            listener,
+            local_addr,
+            conns: Slab::new(),
+            handler,
+            scratch: vec![0u8; SCRATCH_LEN].into_boxed_slice(),
+            reply: Vec::with_capacity(4096),
+            dirty: Vec::new(),
+            pending_reads: Vec::new(),
+            accept_more: false,
+            accept_retry_at: None,
+            emfile_logged_at: None,
+            shutdown: Arc::new(AtomicBool::new(false)),
+            waker,
+            signals: None,
+            start,
+        })
+    }
+
+    /// The address the node port is bound to (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops [`Self::run`] from any thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            flag: self.shutdown.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// Makes SIGTERM and SIGINT shut the node down gracefully.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        let mut signals = signal_hook_mio::v1_0::Signals::new([
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGINT,
+        ])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// The cluster state (read-only).
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// The embedder's handler.
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            mono_ms: self.start.elapsed().as_millis() as u64,
+            unix_secs: unix_now(),
+        }
+    }
+
+    /// Runs the loop until shutdown (signal or [`ShutdownHandle`]); returns after every node
+    /// was sent KICK 4 and the connections are closed.
+    pub fn run(&mut self) -> io::Result<()> {
+        info!("login node listening on {}", self.local_addr);
+        let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        let result = self.run_loop(&mut events);
+        self.events = events;
+        result?;
+        self.shutdown_all();
+        Ok(())
+    }
+
+    fn run_loop(&mut self, events: &mut Events) -> io::Result<()> {
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = self.now();
+            // Connections that hit the read cap last turn read again after this turn's events.
+            let carried = std::mem::take(&mut self.pending_reads);
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_ready(now),
+                    WAKER => {}
+                    SIGNALS => self.signals_ready(),
+                    Token(conn) => {
+                        if event.is_writable() {
+                            self.write_ready(conn);
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read_ready(conn, now);
+                        }
+                    }
+                }
+            }
+            self.read_carried(carried, now);
+            self.turn_end(now);
+            if self.shutdown.load(Ordering::Acquire) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Work that does not wait for an event: accepts past the per-turn cap, reads past it,
+    /// timers, then the flush.
+    fn turn_end(&mut self, now: Now) {
+        if self.accept_more || self.accept_retry_at.is_some_and(|t| Instant::now() >= t) {
+            self.accept_more = false;
+            self.accept_retry_at = None;
+            self.accept_ready(now);
+        }
+        let mut io = Io {
+            conns: &mut self.conns,
+            dirty: &mut self.dirty,
+            current: None,
+            reply: &mut self.reply,
+            max_write_buffer: self.config.max_write_buffer,
+        };
+        self.cluster.handle_timeout(now, &mut io, &mut self.handler);
+        self.flush_dirty(now, false);
+        log::logger().flush();
+    }
+
+    fn read_carried(&mut self, mut carried: Vec<ConnId>, now: Now) {
+        for &conn in &carried {
+            if let Some(c) = self.conns.get_mut(conn) {
+                c.read_pending = false;
+            }
+        }
+        for &conn in &carried {
+            self.read_ready(conn, now);
+        }
+        // Keep whichever list has capacity, to avoid reallocating every turn.
+        carried.clear();
+        if self.pending_reads.is_empty() && carried.capacity() > self.pending_reads.capacity() {
+            self.pending_reads = carried;
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if self.accept_more || !self.pending_reads.is_empty() || !self.dirty.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let now_ms = self.start.elapsed().as_millis() as u64;
+        let mut timeout = self
+            .cluster
+            .next_timeout()
+            .map(|at| Duration::from_millis(at.saturating_sub(now_ms)));
+        if let Some(at) = self.accept_retry_at {
+            let d = at.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(d, |t| t.min(d)));
+        }
+        timeout
+    }
+
+    fn signals_ready(&mut self) {
+        if let Some(signals) = &mut self.signals {
+            for sig in signals.pending() {
+                info!("signal {sig} received: shutting down");
+                self.shutdown.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    fn accept_ready(&mut self, now: Now) {
+        for _ in 0..ACCEPTS_PER_TURN {
+            match self.listener.accept() {
+                Ok((mut stream, peer)) => {
+                    // Small frames must not wait for Nagle's algorithm.
+                    if let Err(e) = stream.set_nodelay(true) {
+                        debug!("set_nodelay for {peer}: {e}");
+                    }
+                    let entry = self.conns.vacant_entry();
+                    let conn = entry.key();
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        Token(conn),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        warn!("cannot register connection from {peer}: {e}");
+                        continue;
+                    }
+                    entry.insert(Conn {
+                        stream,
+                        partial: Vec::new(),
+                        out: VecDeque::new(),
+                        closing: false,
+                        dirty: false,
+                        read_pending: false,
+                    });
+                    info!("conn {conn} from {peer}: connected");
+                    self.cluster.open(conn, peer, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_fd_exhaustion(&e) => {
+                    // The pending connection stays in the backlog; retrying at once would spin.
+                    let t = Instant::now();
+                    if self
+                        .emfile_logged_at
+                        .is_none_or(|at| t.duration_since(at) >= Duration::from_secs(1))
+                    {
+                        error!(
+                            "accept: {e} ({} connections open); pausing accepts for {} ms",
+                            self.conns.len(),
+                            ACCEPT_BACKOFF.as_millis()
+                        );
+                        self.emfile_logged_at = Some(t);
+                    }
+                    self.accept_retry_at = Some(t + ACCEPT_BACKOFF);
+                    return;
+                }
+                Err(e) => debug!("accept: {e}"),
+            }
+        }
+        self.accept_more = true;
+    }
+
+    fn write_ready(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        if c.out.is_empty() {
+            return;
+        }
+        if let Err(e) = flush_queue(c) {
+            debug!("conn {conn}: write: {e}");
+            c.closing = true;
+        }
+        if (c.closing || c.out.is_empty()) && !c.dirty {
+            c.dirty = true;
+            self.dirty.push(conn);
+        }
+    }
+
+    fn read_ready(&mut self, conn: ConnId, now: Now) {
+        let max_frame = self.config.max_frame;
+        let LoginNode {
+            conns,
+            cluster,
+            handler,
+            scratch,
+            reply,
+            dirty,
+            pending_reads,
+            config,
+            ..
+        } = self;
+        match conns.get(conn) {
+            Some(c) if !c.closing && !c.read_pending => {}
+            _ => return,
+        }
+        let mut io = Io {
+            conns,
+            dirty,
+            current: Some(conn),
+            reply,
+            max_write_buffer: config.max_write_buffer,
+        };
+        let mut filled = 0usize;
+        let mut calls = 0usize;
+        let mut eof = false;
+        let mut drained = false;
+
+        // A partial frame from an earlier turn: read straight into it until it is whole, so a
+        // frame that trickles in is never copied more than once.
+        if !io.conns[conn].partial.is_empty() {
+            match fill_partial(&mut io.conns[conn], max_frame, &mut calls) {
+                Fill::Complete => {
+                    let frame = std::mem::take(&mut io.conns[conn].partial);
+                    cluster.handle_frame(conn, &frame[proto::HEADER_LEN..], now, &mut io, handler);
+                }
+                Fill::Incomplete => drained = true,
+                Fill::Eof => eof = true,
+                Fill::BadHeader(e) => cluster.frame_error(conn, e, now, &mut io, handler),
+                Fill::Failed(e) => {
+                    debug!("conn {conn}: read: {e}");
+                    io.close(conn);
+                }
+            }
+        }
+
+        while !drained && !eof && !io.is_closing(conn) {
+            if calls == READS_PER_TURN {
+                // Fairness: more may be waiting, but other connections go first.
+                let c = &mut io.conns[conn];
+                c.read_pending = true;
+                pending_reads.push(conn);
+                break;
+            }
+            calls += 1;
+            let space = &mut scratch[filled..];
+            let asked = space.len();
+            match io.conns[conn].stream.read(space) {
+                Ok(0) => eof = true,
+                Ok(n) => {
+                    let total = filled + n;
+                    let consumed = dispatch(
+                        &scratch[..total],
+                        conn,
+                        max_frame,
+                        now,
+                        cluster,
+                        &mut io,
+                        handler,
+                    );
+                    filled = total - consumed;
+                    if filled > 0 {
+                        scratch.copy_within(consumed..total, 0);
+                    }
+                    // A short read drained the socket: edge-triggered epoll reports the next
+                    // arrival, so the extra read that would only return WouldBlock is skipped.
+                    drained = n < asked;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => drained = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!("conn {conn}: read: {e}");
+                    io.close(conn);
+                }
+            }
+        }
+        if filled > 0 && !io.is_closing(conn) {
+            let c = &mut io.conns[conn];
+            // Reserve the whole frame now if its length is known, so completing it needs no
+            // reallocation.
+            let want = match scratch[..filled] {
+                [hi, lo, ..] => proto::HEADER_LEN + u16::from_be_bytes([hi, lo]) as usize,
+                _ => filled,
+            };
+            c.partial.reserve_exact(want);
+            c.partial.extend_from_slice(&scratch[..filled]);
+        }
+        if eof {
+            debug!("conn {conn}: peer closed");
+            io.close(conn);
+        }
+        // One write for every reply this connection earned in this turn.
+        if !reply.is_empty() {
+            let c = &mut conns[conn];
+            let mut written = 0;
+            if !c.closing || c.out.is_empty() {
+                loop {
+                    match c.stream.write(&reply[written..]) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            written += n;
+                            if written == reply.len() {
+                                break;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            debug!("conn {conn}: write: {e}");
+                            c.closing = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if written < reply.len() && !c.closing {
+                // The socket is full: queue the rest; WRITABLE will tell when to continue.
+                c.out.extend(&reply[written..]);
+                if c.out.len() > config.max_write_buffer {
+                    warn!(
+                        "conn {conn}: {} bytes queued, peer is not reading; dropping it",
+                        c.out.len()
+                    );
+                    c.closing = true;
+                }
+            }
+            reply.clear();
+            if c.closing && !c.dirty {
+                c.dirty = true;
+                dirty.push(conn);
+            }
+        }
+    }
+
+    /// Writes what is queued for dirty connections and closes those marked for closing.
+    /// With `linger`, a closing connection with bytes still queued stays open (shutdown).
+    fn flush_dirty(&mut self, now: Now, linger: bool) {
+        while let Some(conn) = self.dirty.pop() {
+            let Some(c) = self.conns.get_mut(conn) else {
+                continue;
+            };
+            c.dirty = false;
+            if !c.out.is_empty() {
+                if let Err(e) = flush_queue(c) {
+                    debug!("conn {conn}: write: {e}");
+                    c.out.clear();
+                }
+            }
+            if c.out.is_empty() {
+                // Idle connections hold no buffers.
+                c.out = VecDeque::new();
+            }
+            if c.closing && (!linger || c.out.is_empty()) {
+                self.release(conn, now);
+            }
+        }
+    }
+
+    /// Closes the socket and tells the cluster.
+    fn release(&mut self, conn: ConnId, now: Now) {
+        if !self.conns.contains(conn) {
+            return;
+        }
+        // Dropping the stream closes the descriptor, which also removes it from epoll.
+        drop(self.conns.remove(conn));
+        let mut io = Io {
+            conns: &mut self.conns,
+            dirty: &mut self.dirty,
+            current: None,
+            reply: &mut self.reply,
+            max_write_buffer: self.config.max_write_buffer,
+        };
+        self.cluster.closed(conn, now, &mut io, &mut self.handler);
+    }
+
+    fn shutdown_all(&mut self) {
+        let now = self.now();
+        info!(
+            "shutting down: {} connections, {} registered nodes",
+            self.conns.len(),
+            self.cluster.registered()
+        );
+        if let Err(e) = self.poll.registry().deregister(&mut self.listener) {
+            debug!("deregister listener: {e}");
+        }
+        let mut io = Io {
+            conns: &mut self.conns,
+            dirty: &mut self.dirty,
+            current: None,
+            reply: &mut self.reply,
+            max_write_buffer: self.config.max_write_buffer,
+        };
+        self.cluster.shutdown(now, &mut io, &mut self.handler);
+        self.flush_dirty(now, true);
+        let deadline = Instant::now() + SHUTDOWN_FLUSH;
+        let mut events = Events::with_capacity(256);
+        while !self.conns.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if self.poll.poll(&mut events, Some(left)).is_err() {
+                break;
+            }
+            for event in events.iter() {
+                let Token(conn) = event.token();
+                if event.is_writable() {
+                    self.write_ready(conn);
+                }
+                if event.is_read_closed() || event.is_error() {
+                    if let Some(c) = self.conns.get_mut(conn) {
+                        // The peer is gone: nothing more will be delivered.
+                        c.out.clear();
+                        if !c.dirty {
+                            c.dirty = true;
+                            self.dirty.push(conn);
+                        }
+                    }
+                }
+            }
+            self.flush_dirty(now, true);
+        }
+        let left: Vec<ConnId> = self.conns.iter().map(|(k, _)| k).collect();
+        if !left.is_empty() {
+            warn!(
+                "shutdown: {} connections did not take their KICK in time",
+                left.len()
+            );
+        }
+        for conn in left {
+            self.release(conn, now);
+        }
+        info!("shutdown complete");
+        log::logger().flush();
+    }
+}
+
+/// Decodes and dispatches every complete frame in `buf`; returns the bytes consumed. Stops
+/// (consuming everything) once the connection is closing: nothing after a fatal frame counts.
+fn dispatch(
+    buf: &[u8],
+    conn: ConnId,
+    max_frame: usize,
+    now: Now,
+    cluster: &mut Cluster,
+    io: &mut Io<'_>,
+    handler: &mut dyn Handler,
+) -> usize {
+    let mut at = 0;
+    loop {
+        match proto::parse_frame(&buf[at..], max_frame) {
+            Ok(Some((payload, used))) => {
+                cluster.handle_frame(conn, payload, now, io, handler);
+                at += used;
+                if io.is_closing(conn) {
+                    return buf.len();
+                }
+            }
+            Ok(None) => return at,
+            Err(e) => {
+                cluster.frame_error(conn, e, now, io, handler);
+                return buf.len();
+            }
+        }
+    }
+}
+
+enum Fill {
+    Complete,
+    Incomplete,
+    Eof,
+    BadHeader(FrameError),
+    Failed(io::Error),
+}
+
+/// Reads into `c.partial` exactly what its frame still needs.
+fn fill_partial(c: &mut Conn, max_frame: usize, calls: &mut usize) -> Fill {
+    loop {
+        let have = c.partial.len();
+        let need = if have < proto::HEADER_LEN {
+            proto::HEADER_LEN - have
+        } else {
+            match proto::parse_frame(&c.partial, max_frame) {
+                Ok(Some(_)) => return Fill::Complete,
+                Ok(None) => {
+                    proto::HEADER_LEN + u16::from_be_bytes([c.partial[0], c.partial[1]]) as usize
+                        - have
+                }
+                Err(e) => return Fill::BadHeader(e),
+            }
+        };
+        c.partial.resize(have + need, 0);
+        *calls += 1;
+        let result = c.stream.read(&mut c.partial[have..]);
+        match result {
+            Ok(0) => {
+                c.partial.truncate(have);
+                return Fill::Eof;
+            }
+            Ok(n) => {
+                c.partial.truncate(have + n);
+                if n < need && c.partial.len() >= proto::HEADER_LEN {
+                    return Fill::Incomplete;
+                }
+            }
+            Err(e) => {
+                c.partial.truncate(have);
+                return match e.kind() {
+                    io::ErrorKind::WouldBlock => Fill::Incomplete,
+                    io::ErrorKind::Interrupted => continue,
+                    _ => Fill::Failed(e),
+                };
+            }
+        }
+    }
+}
+
+/// Writes the queue until it is empty or the socket is full.
+fn flush_queue(c: &mut Conn) -> io::Result<()> {
+    while !c.out.is_empty() {
+        let (a, b) = c.out.as_slices();
+        match c.stream.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                c.out.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
