@@ -286,18 +286,19 @@ impl Config {
                 }
             }
             "log_level" => {
-                self.log_level =
-                    match value.to_ascii_lowercase().as_str() {
-                        "off" => LogLevel::Off,
-                        "error" => LogLevel::Error,
-                        "warn" => LogLevel::Warn,
-                        "info" => LogLevel::Info,
-                        "debug" => LogLevel::Debug,
-                        "trace" => LogLevel::Trace,
-                        _ => return err(format!(
+                self.log_level = match value.to_ascii_lowercase().as_str() {
+                    "off" => LogLevel::Off,
+                    "error" => LogLevel::Error,
+                    "warn" => LogLevel::Warn,
+                    "info" => LogLevel::Info,
+                    "debug" => LogLevel::Debug,
+                    "trace" => LogLevel::Trace,
+                    _ => {
+                        return err(format!(
                             "log_level: expected off|error|warn|info|debug|trace, got {value:?}"
-                        )),
+                        ))
                     }
+                }
             }
             _ => return err(format!("unknown key {key:?}")),
         }

@@ -45,3 +45,8 @@ pub mod timer;
 pub use cluster::{Context, Handler, NoHandler, NodeKey};
 pub use config::Config;
 pub use reactor::{LoginNode, ShutdownHandle};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -263,7 +263,7 @@ fn every_frame_split_at_every_byte_boundary() {
         let whole = bytes[2..].to_vec();
         for at in 0..=bytes.len() {
             let got = parse_incrementally(&[&bytes[..at], &bytes[at..]]);
-            assert_eq!(got, [whole.clone()], "{name} split at {at}");
+            assert_eq!(got, std::slice::from_ref(&whole), "{name} split at {at}");
         }
         // And one byte at a time.
         let singles: Vec<&[u8]> = bytes.chunks(1).collect();

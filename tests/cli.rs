@@ -1,0 +1,275 @@
+//! The `login-node` binary as operators and scripts use it.
+
+mod common;
+
+use common::{expect_kick, REPLY, TOKEN};
+use login_node::client::{Client, ServerMessage};
+use login_node::config::DEFAULT_TOKEN;
+use login_node::proto::NodeType;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_login-node");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("runs")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A child server; killed on drop if still running.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(cmd: &mut Command) -> Proc {
+    Proc(
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    )
+}
+
+/// Connects, retrying while the child starts (bounded).
+fn connect_when_up(addr: SocketAddr) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Client::connect(addr, Duration::from_secs(1)) {
+            Ok(c) => return c,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("server at {addr} never came up: {e}"),
+        }
+    }
+}
+
+fn sigterm(p: &Proc) {
+    let status = Command::new("kill")
+        .args(["-TERM", &p.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn wait_exit(p: &mut Proc, within: Duration) -> Option<i32> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(status) = p.0.try_wait().expect("wait") {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+#[test]
+fn help_lists_every_flag_with_its_default() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--config",
+        "--listen",
+        "--token",
+        "--heartbeat-interval",
+        "--heartbeat-timeout",
+        "--auth-timeout",
+        "--auth-window",
+        "--max-frame",
+        "--max-connections",
+        "--duplicate-policy",
+        "--default-capacity",
+        "--log-level",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
+    }
+    assert!(text.contains("127.0.0.1:7700"), "defaults shown");
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_key() {
+    let out = run(&["--heartbeat-timeout", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("heartbeat_timeout"));
+
+    let dir = std::env::temp_dir().join(format!("login-node-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "max_frame = 1\n").expect("write");
+    let out = run(&["--config", file.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        err.contains("max_frame") && err.contains("bad.toml"),
+        "{err}"
+    );
+    std::fs::write(&file, "duplicate_policy = \"replace\"\nmystery = 3\n").expect("write");
+    let out = run(&["--config", file.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mystery"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn default_token_is_refused_off_loopback() {
+    let out = run(&["--listen", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("default token"));
+}
+
+#[test]
+fn sigterm_kicks_every_node_with_reason_4_and_exits_0() {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut p = spawn(Command::new(BIN).args(["--listen", &addr.to_string(), "--token", TOKEN]));
+    let mut c = connect_when_up(addr);
+    assert_eq!(
+        c.auth(NodeType::Game, 1, "dev", TOKEN, None)
+            .expect("auth")
+            .code,
+        0
+    );
+    c.send_heartbeat(1).expect("hb");
+    assert_eq!(
+        c.recv(REPLY).expect("ack"),
+        Some(ServerMessage::HeartbeatAck(1))
+    );
+    sigterm(&p);
+    expect_kick(&mut c, 4);
+    assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
+}
+
+#[test]
+fn config_file_and_flags_combine() {
+    let dir = std::env::temp_dir().join(format!("login-node-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("node.toml");
+    let port = free_port();
+    std::fs::write(&file, format!("listen = \"127.0.0.1:{port}\"\ntoken = \"from-file\"\nheartbeat_interval = 4\nheartbeat_timeout = 9\n"))
+        .expect("write");
+    // The flag after --config overrides the file's heartbeat_interval.
+    let _p = spawn(Command::new(BIN).args([
+        "--config",
+        file.to_str().expect("utf8"),
+        "--heartbeat-interval",
+        "3",
+    ]));
+    let mut c = connect_when_up(format!("127.0.0.1:{port}").parse().expect("addr"));
+    let r = c
+        .auth(NodeType::Cross, 2, "dev", "from-file", None)
+        .expect("auth");
+    assert_eq!(
+        (r.code, r.heartbeat_interval, r.heartbeat_timeout),
+        (0, 3, 9)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn no_arguments_serves_on_7700_with_the_dev_token() {
+    let mut p = spawn(&mut Command::new(BIN));
+    let mut c = connect_when_up("127.0.0.1:7700".parse().expect("addr"));
+    let r = c
+        .auth(NodeType::Game, 1, "dev", DEFAULT_TOKEN, None)
+        .expect("auth");
+    assert_eq!(r.code, 0);
+    sigterm(&p);
+    assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
+    let mut stderr = String::new();
+    use std::io::Read;
+    p.0.stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stderr)
+        .expect("read");
+    assert!(
+        stderr.contains("DEFAULT DEVELOPMENT TOKEN"),
+        "loud warning: {stderr}"
+    );
+}
+
+/// User + system CPU seconds a process has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+#[test]
+fn running_out_of_file_descriptors_does_not_spin_and_recovers() {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    // 40 descriptors: a handful for the process itself, the rest for nodes.
+    let p = spawn(Command::new("prlimit").args([
+        "--nofile=40:40",
+        BIN,
+        "--listen",
+        &addr.to_string(),
+        "--token",
+        TOKEN,
+        "--auth-timeout",
+        "60",
+    ]));
+    let mut first = connect_when_up(addr);
+    assert_eq!(
+        first
+            .auth(NodeType::Game, 1, "dev", TOKEN, None)
+            .expect("auth")
+            .code,
+        0
+    );
+    // Far more connections than the server can hold: the kernel completes them in the backlog.
+    let flood: Vec<Client> = (0..80)
+        .map(|_| Client::connect(addr, REPLY).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300)); // let the server hit the limit
+    let before = cpu_seconds(p.0.id());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_seconds(p.0.id()) - before;
+    assert!(
+        used < 0.2,
+        "server used {used:.2} s of CPU in 1 s while out of descriptors: it spins"
+    );
+    // The online node is still served.
+    first.send_heartbeat(9).expect("hb");
+    assert_eq!(
+        first.recv(REPLY).expect("ack"),
+        Some(ServerMessage::HeartbeatAck(9))
+    );
+    // Descriptors come back when connections close, and new nodes get in again.
+    drop(flood);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = Client::connect(addr, REPLY).expect("connect");
+        match c.auth(NodeType::Game, 2, "dev", TOKEN, None) {
+            Ok(r) => {
+                assert_eq!(r.code, 0);
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("server did not recover: {e}"),
+        }
+    }
+}
