@@ -22,6 +22,8 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+pub mod machine;
+
 use crate::proto::{
     self, auth, Auth, AuthResult, CrossInfo, GameInfo, Heartbeat, Message, NodeType, StatusReport,
 };
