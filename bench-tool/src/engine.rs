@@ -459,9 +459,10 @@ impl Engine {
         match group {
             Group::Cross | Group::Hold => {
                 let interval = self.hold_interval_ms(key);
-                // Spread first heartbeats over the interval so nodes do not beat in lockstep.
-                let phase = (self.gen as u64).wrapping_mul(2_654_435_761) % interval.max(1);
                 let gen = self.nodes[key].gen;
+                // Spread first heartbeats over the interval (by the node's own generation, a
+                // Fibonacci hash) so nodes do not beat in lockstep.
+                let phase = (gen as u64).wrapping_mul(2_654_435_761) % interval.max(1);
                 self.wheel
                     .insert(self.now_ms() + phase, (key, gen, HEARTBEAT));
             }
