@@ -38,6 +38,7 @@
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod logging;
 pub mod proto;
 pub mod reactor;
 pub mod timer;

@@ -3,7 +3,6 @@
 
 use login_node::config::{Config, DEFAULT_TOKEN};
 use login_node::reactor::LoginNode;
-use std::io::BufWriter;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -52,16 +51,14 @@ fn main() -> ExitCode {
 }
 
 /// Logs to stderr through a buffer the reactor flushes once per loop turn, so a burst of
-/// connects costs one write, not one per line.
+/// connects costs one write, not one per line. A panic flushes what is buffered first.
 fn init_logging(config: &Config) {
-    let log_config = simplelog::ConfigBuilder::new()
-        .set_time_format_rfc3339()
-        .set_target_level(simplelog::LevelFilter::Off)
-        .set_thread_level(simplelog::LevelFilter::Off)
-        .set_location_level(simplelog::LevelFilter::Off)
-        .build();
-    let sink = BufWriter::with_capacity(64 * 1024, std::io::stderr());
-    let _ = simplelog::WriteLogger::init(config.log_level.filter(), log_config, sink);
+    let _ = login_node::logging::BufferedLogger::init_stderr(config.log_level.filter());
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        log::logger().flush();
+        default_hook(info);
+    }));
 }
 
 /// Raises the soft open-file limit to the hard limit: each node is a descriptor.

@@ -24,6 +24,7 @@
 pub mod alloc;
 
 use crate::config::{Config, DuplicatePolicy};
+use crate::logging::Peer;
 use crate::proto::{
     self, cmd, AuthCode, AuthResult, CrossAssign, CrossInfo, CrossMembers, FrameError, GameInfo,
     Heartbeat, Kick, KickReason, Member, NodeType, StatusPush, StatusReport, WhitelistSnapshot,
@@ -329,7 +330,7 @@ impl Cluster {
             return;
         }
         if s.phase != Phase::Closed {
-            debug!("conn {conn} from {} closed by peer", s.peer);
+            debug!("conn {conn} from {} closed by peer", Peer(s.peer));
         }
         self.end_session(conn, now, out, handler);
         self.sessions[conn].phase = Phase::Free;
@@ -451,7 +452,7 @@ impl Cluster {
                 Phase::AwaitAuth => {
                     info!(
                         "conn {conn} from {}: no AUTH within auth_timeout, closing",
-                        s.peer
+                        Peer(s.peer)
                     );
                     out.close(conn);
                     self.end_session(conn, now, out, handler);
@@ -461,7 +462,9 @@ impl Cluster {
                     if deadline <= now.mono_ms {
                         info!(
                             "{} ({}): silent for {} s, kicking",
-                            s.key, s.peer, self.heartbeat_timeout
+                            s.key,
+                            Peer(s.peer),
+                            self.heartbeat_timeout
                         );
                         self.kick(conn, KickReason::HeartbeatTimeout, now, out, handler);
                     } else {
@@ -529,7 +532,7 @@ impl Cluster {
         out: &mut dyn Outbox,
         handler: &mut dyn Handler,
     ) {
-        let peer = self.sessions[conn].peer;
+        let peer = Peer(self.sessions[conn].peer);
         warn!(
             "conn {conn} from {peer}: AUTH {who} refused: code {} ({})",
             code as u8,
@@ -594,7 +597,8 @@ impl Cluster {
         if let Some(old) = existing {
             info!(
                 "{key}: new login from {} replaces the one from {}",
-                self.sessions[conn].peer, self.sessions[old].peer
+                Peer(self.sessions[conn].peer),
+                Peer(self.sessions[old].peer)
             );
             self.kick(old, KickReason::Replaced, now, out, handler);
         }
@@ -614,7 +618,8 @@ impl Cluster {
         }
         info!(
             "{key} from {}: authenticated (plat {:?})",
-            s.peer, auth.plat
+            Peer(s.peer),
+            auth.plat
         );
         self.auth_result(conn, AuthCode::Ok, now, out);
     }
@@ -655,7 +660,11 @@ impl Cluster {
         };
         info!(
             "{key} ({}) online: {:?} cross_plat {:?} reports cross {}/{}",
-            s.peer, info.serv_name, info.cross_plat, info.cross_server_id, info.cross_pos
+            Peer(s.peer),
+            info.serv_name,
+            info.cross_plat,
+            info.cross_server_id,
+            info.cross_pos
         );
         // Operator state first (maintenance, whitelist), then the assignment.
         self.scratch.clear();
@@ -720,7 +729,7 @@ impl Cluster {
         };
         info!(
             "{key} ({}) online: cross {} {:?} plat {:?} capacity {} lists {} servers",
-            s.peer,
+            Peer(s.peer),
             info.cross_server_id,
             info.cross_node_name,
             info.cross_plat,
@@ -815,8 +824,8 @@ impl Cluster {
         };
         match s.phase {
             Phase::Free | Phase::Closed => return,
-            Phase::AwaitAuth => warn!("conn {conn} from {}: protocol error: {why}", s.peer),
-            _ => warn!("{} ({}): protocol error: {why}", s.key, s.peer),
+            Phase::AwaitAuth => warn!("conn {conn} from {}: protocol error: {why}", Peer(s.peer)),
+            _ => warn!("{} ({}): protocol error: {why}", s.key, Peer(s.peer)),
         }
         self.kick(conn, KickReason::ProtocolError, now, out, handler);
     }
@@ -859,7 +868,7 @@ impl Cluster {
         }
         let key = s.key;
         let info = std::mem::replace(&mut s.info, NodeInfo::None);
-        let peer = s.peer;
+        let peer = Peer(s.peer);
         if was == Phase::AwaitAuth || self.registry.get(&key) != Some(&conn) {
             return;
         }

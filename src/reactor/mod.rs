@@ -22,6 +22,7 @@
 
 use crate::cluster::{Cluster, ConnId, Handler, NoHandler, Now, Outbox};
 use crate::config::Config;
+use crate::logging::Peer;
 use crate::proto::{self, FrameError};
 use log::{debug, error, info, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -408,7 +409,7 @@ impl<H: Handler> LoginNode<H> {
                         dirty: false,
                         read_pending: false,
                     });
-                    info!("conn {conn} from {peer}: connected");
+                    info!("conn {conn} from {}: connected", Peer(peer));
                     self.cluster.open(conn, peer, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
