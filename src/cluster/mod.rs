@@ -677,14 +677,7 @@ impl Cluster {
             plat,
             (info.cross_server_id, info.cross_pos),
         );
-        self.announce(out);
-        let mut ctx = Context {
-            registry: &self.registry,
-            sessions: &self.sessions,
-            out,
-            scratch: &mut self.scratch,
-        };
-        handler.node_online(&mut ctx, key);
+        self.went_online(key, out, handler);
     }
 
     fn on_cross_info(
@@ -744,6 +737,11 @@ impl Cluster {
             info.capacity,
             info.game_server_list.iter(),
         );
+        self.went_online(key, out, handler);
+    }
+
+    /// The tail of every INFO: announce the allocator's changes, then tell the handler.
+    fn went_online(&mut self, key: NodeKey, out: &mut dyn Outbox, handler: &mut dyn Handler) {
         self.announce(out);
         let mut ctx = Context {
             registry: &self.registry,

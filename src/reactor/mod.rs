@@ -90,7 +90,24 @@ struct Io<'a> {
     max_write_buffer: usize,
 }
 
-impl Io<'_> {
+impl<'a> Io<'a> {
+    /// An outbox for work outside a connection's read (timers, closes, shutdown): every frame
+    /// goes to its connection's queue.
+    fn between_reads(
+        conns: &'a mut Slab<Conn>,
+        dirty: &'a mut Vec<ConnId>,
+        reply: &'a mut Vec<u8>,
+        max_write_buffer: usize,
+    ) -> Self {
+        Io {
+            conns,
+            dirty,
+            current: None,
+            reply,
+            max_write_buffer,
+        }
+    }
+
     fn mark_dirty(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(conn) {
             if !c.dirty {
@@ -330,13 +347,12 @@ impl<H: Handler> LoginNode<H> {
             self.accept_retry_at = None;
             self.accept_ready(now);
         }
-        let mut io = Io {
-            conns: &mut self.conns,
-            dirty: &mut self.dirty,
-            current: None,
-            reply: &mut self.reply,
-            max_write_buffer: self.config.max_write_buffer,
-        };
+        let mut io = Io::between_reads(
+            &mut self.conns,
+            &mut self.dirty,
+            &mut self.reply,
+            self.config.max_write_buffer,
+        );
         self.cluster.handle_timeout(now, &mut io, &mut self.handler);
         self.flush_dirty(now, false);
         log::logger().flush();
@@ -630,13 +646,12 @@ impl<H: Handler> LoginNode<H> {
         }
         // Dropping the stream closes the descriptor, which also removes it from epoll.
         drop(self.conns.remove(conn));
-        let mut io = Io {
-            conns: &mut self.conns,
-            dirty: &mut self.dirty,
-            current: None,
-            reply: &mut self.reply,
-            max_write_buffer: self.config.max_write_buffer,
-        };
+        let mut io = Io::between_reads(
+            &mut self.conns,
+            &mut self.dirty,
+            &mut self.reply,
+            self.config.max_write_buffer,
+        );
         self.cluster.closed(conn, now, &mut io, &mut self.handler);
     }
 
@@ -650,13 +665,12 @@ impl<H: Handler> LoginNode<H> {
         if let Err(e) = self.poll.registry().deregister(&mut self.listener) {
             debug!("deregister listener: {e}");
         }
-        let mut io = Io {
-            conns: &mut self.conns,
-            dirty: &mut self.dirty,
-            current: None,
-            reply: &mut self.reply,
-            max_write_buffer: self.config.max_write_buffer,
-        };
+        let mut io = Io::between_reads(
+            &mut self.conns,
+            &mut self.dirty,
+            &mut self.reply,
+            self.config.max_write_buffer,
+        );
         self.cluster.shutdown(now, &mut io, &mut self.handler);
         self.flush_dirty(now, true);
         let deadline = Instant::now() + SHUTDOWN_FLUSH;
