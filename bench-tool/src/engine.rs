@@ -153,6 +153,8 @@ pub struct Engine {
     crosses_started: usize,
     crosses_online: usize,
     handshaking: usize,
+    /// Of `handshaking`, the churn connections (they never finish the ramp).
+    churn_handshaking: usize,
     worker_round: Vec<u32>,
     pub stats: Stats,
     online: [usize; 4],
@@ -185,6 +187,7 @@ impl Engine {
             crosses_started: 0,
             crosses_online: 0,
             handshaking: 0,
+            churn_handshaking: 0,
             worker_round: vec![0; workers],
             stats: Stats::default(),
             online: [0; 4],
@@ -281,6 +284,9 @@ impl Engine {
             worker,
         });
         self.handshaking += 1;
+        if group == Group::Churn {
+            self.churn_handshaking += 1;
+        }
         let deadline = self.now_ms() + self.plan.hs_timeout.as_millis() as u64;
         self.wheel.insert(deadline, (key, self.gen, HS_TIMEOUT));
     }
@@ -304,6 +310,9 @@ impl Engine {
         let node = self.nodes.remove(key);
         if !node.online {
             self.handshaking -= 1;
+            if node.group == Group::Churn {
+                self.churn_handshaking -= 1;
+            }
         } else {
             self.online[group_index(node.group)] -= 1;
         }
@@ -447,6 +456,9 @@ impl Engine {
         let took = n.started.elapsed();
         let group = n.group;
         self.handshaking -= 1;
+        if group == Group::Churn {
+            self.churn_handshaking -= 1;
+        }
         self.online[group_index(group)] += 1;
         match group {
             Group::Cross => self.crosses_online += 1,
@@ -560,7 +572,7 @@ impl Engine {
         }
         let everyone = self.plan.hold_nodes + self.plan.pump_nodes;
         let settled = self.next_hold + self.next_pump == everyone
-            && self.handshaking <= self.churning_handshakes();
+            && self.handshaking <= self.churn_handshaking;
         if settled && self.window_start.is_none() {
             let done = Instant::now();
             self.ramp_done = Some(done);
@@ -577,13 +589,6 @@ impl Engine {
             }
             self.window_start = Some(done);
         }
-    }
-
-    fn churning_handshakes(&self) -> usize {
-        self.nodes
-            .iter()
-            .filter(|(_, n)| n.group == Group::Churn && !n.online)
-            .count()
     }
 
     fn progress(&self, last: &mut (Instant, u64, u64, u64)) {

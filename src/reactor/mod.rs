@@ -63,6 +63,22 @@ struct Conn {
     read_pending: bool,
 }
 
+impl Conn {
+    /// Queues bytes the socket has not taken; past `cap` the peer is not reading and the
+    /// connection is marked for closing instead (server memory stays bounded).
+    fn enqueue(&mut self, conn: ConnId, bytes: &[u8], cap: usize) {
+        if self.out.len() + bytes.len() > cap {
+            warn!(
+                "conn {conn}: {} bytes queued, peer is not reading; dropping it",
+                self.out.len() + bytes.len()
+            );
+            self.closing = true;
+        } else {
+            self.out.extend(bytes);
+        }
+    }
+}
+
 /// Stops a running [`LoginNode`] from any thread.
 #[derive(Clone)]
 pub struct ShutdownHandle {
@@ -134,15 +150,7 @@ impl Outbox for Io<'_> {
             self.reply.extend_from_slice(frame);
             return;
         }
-        if c.out.len() + frame.len() > self.max_write_buffer {
-            warn!(
-                "conn {conn}: {} bytes queued, peer is not reading; dropping it",
-                c.out.len()
-            );
-            c.closing = true;
-        } else {
-            c.out.extend(frame);
-        }
+        c.enqueue(conn, frame, self.max_write_buffer);
         self.mark_dirty(conn);
     }
 
@@ -598,14 +606,7 @@ impl<H: Handler> LoginNode<H> {
             }
             if written < reply.len() && !c.closing {
                 // The socket is full: queue the rest; WRITABLE will tell when to continue.
-                c.out.extend(&reply[written..]);
-                if c.out.len() > config.max_write_buffer {
-                    warn!(
-                        "conn {conn}: {} bytes queued, peer is not reading; dropping it",
-                        c.out.len()
-                    );
-                    c.closing = true;
-                }
+                c.enqueue(conn, &reply[written..], config.max_write_buffer);
             }
             reply.clear();
             if c.closing && !c.dirty {
