@@ -41,6 +41,7 @@ pub mod config;
 pub mod logging;
 pub mod proto;
 pub mod reactor;
+pub mod state;
 pub mod timer;
 
 pub use cluster::{Context, Handler, NoHandler, NodeKey};
