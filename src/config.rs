@@ -4,10 +4,30 @@
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The token used when none is configured. Only accepted on loopback listeners.
 pub const DEFAULT_TOKEN: &str = "dev-token-change-me";
+/// The admin token used when none is configured. Only accepted on a loopback admin listener.
+pub const DEFAULT_ADMIN_TOKEN: &str = "dev-admin-token-change-me";
+
+/// Keys SIGHUP applies to a running node; the others need a restart.
+pub const RELOADABLE: &[&str] = &[
+    "token",
+    "previous_token",
+    "heartbeat_interval",
+    "heartbeat_timeout",
+    "auth_timeout",
+    "auth_window",
+    "max_frame",
+    "max_connections",
+    "max_write_buffer",
+    "duplicate_policy",
+    "busy_threshold",
+    "full_threshold",
+    "admin_token",
+    "log_level",
+];
 
 /// What happens when a node logs in while the same (node_type, node_id) is online.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -75,6 +95,19 @@ pub struct Config {
     pub default_capacity: u16,
     /// Log verbosity.
     pub log_level: LogLevel,
+    /// Directory of the durable state (journal, snapshot); `None` keeps state in memory only.
+    pub state_dir: Option<PathBuf>,
+    /// Admin HTTP API address; `None` disables it.
+    pub admin_listen: Option<SocketAddr>,
+    /// Bearer token for the admin API (all but `/healthz` and `/metrics`).
+    pub admin_token: String,
+    /// Players online at which a game node shows as busy.
+    pub busy_threshold: u32,
+    /// Players online at which a game node shows as full.
+    pub full_threshold: u32,
+    /// Audit log of admin changes; `None` = `<state_dir>/audit.log` (no audit log without a
+    /// state directory).
+    pub audit_log: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -93,6 +126,12 @@ impl Default for Config {
             duplicate_policy: DuplicatePolicy::Replace,
             default_capacity: 100,
             log_level: LogLevel::Info,
+            state_dir: Some(PathBuf::from("state")),
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7701))),
+            admin_token: DEFAULT_ADMIN_TOKEN.to_string(),
+            busy_threshold: 2000,
+            full_threshold: 3000,
+            audit_log: None,
         }
     }
 }
@@ -130,6 +169,12 @@ struct FileConfig {
     duplicate_policy: Option<String>,
     default_capacity: Option<i64>,
     log_level: Option<String>,
+    state_dir: Option<String>,
+    admin_listen: Option<String>,
+    admin_token: Option<String>,
+    busy_threshold: Option<i64>,
+    full_threshold: Option<i64>,
+    audit_log: Option<String>,
 }
 
 /// One line per flag for `--help`: (flag, value name, description).
@@ -203,6 +248,36 @@ pub const FLAGS: &[(&str, &str, &str)] = &[
         "--log-level",
         "LEVEL",
         "off|error|warn|info|debug|trace [default: info]",
+    ),
+    (
+        "--state-dir",
+        "DIR",
+        "durable state (assignments, whitelist, flags); \"\" = memory only [default: ./state]",
+    ),
+    (
+        "--admin-listen",
+        "ADDR",
+        "admin HTTP API address; \"off\" disables it [default: 127.0.0.1:7701]",
+    ),
+    (
+        "--admin-token",
+        "TOKEN",
+        "admin API bearer token [default: a dev token, loopback only]",
+    ),
+    (
+        "--busy-threshold",
+        "N",
+        "players online at which a game node is busy [default: 2000]",
+    ),
+    (
+        "--full-threshold",
+        "N",
+        "players online at which a game node is full [default: 3000]",
+    ),
+    (
+        "--audit-log",
+        "FILE",
+        "audit log of admin changes [default: <state-dir>/audit.log]",
     ),
 ];
 
@@ -300,6 +375,34 @@ impl Config {
                     }
                 }
             }
+            "state_dir" => {
+                self.state_dir = (!value.is_empty()).then(|| PathBuf::from(value));
+            }
+            "admin_listen" => {
+                self.admin_listen = match value {
+                    "" | "off" => None,
+                    v => Some(v.parse().or_else(|_| {
+                        err(format!(
+                            "admin_listen: {v:?} is not an address like 127.0.0.1:7701 (or \"off\")"
+                        ))
+                    })?),
+                }
+            }
+            "admin_token" => {
+                if value.is_empty() {
+                    return err("admin_token: must not be empty");
+                }
+                self.admin_token = value.to_string()
+            }
+            "busy_threshold" => {
+                self.busy_threshold = int_in(key, parse_int(key, value)?, 1, u32::MAX as i64)?
+            }
+            "full_threshold" => {
+                self.full_threshold = int_in(key, parse_int(key, value)?, 1, u32::MAX as i64)?
+            }
+            "audit_log" => {
+                self.audit_log = (!value.is_empty()).then(|| PathBuf::from(value));
+            }
             _ => return err(format!("unknown key {key:?}")),
         }
         Ok(())
@@ -315,6 +418,10 @@ impl Config {
             ("previous_token", file.previous_token),
             ("duplicate_policy", file.duplicate_policy),
             ("log_level", file.log_level),
+            ("state_dir", file.state_dir),
+            ("admin_listen", file.admin_listen),
+            ("admin_token", file.admin_token),
+            ("audit_log", file.audit_log),
         ];
         for (key, v) in strings {
             if let Some(v) = v {
@@ -329,6 +436,8 @@ impl Config {
             ("max_connections", file.max_connections),
             ("max_write_buffer", file.max_write_buffer),
             ("default_capacity", file.default_capacity),
+            ("busy_threshold", file.busy_threshold),
+            ("full_threshold", file.full_threshold),
         ];
         for (key, v) in ints {
             if let Some(v) = v {
@@ -394,6 +503,19 @@ impl Config {
                 self.listen
             ));
         }
+        if let Some(admin) = self.admin_listen {
+            if self.admin_token == DEFAULT_ADMIN_TOKEN && !admin.ip().is_loopback() {
+                return err(format!(
+                    "admin_token: refusing a non-loopback admin listener {admin} with the default admin token; set admin_token"
+                ));
+            }
+        }
+        if self.full_threshold < self.busy_threshold {
+            return err(format!(
+                "full_threshold: {} must not be below busy_threshold {}",
+                self.full_threshold, self.busy_threshold
+            ));
+        }
         if self.heartbeat_timeout <= self.heartbeat_interval {
             return err(format!(
                 "heartbeat_timeout: {} must exceed heartbeat_interval {}",
@@ -410,6 +532,59 @@ impl Config {
             t.push(p.as_bytes().into());
         }
         t
+    }
+
+    /// The audit log's path: `audit_log`, else `<state_dir>/audit.log`.
+    pub fn audit_path(&self) -> Option<PathBuf> {
+        self.audit_log
+            .clone()
+            .or_else(|| self.state_dir.as_ref().map(|d| d.join("audit.log")))
+    }
+
+    /// The keys whose values differ between `self` and `other`, as (key, restart needed).
+    /// Token values are never part of the answer, only their names.
+    pub fn changed_keys(&self, other: &Config) -> Vec<(&'static str, bool)> {
+        let mut out = Vec::new();
+        let mut check = |key: &'static str, differs: bool| {
+            if differs {
+                out.push((key, !RELOADABLE.contains(&key)));
+            }
+        };
+        check("listen", self.listen != other.listen);
+        check("token", self.token != other.token);
+        check("previous_token", self.previous_token != other.previous_token);
+        check(
+            "heartbeat_interval",
+            self.heartbeat_interval != other.heartbeat_interval,
+        );
+        check(
+            "heartbeat_timeout",
+            self.heartbeat_timeout != other.heartbeat_timeout,
+        );
+        check("auth_timeout", self.auth_timeout_ms != other.auth_timeout_ms);
+        check("auth_window", self.auth_window != other.auth_window);
+        check("max_frame", self.max_frame != other.max_frame);
+        check("max_connections", self.max_connections != other.max_connections);
+        check(
+            "max_write_buffer",
+            self.max_write_buffer != other.max_write_buffer,
+        );
+        check(
+            "duplicate_policy",
+            self.duplicate_policy != other.duplicate_policy,
+        );
+        check(
+            "default_capacity",
+            self.default_capacity != other.default_capacity,
+        );
+        check("log_level", self.log_level != other.log_level);
+        check("state_dir", self.state_dir != other.state_dir);
+        check("admin_listen", self.admin_listen != other.admin_listen);
+        check("admin_token", self.admin_token != other.admin_token);
+        check("busy_threshold", self.busy_threshold != other.busy_threshold);
+        check("full_threshold", self.full_threshold != other.full_threshold);
+        check("audit_log", self.audit_log != other.audit_log);
+        out
     }
 
     /// `--help` text.

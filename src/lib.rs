@@ -35,6 +35,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod client;
 pub mod cluster;
 pub mod config;

@@ -130,6 +130,15 @@ impl Log for BufferedLogger {
     }
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` for `time` (the audit log's stamps).
+pub fn utc_stamp_string(time: std::time::SystemTime) -> String {
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let b = utc_stamp(secs);
+    format!("{}Z", String::from_utf8_lossy(&b))
+}
+
 /// `YYYY-MM-DDTHH:MM:SS` for unix seconds `secs`, UTC (proleptic Gregorian calendar).
 fn utc_stamp(secs: u64) -> [u8; 19] {
     let days = (secs / 86_400) as i64;

@@ -1,5 +1,5 @@
 //! The `login-node` command: configuration from defaults, a TOML file and flags; logging;
-//! then the reactor until SIGTERM/SIGINT.
+//! then the reactor until SIGTERM/SIGINT. SIGHUP re-reads the same arguments and file.
 
 use login_node::config::{Config, DEFAULT_TOKEN};
 use login_node::reactor::LoginNode;
@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         println!("login-node {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let config = match Config::from_args(args) {
+    let config = match Config::from_args(args.clone()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("login-node: bad configuration: {e}");
@@ -27,14 +27,18 @@ fn main() -> ExitCode {
         log::warn!("*** USING THE DEFAULT DEVELOPMENT TOKEN: any process on this host can log in as any node. Set --token (or token in the config file) before real use. ***");
     }
     raise_nofile_limit();
+    if config.admin_token == login_node::config::DEFAULT_ADMIN_TOKEN && config.admin_listen.is_some() {
+        log::warn!("*** USING THE DEFAULT ADMIN TOKEN: any local process can drive the admin API. Set --admin-token before real use. ***");
+    }
     let mut node = match LoginNode::bind(config.clone()) {
         Ok(n) => n,
         Err(e) => {
-            log::error!("cannot listen on {}: {e}", config.listen);
+            log::error!("cannot start (node port {}): {e}", config.listen);
             log::logger().flush();
             return ExitCode::from(1);
         }
     };
+    node.set_reload(Box::new(move || Config::from_args(args.clone())));
     if let Err(e) = node.handle_signals() {
         log::error!("cannot install signal handlers: {e}");
         log::logger().flush();

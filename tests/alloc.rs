@@ -132,6 +132,8 @@ fn a_warm_heartbeat_round_trip_allocates_nothing() {
     let node_config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         token: TOKEN.into(),
+        state_dir: None,
+        admin_listen: None,
         ..Config::default()
     };
     let mut node = LoginNode::bind(node_config).expect("bind");

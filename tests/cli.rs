@@ -24,22 +24,44 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A child server; killed on drop if still running.
-struct Proc(Child);
+/// A child server; killed on drop if still running. It runs in a directory of its own (its
+/// default `./state` lands there).
+struct Proc(Child, std::path::PathBuf);
 
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
     }
 }
 
+fn scratch_dir() -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "login-node-cli-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Spawns with stderr piped, in a scratch directory; with any arguments, the admin API
+/// takes an ephemeral port (parallel tests must not share 7701).
 fn spawn(cmd: &mut Command) -> Proc {
+    let dir = scratch_dir();
+    if cmd.get_args().count() > 0 {
+        cmd.args(["--admin-listen", "127.0.0.1:0"]);
+    }
     Proc(
-        cmd.stdout(Stdio::null())
+        cmd.current_dir(&dir)
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn"),
+        dir,
     )
 }
 

@@ -15,6 +15,8 @@ fn server() -> (
         token: "tool-test".into(),
         heartbeat_interval: 1,
         heartbeat_timeout: 5,
+        state_dir: None,
+        admin_listen: None,
         ..Config::default()
     };
     let mut node = LoginNode::bind(cfg).expect("bind");

@@ -422,6 +422,10 @@ mod tests {
                         moved = true;
                     }
                 }
+                // The end of a reactor turn: the journal is durable, announcements go out.
+                if !self.server.pending_journal().is_empty() {
+                    self.server.journal_synced(&mut self.wires);
+                }
                 for (conn, bytes) in std::mem::take(&mut self.wires.to_node) {
                     self.nodes[conn].handle_input(&bytes, self.now.mono_ms);
                     moved = true;

@@ -80,8 +80,12 @@ pub struct CrossRecord {
     pub plat: Option<PlatId>,
     /// Its name; `None` until it has connected (game nodes assigned to it wait till then).
     pub name: Option<Box<str>>,
-    /// Effective capacity (a reported 0 means the configured default).
+    /// Effective capacity: the operator's override, else the reported one (0 = the default).
     pub capacity: u16,
+    /// The capacity its CROSS_INFO reported (0 = the default), kept for when an override is cleared.
+    pub reported_capacity: u16,
+    /// Draining: keeps its members but is never picked for a new game node.
+    pub draining: bool,
     /// Online (CROSS_INFO received on a live connection).
     pub online: bool,
     /// Members by slot.
@@ -134,12 +138,21 @@ pub struct Changes {
     pub assign: Vec<ServId>,
     /// Cross nodes to send CROSS_MEMBERS to, if online.
     pub members: Vec<CrossId>,
+    /// Game nodes whose assignment changed (to make durable before it is announced).
+    pub settled: Vec<ServId>,
 }
 
 impl Changes {
     /// True when nothing is owed.
     pub fn is_empty(&self) -> bool {
-        self.assign.is_empty() && self.members.is_empty()
+        self.assign.is_empty() && self.members.is_empty() && self.settled.is_empty()
+    }
+
+    /// Moves everything owed in `other` into `self`.
+    pub fn absorb(&mut self, other: &mut Changes) {
+        self.assign.append(&mut other.assign);
+        self.members.append(&mut other.members);
+        self.settled.append(&mut other.settled);
     }
 
     /// Removes repeats (several changes of one event fold into one frame each).
@@ -148,6 +161,8 @@ impl Changes {
         self.assign.dedup();
         self.members.sort_unstable();
         self.members.dedup();
+        self.settled.sort_unstable();
+        self.settled.dedup();
     }
 }
 
@@ -162,6 +177,24 @@ pub enum MoveError {
     SlotTaken,
     /// The target cross node has no free slot.
     NoFreeSlot,
+    /// The target cross node is draining.
+    Draining,
+    /// The target cross node serves another platform.
+    OtherPlatform,
+}
+
+impl MoveError {
+    /// A sentence for operators.
+    pub fn describe(self) -> &'static str {
+        match self {
+            MoveError::UnknownGame => "no such game node",
+            MoveError::UnknownCross => "no such cross node",
+            MoveError::SlotTaken => "that slot is held by another game node",
+            MoveError::NoFreeSlot => "the cross node has no free slot",
+            MoveError::Draining => "the cross node is draining",
+            MoveError::OtherPlatform => "the cross node serves another platform",
+        }
+    }
 }
 
 /// The allocator: all records and the rule of section 5.
@@ -172,6 +205,10 @@ pub struct Allocator {
     games: HashMap<ServId, GameRecord>,
     crosses: HashMap<CrossId, CrossRecord>,
     default_capacity: u16,
+    /// Operator capacity overrides, applied whenever the cross node (re)connects.
+    overrides: HashMap<CrossId, u16>,
+    /// False while state cannot be made durable: no new assignments are made.
+    allow_new: bool,
     next_seq: u64,
     changes: Changes,
 }
@@ -185,6 +222,8 @@ impl Allocator {
             games: HashMap::new(),
             crosses: HashMap::new(),
             default_capacity,
+            overrides: HashMap::new(),
+            allow_new: true,
             next_seq: 0,
             changes: Changes::default(),
         }
@@ -219,6 +258,65 @@ impl Allocator {
         into.dedup();
         self.changes.assign.clear();
         self.changes.members.clear();
+        self.changes.settled.clear();
+    }
+
+    /// Every game record.
+    pub fn games(&self) -> impl Iterator<Item = (ServId, &GameRecord)> {
+        self.games.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// The platforms that have state (a waiting queue or ranked cross nodes).
+    pub fn platform_ids(&self) -> impl Iterator<Item = PlatId> + '_ {
+        0..self.plat_state.len() as PlatId
+    }
+
+    /// The operator's capacity override of a cross node.
+    pub fn capacity_override(&self, id: CrossId) -> Option<u16> {
+        self.overrides.get(&id).copied()
+    }
+
+    /// Allows or stops new assignments (state not writable). Allowing again assigns the
+    /// waiting game nodes of every platform.
+    pub fn set_allow_new(&mut self, allow: bool) {
+        if self.allow_new == allow {
+            return;
+        }
+        self.allow_new = allow;
+        if allow {
+            for plat in 0..self.plat_state.len() as PlatId {
+                self.drain_waiting(plat);
+            }
+        }
+    }
+
+    /// Restores a durable assignment at start-up (the game node is offline until it connects).
+    pub fn restore(&mut self, serv: ServId, cross: CrossId, pos: u16, name: Option<&str>) {
+        let default_capacity = self.default_capacity;
+        let rec = self.crosses.entry(cross).or_insert_with(|| CrossRecord {
+            capacity: default_capacity,
+            ..Default::default()
+        });
+        rec.take_slot(pos, serv);
+        let game = self.games.entry(serv).or_default();
+        game.assignment = Some((cross, pos));
+        if let Some(name) = name {
+            game.name = name.into();
+        }
+    }
+
+    /// Restores a durable drain flag or capacity override at start-up.
+    pub fn restore_cross(&mut self, id: CrossId, capacity: Option<u16>, draining: bool) {
+        let default_capacity = self.default_capacity;
+        let rec = self.crosses.entry(id).or_insert_with(|| CrossRecord {
+            capacity: default_capacity,
+            ..Default::default()
+        });
+        rec.draining = draining;
+        if let Some(c) = capacity {
+            rec.capacity = c;
+            self.overrides.insert(id, c);
+        }
     }
 
     fn plat_mut(&mut self, plat: PlatId) -> &mut Platform {
@@ -287,13 +385,15 @@ impl Allocator {
         capacity: u16,
         listed: impl IntoIterator<Item = ServId>,
     ) {
-        let capacity = if capacity == 0 {
-            self.default_capacity
-        } else {
-            capacity
+        let reported = capacity;
+        let capacity = match self.overrides.get(&id) {
+            Some(&c) => c,
+            None if capacity == 0 => self.default_capacity,
+            None => capacity,
         };
         self.unrank(id);
         let rec = self.crosses.entry(id).or_default();
+        rec.reported_capacity = reported;
         let renamed = rec.name.as_deref() != Some(name);
         if renamed {
             rec.name = Some(name.into());
@@ -327,20 +427,39 @@ impl Allocator {
         }
     }
 
-    /// Operator: change a cross node's capacity (0 = default). Waiting nodes may be assigned.
+    /// Operator: override a cross node's capacity (0 = clear the override: back to what it
+    /// reported). Waiting nodes may be assigned. False for an unknown cross node.
     pub fn set_capacity(&mut self, id: CrossId, capacity: u16) -> bool {
-        let capacity = if capacity == 0 {
-            self.default_capacity
-        } else {
-            capacity
-        };
         let Some(rec) = self.crosses.get_mut(&id) else {
             return false;
         };
-        rec.capacity = capacity;
+        rec.capacity = if capacity != 0 {
+            self.overrides.insert(id, capacity);
+            capacity
+        } else {
+            self.overrides.remove(&id);
+            match rec.reported_capacity {
+                0 => self.default_capacity,
+                c => c,
+            }
+        };
         let plat = rec.plat;
         self.rerank(id);
         if let Some(plat) = plat {
+            self.drain_waiting(plat);
+        }
+        true
+    }
+
+    /// Operator: start or stop draining a cross node. False for an unknown cross node.
+    pub fn set_drain(&mut self, id: CrossId, on: bool) -> bool {
+        let Some(rec) = self.crosses.get_mut(&id) else {
+            return false;
+        };
+        rec.draining = on;
+        let plat = rec.plat;
+        self.rerank(id);
+        if let (false, Some(plat)) = (on, plat) {
             self.drain_waiting(plat);
         }
         true
@@ -354,7 +473,16 @@ impl Allocator {
             .get(&serv)
             .ok_or(MoveError::UnknownGame)?
             .assignment;
+        let game_plat = self.games.get(&serv).and_then(|g| g.plat);
         let target = self.crosses.get_mut(&to).ok_or(MoveError::UnknownCross)?;
+        if target.draining {
+            return Err(MoveError::Draining);
+        }
+        if let (Some(a), Some(b)) = (game_plat, target.plat) {
+            if a != b {
+                return Err(MoveError::OtherPlatform);
+            }
+        }
         let same_cross = old.is_some_and(|(c, _)| c == to);
         if !same_cross && target.free() == 0 {
             return Err(MoveError::NoFreeSlot);
@@ -404,7 +532,7 @@ impl Allocator {
         else {
             return false;
         };
-        if free == 0 {
+        if free == 0 || !self.allow_new {
             return false;
         }
         let Some(pos) = self
@@ -431,6 +559,7 @@ impl Allocator {
         self.rerank(cross);
         self.changes.assign.push(serv);
         self.changes.members.push(cross);
+        self.changes.settled.push(serv);
     }
 
     /// Frees `serv`'s slot, if it has one.
@@ -473,7 +602,7 @@ impl Allocator {
         let Some(rec) = self.crosses.get_mut(&id) else {
             return;
         };
-        let (true, Some(plat)) = (rec.online, rec.plat) else {
+        let (true, false, Some(plat)) = (rec.online, rec.draining, rec.plat) else {
             return;
         };
         let key = (Reverse(rec.free()), id);

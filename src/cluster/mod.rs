@@ -22,6 +22,7 @@
 //! in the allocator, visible to the handler — from its INFO until its session closes.
 
 pub mod alloc;
+mod operator;
 
 use crate::config::{Config, DuplicatePolicy};
 use crate::logging::Peer;
@@ -29,9 +30,11 @@ use crate::proto::{
     self, cmd, AuthCode, AuthResult, CrossAssign, CrossInfo, CrossMembers, FrameError, GameInfo,
     Heartbeat, Kick, KickReason, Member, NodeType, StatusPush, StatusReport, WhitelistSnapshot,
 };
+use crate::state::{Record, State};
 use crate::timer::{TimerId, TimerWheel};
 use alloc::{Allocator, Changes, CrossId, PlatId, ServId};
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
+pub use operator::{GameStatus, OperatorError};
 use log::{debug, error, info, warn};
 use std::fmt;
 use std::net::SocketAddr;
@@ -42,6 +45,16 @@ pub type ConnId = usize;
 /// Timer wheel tick. Heartbeat expiry must land within 1 s of the deadline; 10 ms ticks keep
 /// the added delay negligible without waking the loop more often than needed.
 pub const TICK_MS: u64 = 10;
+
+/// What a timer of the cluster's wheel is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// A session's auth timeout or heartbeat expiry.
+    Session(ConnId),
+    /// A deadline the reactor set for its own use (admin connections); reported back by
+    /// [`Cluster::take_fired_timers`].
+    External(usize),
+}
 
 /// A point in time, as the caller sees it: a monotonic clock for deadlines and the wall clock
 /// for AUTH windows and `server_time`.
@@ -162,6 +175,8 @@ pub enum NodeInfo {
         addr: Box<str>,
         /// Players online, from its last STATUS_REPORT.
         players_online: u32,
+        /// It has been sent its STATUS_PUSH and WHITELIST_SNAPSHOT (so deltas may follow).
+        welcomed: bool,
     },
     /// From CROSS_INFO.
     Cross {
@@ -213,6 +228,55 @@ pub struct NodeView<'a> {
     pub plat: &'a str,
     /// What its INFO said.
     pub info: &'a NodeInfo,
+    /// Monotonic ms of the last frame heard.
+    pub last_heard_ms: u64,
+}
+
+/// Counters for metrics. Plain integers, bumped inline.
+#[derive(Debug, Default, Clone)]
+pub struct ClusterStats {
+    /// AUTH results sent, by code (0..=6).
+    pub auth_results: [u64; 7],
+    /// Nodes dropped for heartbeat timeout.
+    pub heartbeat_timeouts: u64,
+    /// Protocol errors (KICK 5).
+    pub protocol_errors: u64,
+    /// Assignments made (new or moved), once durable.
+    pub assignments: u64,
+    /// Online game nodes.
+    pub online_game: u64,
+    /// Online cross nodes.
+    pub online_cross: u64,
+}
+
+/// The whitelist: entries and a version bumped by one per change.
+#[derive(Debug, Default)]
+pub struct Whitelist {
+    /// The version (0 = never changed).
+    pub version: u32,
+    /// The entries.
+    pub entries: HashSet<Box<str>>,
+}
+
+/// Announcements held until the journal records behind them are durable.
+#[derive(Debug, Default)]
+struct Owed {
+    changes: Changes,
+    /// Game node connections to send STATUS_PUSH + WHITELIST_SNAPSHOT.
+    welcome: Vec<ConnId>,
+    /// Game nodes whose maintenance flag changed.
+    status: Vec<ServId>,
+    /// WHITELIST_DELTA frames, encoded once for every game node.
+    deltas: Vec<u8>,
+}
+
+impl Owed {
+    fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+            && self.welcome.is_empty()
+            && self.status.is_empty()
+            && self.deltas.is_empty()
+    }
 }
 
 /// The cluster: every session, the registry and the allocator.
@@ -231,10 +295,22 @@ pub struct Cluster {
     /// Online cross nodes by cross_server_id.
     cross_conns: HashMap<CrossId, ConnId>,
     alloc: Allocator,
-    wheel: TimerWheel<ConnId>,
+    /// The one timer wheel of the process: sessions' deadlines and the reactor's own.
+    wheel: TimerWheel<Timer>,
+    fired_external: Vec<usize>,
     /// Encoding buffer for frames, reused.
     scratch: Vec<u8>,
     changes: Changes,
+    /// Journal records not yet durable; their announcements wait in `owed`.
+    journal: Vec<u8>,
+    owed: Owed,
+    /// False after a failed journal write, until one succeeds.
+    writable: bool,
+    whitelist: Whitelist,
+    maintenance: HashSet<ServId>,
+    busy_threshold: u32,
+    full_threshold: u32,
+    stats: ClusterStats,
 }
 
 impl Cluster {
@@ -255,8 +331,121 @@ impl Cluster {
             cross_conns: HashMap::new(),
             alloc: Allocator::new(config.default_capacity),
             wheel: TimerWheel::new(TICK_MS, now.mono_ms),
+            fired_external: Vec::new(),
             scratch: Vec::with_capacity(256),
             changes: Changes::default(),
+            journal: Vec::new(),
+            owed: Owed::default(),
+            writable: true,
+            whitelist: Whitelist::default(),
+            maintenance: HashSet::new(),
+            busy_threshold: config.busy_threshold,
+            full_threshold: config.full_threshold,
+            stats: ClusterStats::default(),
+        }
+    }
+
+    /// Loads durable state replayed at start-up. Call once, before any connection opens.
+    pub fn restore(&mut self, state: State) {
+        let State {
+            assignments,
+            mut names,
+            whitelist_version,
+            whitelist,
+            maintenance,
+            capacity,
+            draining,
+        } = state;
+        for (serv, (cross, pos)) in assignments {
+            let name = names.remove(&serv);
+            self.alloc.restore(serv, cross, pos, name.as_deref());
+        }
+        let crosses: HashSet<u32> = capacity.keys().chain(draining.iter()).copied().collect();
+        for cross in crosses {
+            self.alloc.restore_cross(
+                cross,
+                capacity.get(&cross).copied(),
+                draining.contains(&cross),
+            );
+        }
+        self.whitelist = Whitelist {
+            version: whitelist_version,
+            entries: whitelist,
+        };
+        self.maintenance = maintenance;
+    }
+
+    /// Applies the reloadable settings of `config` (SIGHUP).
+    pub fn reconfigure(&mut self, config: &Config) {
+        self.tokens = config.tokens();
+        self.heartbeat_interval = config.heartbeat_interval;
+        self.heartbeat_timeout = config.heartbeat_timeout;
+        self.heartbeat_timeout_ms = config.heartbeat_timeout as u64 * 1000;
+        self.auth_timeout_ms = config.auth_timeout_ms;
+        self.auth_window = config.auth_window as u64;
+        self.max_connections = config.max_connections;
+        self.duplicate_policy = config.duplicate_policy;
+        self.busy_threshold = config.busy_threshold;
+        self.full_threshold = config.full_threshold;
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> &ClusterStats {
+        &self.stats
+    }
+
+    /// The whitelist.
+    pub fn whitelist(&self) -> &Whitelist {
+        &self.whitelist
+    }
+
+    /// True when a game node is flagged for maintenance.
+    pub fn in_maintenance(&self, serv: ServId) -> bool {
+        self.maintenance.contains(&serv)
+    }
+
+    /// Journal records not yet durable. The reactor writes and syncs them at the end of its
+    /// loop turn, then calls [`Self::journal_synced`] (or [`Self::journal_failed`]).
+    pub fn pending_journal(&self) -> &[u8] {
+        &self.journal
+    }
+
+    /// False while journal writes fail: no new assignments, operator changes refused.
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The pending records are durable: send what they announce.
+    pub fn journal_synced(&mut self, out: &mut dyn Outbox) {
+        self.journal.clear();
+        let mut owed = std::mem::take(&mut self.owed);
+        if !self.writable {
+            info!("state is writable again: assigning waiting game nodes");
+            self.writable = true;
+            // New assignments for the waiting: their records are pending again, held in
+            // `self.owed` till the next sync.
+            self.alloc.set_allow_new(true);
+            self.alloc.take_changes(&mut self.changes);
+            self.journal_settled();
+            self.owed.changes.absorb(&mut self.changes);
+        }
+        self.send_owed(&mut owed, out);
+        // Keep the buffers' capacity for the next turn.
+        owed.deltas.clear();
+        owed.welcome.clear();
+        owed.status.clear();
+        if self.owed.is_empty() {
+            self.owed = owed;
+        }
+    }
+
+    /// Writing the pending records failed: keep them (and what they announce) for the
+    /// retry, and make no new assignments until then.
+    pub fn journal_failed(&mut self) {
+        if self.writable {
+            error!("state is not writable: new assignments and operator changes are refused until a write succeeds");
+            self.writable = false;
+            self.alloc.set_allow_new(false);
         }
     }
 
@@ -288,7 +477,23 @@ impl Cluster {
             connected_unix: s.connected_unix,
             plat: self.alloc.platforms.name(s.auth_plat),
             info: &s.info,
+            last_heard_ms: s.last_heard_ms,
         })
+    }
+
+    /// Every online node.
+    pub fn online_nodes(&self) -> impl Iterator<Item = NodeView<'_>> {
+        self.sessions
+            .iter()
+            .filter(|s| s.phase == Phase::Online)
+            .map(|s| NodeView {
+                key: s.key,
+                peer: s.peer,
+                connected_unix: s.connected_unix,
+                plat: self.alloc.platforms.name(s.auth_plat),
+                info: &s.info,
+                last_heard_ms: s.last_heard_ms,
+            })
     }
 
     /// When [`Self::handle_timeout`] should next run (monotonic ms), if any timer is set.
@@ -301,7 +506,9 @@ impl Cluster {
         if self.sessions.len() <= conn {
             self.sessions.resize_with(conn + 1, Session::free);
         }
-        let timer = self.wheel.insert(now.mono_ms + self.auth_timeout_ms, conn);
+        let timer = self
+            .wheel
+            .insert(now.mono_ms + self.auth_timeout_ms, Timer::Session(conn));
         let s = &mut self.sessions[conn];
         debug_assert_eq!(s.phase, Phase::Free, "conn {conn} reused while open");
         *s = Session {
@@ -443,7 +650,14 @@ impl Cluster {
 
     /// Fires every timer due at `now`: auth timeouts and heartbeat expiry.
     pub fn handle_timeout(&mut self, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
-        while let Some((_, conn)) = self.wheel.poll(now.mono_ms) {
+        while let Some((_, timer)) = self.wheel.poll(now.mono_ms) {
+            let conn = match timer {
+                Timer::Session(conn) => conn,
+                Timer::External(key) => {
+                    self.fired_external.push(key);
+                    continue;
+                }
+            };
             let Some(s) = self.sessions.get_mut(conn) else {
                 continue;
             };
@@ -466,15 +680,37 @@ impl Cluster {
                             Peer(s.peer),
                             self.heartbeat_timeout
                         );
+                        self.stats.heartbeat_timeouts += 1;
                         self.kick(conn, KickReason::HeartbeatTimeout, now, out, handler);
                     } else {
                         // Lazy refresh: heartbeats only stamped the session; re-arm now.
-                        s.timer = Some(self.wheel.insert(deadline, conn));
+                        s.timer = Some(self.wheel.insert(deadline, Timer::Session(conn)));
                     }
                 }
                 Phase::Free | Phase::Closed => {}
             }
         }
+    }
+
+    /// Sets a deadline on the cluster's wheel for the caller's own use; when it passes,
+    /// [`Self::handle_timeout`] reports `key` through [`Self::take_fired_timers`].
+    pub fn set_timer(&mut self, at_ms: u64, key: usize) -> TimerId {
+        self.wheel.insert(at_ms, Timer::External(key))
+    }
+
+    /// Moves a timer set with [`Self::set_timer`]; false if it already fired.
+    pub fn move_timer(&mut self, id: TimerId, at_ms: u64) -> bool {
+        self.wheel.reschedule(id, at_ms)
+    }
+
+    /// Cancels a timer set with [`Self::set_timer`].
+    pub fn cancel_timer(&mut self, id: TimerId) {
+        self.wheel.cancel(id);
+    }
+
+    /// The keys of the caller's timers that fired, in order.
+    pub fn take_fired_timers(&mut self, into: &mut Vec<usize>) {
+        into.append(&mut self.fired_external);
     }
 
     /// Sends KICK `reason` to `node` and closes it. False if it is not registered.
@@ -511,6 +747,7 @@ impl Cluster {
     }
 
     fn auth_result(&mut self, conn: ConnId, code: AuthCode, now: Now, out: &mut dyn Outbox) {
+        self.stats.auth_results[(code as usize).min(6)] += 1;
         self.scratch.clear();
         AuthResult {
             code: code as u8,
@@ -614,7 +851,7 @@ impl Cluster {
             Some(t) => {
                 self.wheel.reschedule(t, deadline);
             }
-            None => s.timer = Some(self.wheel.insert(deadline, conn)),
+            None => s.timer = Some(self.wheel.insert(deadline, Timer::Session(conn))),
         }
         info!(
             "{key} from {}: authenticated (plat {:?})",
@@ -650,6 +887,9 @@ impl Cluster {
             return self.protocol_error(conn, &why, now, out, handler);
         }
         let plat = self.alloc.platforms.intern(info.cross_plat);
+        // Welcome now, or after the pending records are durable (the snapshot and status
+        // must not show what is not durable yet).
+        let welcome_now = self.journal.is_empty();
         let s = &mut self.sessions[conn];
         s.phase = Phase::Online;
         s.info = NodeInfo::Game {
@@ -657,7 +897,9 @@ impl Cluster {
             cross_plat: plat,
             addr: info.addr.into(),
             players_online: 0,
+            welcomed: welcome_now,
         };
+        self.stats.online_game += 1;
         info!(
             "{key} ({}) online: {:?} cross_plat {:?} reports cross {}/{}",
             Peer(s.peer),
@@ -667,10 +909,20 @@ impl Cluster {
             info.cross_pos
         );
         // Operator state first (maintenance, whitelist), then the assignment.
-        self.scratch.clear();
-        StatusPush { maintenance: 0 }.encode(&mut self.scratch);
-        let _ = WhitelistSnapshot::encode(0, true, std::iter::empty(), &mut self.scratch);
-        out.send(conn, &self.scratch);
+        if welcome_now {
+            self.welcome(conn, key.node_id, out);
+        } else {
+            self.owed.welcome.push(conn);
+        }
+        if let Some(g) = self.alloc.game(key.node_id) {
+            if g.assignment.is_some() && *g.name != *info.serv_name {
+                Record::Name {
+                    serv: key.node_id,
+                    name: info.serv_name.into(),
+                }
+                .encode(&mut self.journal);
+            }
+        }
         self.alloc.game_online(
             key.node_id,
             info.serv_name,
@@ -730,6 +982,7 @@ impl Cluster {
             info.game_server_list.len()
         );
         self.cross_conns.insert(info.cross_server_id, conn);
+        self.stats.online_cross += 1;
         self.alloc.cross_online(
             info.cross_server_id,
             plat,
@@ -752,11 +1005,116 @@ impl Cluster {
         handler.node_online(&mut ctx, key);
     }
 
-    /// Sends what the allocator owes: CROSS_ASSIGN to online game nodes whose cross node's
-    /// name is known, CROSS_MEMBERS to online cross nodes.
+    /// STATUS_PUSH and the whole WHITELIST_SNAPSHOT for a game node that just came online.
+    fn welcome(&mut self, conn: ConnId, serv: ServId, out: &mut dyn Outbox) {
+        self.scratch.clear();
+        StatusPush {
+            maintenance: self.maintenance.contains(&serv) as u8,
+        }
+        .encode(&mut self.scratch);
+        WhitelistSnapshot::encode_split(
+            self.whitelist.version,
+            self.whitelist.entries.iter().map(|e| &**e),
+            &mut self.scratch,
+        );
+        out.send(conn, &self.scratch);
+        if self.scratch.capacity() > 64 * 1024 {
+            // A large whitelist's snapshot is not kept in the reused buffer.
+            self.scratch = Vec::with_capacity(256);
+        }
+    }
+
+    /// Journals the assignments the allocator just settled.
+    fn journal_settled(&mut self) {
+        for &serv in &self.changes.settled {
+            let Some(g) = self.alloc.game(serv) else {
+                continue;
+            };
+            let Some((cross, pos)) = g.assignment else {
+                continue;
+            };
+            Record::Assign { serv, cross, pos }.encode(&mut self.journal);
+            if !g.name.is_empty() {
+                Record::Name {
+                    serv,
+                    name: g.name.clone(),
+                }
+                .encode(&mut self.journal);
+            }
+            self.stats.assignments += 1;
+        }
+        self.changes.settled.clear();
+    }
+
+    /// Sends what the allocator owes, or holds it until the journal is durable.
     fn announce(&mut self, out: &mut dyn Outbox) {
         self.alloc.take_changes(&mut self.changes);
-        for &serv in &self.changes.assign {
+        self.journal_settled();
+        if !self.journal.is_empty() {
+            self.owed.changes.absorb(&mut self.changes);
+            return;
+        }
+        let mut changes = std::mem::take(&mut self.changes);
+        self.send_changes(&changes, out);
+        changes.assign.clear();
+        changes.members.clear();
+        self.changes = changes;
+    }
+
+    /// Sends everything held for the journal, in the order nodes expect: whitelist deltas and
+    /// status to nodes already welcomed, then the welcomes, then assignments and members.
+    fn send_owed(&mut self, owed: &mut Owed, out: &mut dyn Outbox) {
+        if !owed.deltas.is_empty() {
+            for s in &self.sessions {
+                if let (Phase::Online, NodeInfo::Game { welcomed: true, .. }) = (s.phase, &s.info)
+                {
+                    if let Some(&conn) = self.registry.get(&s.key) {
+                        out.send(conn, &owed.deltas);
+                    }
+                }
+            }
+        }
+        for &serv in &owed.status {
+            let key = NodeKey {
+                node_type: NodeType::Game,
+                node_id: serv,
+            };
+            let Some(&conn) = self.registry.get(&key) else {
+                continue;
+            };
+            if let (Phase::Online, NodeInfo::Game { welcomed: true, .. }) =
+                (self.sessions[conn].phase, &self.sessions[conn].info)
+            {
+                self.scratch.clear();
+                StatusPush {
+                    maintenance: self.maintenance.contains(&serv) as u8,
+                }
+                .encode(&mut self.scratch);
+                out.send(conn, &self.scratch);
+            }
+        }
+        for &conn in &owed.welcome {
+            let s = &mut self.sessions[conn];
+            let NodeInfo::Game { welcomed, .. } = &mut s.info else {
+                continue;
+            };
+            if s.phase != Phase::Online || *welcomed {
+                continue;
+            }
+            *welcomed = true;
+            let serv = s.key.node_id;
+            self.welcome(conn, serv, out);
+        }
+        owed.changes.dedup();
+        self.send_changes(&owed.changes, out);
+        owed.changes.assign.clear();
+        owed.changes.members.clear();
+    }
+
+    /// CROSS_ASSIGN to online game nodes whose cross node's name is known, CROSS_MEMBERS to
+    /// online cross nodes.
+    fn send_changes(&mut self, changes: &Changes, out: &mut dyn Outbox) {
+        for &serv in &changes.assign {
             let Some(&conn) = self.registry.get(&NodeKey {
                 node_type: NodeType::Game,
                 node_id: serv,
@@ -788,7 +1146,7 @@ impl Cluster {
                 info!("game {serv}: assigned to cross {cross_id} slot {pos}");
             }
         }
-        for &cross_id in &self.changes.members {
+        for &cross_id in &changes.members {
             let Some(&conn) = self.cross_conns.get(&cross_id) else {
                 continue;
             };
@@ -825,6 +1183,7 @@ impl Cluster {
             Phase::AwaitAuth => warn!("conn {conn} from {}: protocol error: {why}", Peer(s.peer)),
             _ => warn!("{} ({}): protocol error: {why}", s.key, Peer(s.peer)),
         }
+        self.stats.protocol_errors += 1;
         self.kick(conn, KickReason::ProtocolError, now, out, handler);
     }
 
@@ -875,8 +1234,12 @@ impl Cluster {
             return;
         }
         match info {
-            NodeInfo::Game { .. } => self.alloc.game_offline(key.node_id),
+            NodeInfo::Game { .. } => {
+                self.stats.online_game -= 1;
+                self.alloc.game_offline(key.node_id)
+            }
             NodeInfo::Cross { cross_server_id } => {
+                self.stats.online_cross -= 1;
                 if self.cross_conns.get(&cross_server_id) == Some(&conn) {
                     self.cross_conns.remove(&cross_server_id);
                     self.alloc.cross_offline(cross_server_id);

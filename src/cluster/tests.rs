@@ -183,6 +183,23 @@ impl H {
             .expect("whole");
         self.c
             .handle_frame(conn, payload, self.now, &mut self.out, &mut self.app);
+        self.sync();
+    }
+
+    /// The end of a reactor turn: the journal's records are durable.
+    fn sync(&mut self) {
+        if !self.c.pending_journal().is_empty() {
+            self.c.journal_synced(&mut self.out);
+        }
+    }
+
+    /// A frame in a turn whose journal is not synced yet.
+    fn feed_unsynced(&mut self, conn: ConnId, frame: &[u8]) {
+        let (payload, _) = proto::parse_frame(frame, 65535)
+            .expect("valid")
+            .expect("whole");
+        self.c
+            .handle_frame(conn, payload, self.now, &mut self.out, &mut self.app);
     }
 
     fn advance(&mut self, ms: u64) {
@@ -190,6 +207,7 @@ impl H {
         self.now.unix_secs = T0 + (self.now.mono_ms - 1_000) / 1000;
         self.c
             .handle_timeout(self.now, &mut self.out, &mut self.app);
+        self.sync();
     }
 
     /// Everything sent to `conn` since the last call, decoded.

@@ -662,6 +662,56 @@ impl<'a> WhitelistSnapshot<'a> {
         out[count_at..count_at + 2].copy_from_slice(&(count as u16).to_be_bytes());
         end_frame(out, start)
     }
+
+    /// Appends a whole snapshot as as many frames as it needs (each at most 65,535 bytes
+    /// long, `last` = 1 on the final one). Entries longer than one frame can hold are skipped
+    /// (the login node refuses them before they are stored). Returns the frames written.
+    pub fn encode_split<'e>(
+        version: u32,
+        entries: impl IntoIterator<Item = &'e str>,
+        out: &mut Vec<u8>,
+    ) -> usize {
+        // len field counts cmd (2) + version (4) + last (1) + count (2) + entries.
+        const FIXED: usize = 2 + 4 + 1 + 2;
+        let mut frames = 0;
+        let mut open: Option<(usize, usize, u16)> = None; // (frame start, payload len, count)
+        let finish = |out: &mut Vec<u8>, (start, len, count): (usize, usize, u16), last: bool| {
+            out[start..start + 2].copy_from_slice(&(len as u16).to_be_bytes());
+            out[start + 8] = last as u8;
+            out[start + 9..start + 11].copy_from_slice(&count.to_be_bytes());
+        };
+        let begin = |out: &mut Vec<u8>| {
+            let start = out.len();
+            out.extend_from_slice(&[0, 0]);
+            put_u16(out, cmd::WHITELIST_SNAPSHOT);
+            put_u32(out, version);
+            out.push(0);
+            put_u16(out, 0);
+            (start, FIXED, 0u16)
+        };
+        for e in entries {
+            let need = 2 + e.len();
+            if FIXED + need > u16::MAX as usize {
+                continue;
+            }
+            let mut cur = match open.take() {
+                Some(cur) if cur.1 + need <= u16::MAX as usize && cur.2 < u16::MAX => cur,
+                Some(full) => {
+                    finish(out, full, false);
+                    frames += 1;
+                    begin(out)
+                }
+                None => begin(out),
+            };
+            put_str(out, e);
+            cur.1 += need;
+            cur.2 += 1;
+            open = Some(cur);
+        }
+        let cur = open.unwrap_or_else(|| begin(out));
+        finish(out, cur, true);
+        frames + 1
+    }
 }
 
 /// 0x8007 WHITELIST_DELTA.
@@ -925,5 +975,53 @@ mod tests {
         let mut out = vec![1, 2, 3];
         assert_eq!(CrossMembers::encode(members, &mut out), Err(FrameTooLarge));
         assert_eq!(out, [1, 2, 3]);
+    }
+}
+
+#[cfg(test)]
+mod snapshot_split_tests {
+    use super::*;
+    use crate::proto::parse_frame;
+
+    fn frames(bytes: &[u8]) -> Vec<(u32, u8, Vec<String>)> {
+        let mut at = 0;
+        let mut out = Vec::new();
+        while at < bytes.len() {
+            let (payload, used) = parse_frame(&bytes[at..], 65_535)
+                .expect("valid")
+                .expect("whole");
+            let Message::WhitelistSnapshot(s) = Message::decode(payload).expect("decode") else {
+                panic!("not a snapshot");
+            };
+            out.push((
+                s.version,
+                s.last,
+                s.entries.iter().map(str::to_string).collect(),
+            ));
+            at += used;
+        }
+        out
+    }
+
+    #[test]
+    fn an_empty_snapshot_is_one_last_frame() {
+        let mut out = Vec::new();
+        assert_eq!(WhitelistSnapshot::encode_split(3, [], &mut out), 1);
+        assert_eq!(frames(&out), vec![(3, 1, vec![])]);
+    }
+
+    #[test]
+    fn a_large_snapshot_spans_frames_with_last_only_on_the_final_one() {
+        let entries: Vec<String> = (0..100_000).map(|i| format!("player-{i:08}")).collect();
+        let mut out = Vec::new();
+        let n = WhitelistSnapshot::encode_split(7, entries.iter().map(|s| s.as_str()), &mut out);
+        let got = frames(&out);
+        assert_eq!(got.len(), n);
+        assert!(n > 1);
+        let lasts: Vec<u8> = got.iter().map(|f| f.1).collect();
+        assert_eq!(lasts.iter().filter(|&&l| l == 1).count(), 1);
+        assert_eq!(*lasts.last().expect("frames"), 1);
+        let all: Vec<String> = got.into_iter().flat_map(|f| f.2).collect();
+        assert_eq!(all, entries);
     }
 }

@@ -19,9 +19,22 @@
 //!
 //! Frames for a connection whose socket does not take them wait in its write queue; a queue
 //! past `max_write_buffer` means the peer is not reading, and it is dropped.
+//!
+//! Durability: between the timers and the flush, the journal records the turn produced are
+//! written and synced in one `fdatasync` (group commit); only then does the cluster release
+//! the frames that announce them (CROSS_ASSIGN, STATUS_PUSH, WHITELIST_DELTA) and the admin
+//! API its 200s. A failed write is retried every second; meanwhile heartbeats go on.
+//!
+//! The admin API (`admin.rs`) shares the loop: its own listener, connections in their own
+//! slab, deadlines on the cluster's wheel.
 
+mod admin;
+mod notify;
+
+use crate::admin::metrics::IoStats;
 use crate::cluster::{Cluster, ConnId, Handler, NoHandler, Now, Outbox};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
+use crate::state::Store;
 use crate::logging::Peer;
 use crate::proto::{self, FrameError};
 use log::{debug, error, info, warn};
@@ -38,6 +51,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
+const ADMIN_LISTENER: Token = Token(usize::MAX - 3);
+/// Admin connections use tokens from here up (node connections' slab keys stay far below).
+const ADMIN_BASE: usize = usize::MAX / 2;
+/// How long after a failed journal write the next attempt is made.
+const JOURNAL_RETRY: Duration = Duration::from_secs(1);
 
 /// Connections accepted per turn before live connections get their turn.
 pub const ACCEPTS_PER_TURN: usize = 256;
@@ -104,6 +122,7 @@ struct Io<'a> {
     current: Option<ConnId>,
     reply: &'a mut Vec<u8>,
     max_write_buffer: usize,
+    frames_out: &'a mut u64,
 }
 
 impl<'a> Io<'a> {
@@ -114,6 +133,7 @@ impl<'a> Io<'a> {
         dirty: &'a mut Vec<ConnId>,
         reply: &'a mut Vec<u8>,
         max_write_buffer: usize,
+        frames_out: &'a mut u64,
     ) -> Self {
         Io {
             conns,
@@ -121,6 +141,7 @@ impl<'a> Io<'a> {
             current: None,
             reply,
             max_write_buffer,
+            frames_out,
         }
     }
 
@@ -146,6 +167,7 @@ impl Outbox for Io<'_> {
         if c.closing {
             return;
         }
+        *self.frames_out += count_frames(frame);
         if self.current == Some(conn) && c.out.is_empty() {
             self.reply.extend_from_slice(frame);
             return;
@@ -184,7 +206,16 @@ pub struct LoginNode<H: Handler = NoHandler> {
     waker: Arc<Waker>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     start: Instant,
+    store: Option<Store>,
+    journal_retry_at: Option<Instant>,
+    journal_error_logged_at: Option<Instant>,
+    admin: admin::AdminSide,
+    io_stats: IoStats,
+    reload: Option<Reload>,
 }
+
+/// Re-reads the configuration on SIGHUP (the binary re-parses its arguments and file).
+pub type Reload = Box<dyn FnMut() -> Result<Config, ConfigError> + Send>;
 
 /// Binds a TCP listener with a deep backlog (mio's own bind uses 1024; a burst of reconnecting
 /// nodes overflows that and waits a full second to retry).
@@ -234,8 +265,35 @@ impl<H: Handler> LoginNode<H> {
             mono_ms: 0,
             unix_secs: unix_now(),
         };
+        let mut cluster = Cluster::new(&config, now);
+        let store = match &config.state_dir {
+            Some(dir) => {
+                let (store, state) = Store::open(dir).map_err(io::Error::other)?;
+                info!(
+                    "state {}: {} assignments, whitelist version {} ({} entries), {} in maintenance",
+                    dir.display(),
+                    state.assignments.len(),
+                    state.whitelist_version,
+                    state.whitelist.len(),
+                    state.maintenance.len()
+                );
+                cluster.restore(state);
+                Some(store)
+            }
+            None => {
+                warn!("no state directory: assignments, whitelist and flags live in memory only");
+                None
+            }
+        };
+        let admin = admin::AdminSide::bind(&config, &poll)?;
         Ok(LoginNode {
-            cluster: Cluster::new(&config, now),
+            cluster,
+            store,
+            journal_retry_at: None,
+            journal_error_logged_at: None,
+            admin,
+            io_stats: IoStats::default(),
+            reload: None,
             config,
             poll,
             events: Events::with_capacity(1024),
@@ -262,6 +320,24 @@ impl<H: Handler> LoginNode<H> {
         self.local_addr
     }
 
+    /// The address the admin API is bound to, if it is enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.local_addr()
+    }
+
+    /// Makes SIGHUP (after [`Self::handle_signals`]) re-read the configuration with `reload`
+    /// and apply its reloadable keys.
+    pub fn set_reload(&mut self, reload: Reload) {
+        self.reload = Some(reload);
+    }
+
+    /// The journal's compaction threshold in bytes (tests use small values).
+    pub fn set_compact_at(&mut self, bytes: u64) {
+        if let Some(store) = &mut self.store {
+            store.set_compact_at(bytes);
+        }
+    }
+
     /// A handle that stops [`Self::run`] from any thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
@@ -270,11 +346,13 @@ impl<H: Handler> LoginNode<H> {
         }
     }
 
-    /// Makes SIGTERM and SIGINT shut the node down gracefully.
+    /// Makes SIGTERM and SIGINT shut the node down gracefully, and SIGHUP reload the
+    /// configuration (see [`Self::set_reload`]).
     pub fn handle_signals(&mut self) -> io::Result<()> {
         let mut signals = signal_hook_mio::v1_0::Signals::new([
             signal_hook::consts::SIGTERM,
             signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGHUP,
         ])?;
         self.poll
             .registry()
@@ -303,10 +381,18 @@ impl<H: Handler> LoginNode<H> {
     /// Runs the loop until shutdown (signal or [`ShutdownHandle`]); returns after every node
     /// was sent KICK 4 and the connections are closed.
     pub fn run(&mut self) -> io::Result<()> {
-        info!("login node listening on {}", self.local_addr);
+        match self.admin.local_addr() {
+            Some(a) => info!(
+                "login node listening on {}, admin API on {a}",
+                self.local_addr
+            ),
+            None => info!("login node listening on {} (admin API off)", self.local_addr),
+        }
+        notify::notify("READY=1\nSTATUS=serving");
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         let result = self.run_loop(&mut events);
         self.events = events;
+        notify::notify("STOPPING=1");
         result?;
         self.shutdown_all();
         Ok(())
@@ -321,6 +407,7 @@ impl<H: Handler> LoginNode<H> {
                 }
                 return Err(e);
             }
+            let turn_start = Instant::now();
             let now = self.now();
             // Connections that hit the read cap last turn read again after this turn's events.
             let carried = std::mem::take(&mut self.pending_reads);
@@ -329,6 +416,8 @@ impl<H: Handler> LoginNode<H> {
                     LISTENER => self.accept_ready(now),
                     WAKER => {}
                     SIGNALS => self.signals_ready(),
+                    ADMIN_LISTENER => self.admin_accept_ready(now),
+                    Token(t) if t >= ADMIN_BASE => self.admin_ready(t - ADMIN_BASE, event, now),
                     Token(conn) => {
                         if event.is_writable() {
                             self.write_ready(conn);
@@ -341,6 +430,9 @@ impl<H: Handler> LoginNode<H> {
             }
             self.read_carried(carried, now);
             self.turn_end(now);
+            self.io_stats
+                .loop_seconds
+                .observe(turn_start.elapsed().as_secs_f64());
             if self.shutdown.load(Ordering::Acquire) {
                 return Ok(());
             }
@@ -360,10 +452,74 @@ impl<H: Handler> LoginNode<H> {
             &mut self.dirty,
             &mut self.reply,
             self.config.max_write_buffer,
+            &mut self.io_stats.frames_out,
         );
         self.cluster.handle_timeout(now, &mut io, &mut self.handler);
+        self.admin_timers_fired();
+        self.commit_journal();
         self.flush_dirty(now, false);
         log::logger().flush();
+    }
+
+    /// Group commit: one write and one `fdatasync` for every record of this turn, then the
+    /// frames and admin responses that announce them.
+    fn commit_journal(&mut self) {
+        if self.cluster.pending_journal().is_empty() {
+            return;
+        }
+        if let Some(store) = &mut self.store {
+            if self.journal_retry_at.is_some_and(|at| Instant::now() < at) {
+                return;
+            }
+            let t = Instant::now();
+            match store.commit(self.cluster.pending_journal()) {
+                Ok(()) => {
+                    self.io_stats.fsyncs += 1;
+                    self.io_stats
+                        .fsync_seconds
+                        .observe(t.elapsed().as_secs_f64());
+                    if self.journal_retry_at.take().is_some() {
+                        info!("state {}: journal writes succeed again", store.dir().display());
+                    }
+                }
+                Err(e) => {
+                    self.io_stats.fsync_failures += 1;
+                    self.journal_retry_at = Some(t + JOURNAL_RETRY);
+                    let log_now = self
+                        .journal_error_logged_at
+                        .is_none_or(|at| t.duration_since(at) >= Duration::from_secs(60));
+                    if log_now {
+                        error!(
+                            "state {}: journal write failed: {e}; retrying every {} s",
+                            store.dir().display(),
+                            JOURNAL_RETRY.as_secs()
+                        );
+                        self.journal_error_logged_at = Some(t);
+                    }
+                    self.cluster.journal_failed();
+                    return;
+                }
+            }
+        }
+        let mut io = Io::between_reads(
+            &mut self.conns,
+            &mut self.dirty,
+            &mut self.reply,
+            self.config.max_write_buffer,
+            &mut self.io_stats.frames_out,
+        );
+        self.cluster.journal_synced(&mut io);
+        self.admin_release_held();
+        if let Some(store) = &mut self.store {
+            if store.wants_compaction() && self.cluster.pending_journal().is_empty() {
+                if let Err(e) = store.compact() {
+                    error!(
+                        "state {}: compaction failed: {e} (the journal keeps growing; will retry)",
+                        store.dir().display()
+                    );
+                }
+            }
+        }
     }
 
     fn read_carried(&mut self, mut carried: Vec<ConnId>, now: Now) {
@@ -386,6 +542,17 @@ impl<H: Handler> LoginNode<H> {
         if self.accept_more || !self.pending_reads.is_empty() || !self.dirty.is_empty() {
             return Some(Duration::ZERO);
         }
+        let journal_wait = if self.cluster.pending_journal().is_empty() {
+            None
+        } else {
+            Some(
+                self.journal_retry_at
+                    .map_or(Duration::ZERO, |at| at.saturating_duration_since(Instant::now())),
+            )
+        };
+        if journal_wait == Some(Duration::ZERO) {
+            return journal_wait;
+        }
         let now_ms = self.start.elapsed().as_millis() as u64;
         let mut timeout = self
             .cluster
@@ -395,16 +562,73 @@ impl<H: Handler> LoginNode<H> {
             let d = at.saturating_duration_since(Instant::now());
             timeout = Some(timeout.map_or(d, |t| t.min(d)));
         }
+        if let Some(d) = journal_wait {
+            timeout = Some(timeout.map_or(d, |t| t.min(d)));
+        }
         timeout
     }
 
     fn signals_ready(&mut self) {
         if let Some(signals) = &mut self.signals {
+            let mut reload = false;
             for sig in signals.pending() {
-                info!("signal {sig} received: shutting down");
-                self.shutdown.store(true, Ordering::Release);
+                if sig == signal_hook::consts::SIGHUP {
+                    reload = true;
+                } else {
+                    info!("signal {sig} received: shutting down");
+                    self.shutdown.store(true, Ordering::Release);
+                }
+            }
+            if reload {
+                self.reload_config();
             }
         }
+    }
+
+    /// SIGHUP: re-reads the configuration and applies its reloadable keys. A bad file is
+    /// rejected whole; the running configuration stays.
+    fn reload_config(&mut self) {
+        let Some(reload) = &mut self.reload else {
+            warn!("SIGHUP: no configuration source to reload from (started without one)");
+            return;
+        };
+        let new = match reload() {
+            Ok(c) => c,
+            Err(e) => {
+                error!("SIGHUP: configuration rejected, keeping the running one: {e}");
+                return;
+            }
+        };
+        let changes = self.config.changed_keys(&new);
+        if changes.is_empty() {
+            info!("SIGHUP: configuration reloaded, nothing changed");
+            return;
+        }
+        let mut applied = self.config.clone();
+        for &(key, restart) in &changes {
+            if restart {
+                warn!("SIGHUP: {key} changed but needs a restart; the running value stays");
+            } else {
+                info!("SIGHUP: {key} changed");
+            }
+        }
+        applied.token = new.token.clone();
+        applied.previous_token = new.previous_token.clone();
+        applied.heartbeat_interval = new.heartbeat_interval;
+        applied.heartbeat_timeout = new.heartbeat_timeout;
+        applied.auth_timeout_ms = new.auth_timeout_ms;
+        applied.auth_window = new.auth_window;
+        applied.max_frame = new.max_frame;
+        applied.max_connections = new.max_connections;
+        applied.max_write_buffer = new.max_write_buffer;
+        applied.duplicate_policy = new.duplicate_policy;
+        applied.busy_threshold = new.busy_threshold;
+        applied.full_threshold = new.full_threshold;
+        applied.admin_token = new.admin_token.clone();
+        applied.log_level = new.log_level;
+        log::set_max_level(applied.log_level.filter());
+        self.cluster.reconfigure(&applied);
+        self.config = applied;
     }
 
     fn accept_ready(&mut self, now: Now) {
@@ -468,7 +692,7 @@ impl<H: Handler> LoginNode<H> {
         if c.out.is_empty() {
             return;
         }
-        if let Err(e) = flush_queue(c) {
+        if let Err(e) = flush_queue(c, &mut self.io_stats.bytes_out) {
             debug!("conn {conn}: write: {e}");
             c.closing = true;
         }
@@ -489,18 +713,27 @@ impl<H: Handler> LoginNode<H> {
             dirty,
             pending_reads,
             config,
+            io_stats,
             ..
         } = self;
         match conns.get(conn) {
             Some(c) if !c.closing && !c.read_pending => {}
             _ => return,
         }
+        let IoStats {
+            frames_in,
+            frames_out,
+            bytes_in,
+            bytes_out,
+            ..
+        } = io_stats;
         let mut io = Io {
             conns,
             dirty,
             current: Some(conn),
             reply,
             max_write_buffer: config.max_write_buffer,
+            frames_out,
         };
         let mut filled = 0usize;
         let mut calls = 0usize;
@@ -510,8 +743,9 @@ impl<H: Handler> LoginNode<H> {
         // A partial frame from an earlier turn: read straight into it until it is whole, so a
         // frame that trickles in is never copied more than once.
         if !io.conns[conn].partial.is_empty() {
-            match fill_partial(&mut io.conns[conn], max_frame, &mut calls) {
+            match fill_partial(&mut io.conns[conn], max_frame, &mut calls, bytes_in) {
                 Fill::Complete => {
+                    *frames_in += 1;
                     let frame = std::mem::take(&mut io.conns[conn].partial);
                     cluster.handle_frame(conn, &frame[proto::HEADER_LEN..], now, &mut io, handler);
                 }
@@ -539,6 +773,7 @@ impl<H: Handler> LoginNode<H> {
             match io.conns[conn].stream.read(space) {
                 Ok(0) => eof = true,
                 Ok(n) => {
+                    *bytes_in += n as u64;
                     let total = filled + n;
                     let consumed = dispatch(
                         &scratch[..total],
@@ -548,6 +783,7 @@ impl<H: Handler> LoginNode<H> {
                         cluster,
                         &mut io,
                         handler,
+                        frames_in,
                     );
                     filled = total - consumed;
                     if filled > 0 {
@@ -589,6 +825,7 @@ impl<H: Handler> LoginNode<H> {
                     match c.stream.write(&reply[written..]) {
                         Ok(0) => break,
                         Ok(n) => {
+                            *bytes_out += n as u64;
                             written += n;
                             if written == reply.len() {
                                 break;
@@ -625,7 +862,7 @@ impl<H: Handler> LoginNode<H> {
             };
             c.dirty = false;
             if !c.out.is_empty() {
-                if let Err(e) = flush_queue(c) {
+                if let Err(e) = flush_queue(c, &mut self.io_stats.bytes_out) {
                     debug!("conn {conn}: write: {e}");
                     c.out.clear();
                 }
@@ -652,6 +889,7 @@ impl<H: Handler> LoginNode<H> {
             &mut self.dirty,
             &mut self.reply,
             self.config.max_write_buffer,
+            &mut self.io_stats.frames_out,
         );
         self.cluster.closed(conn, now, &mut io, &mut self.handler);
     }
@@ -671,6 +909,7 @@ impl<H: Handler> LoginNode<H> {
             &mut self.dirty,
             &mut self.reply,
             self.config.max_write_buffer,
+            &mut self.io_stats.frames_out,
         );
         self.cluster.shutdown(now, &mut io, &mut self.handler);
         self.flush_dirty(now, true);
@@ -719,6 +958,8 @@ impl<H: Handler> LoginNode<H> {
 
 /// Decodes and dispatches every complete frame in `buf`; returns the bytes consumed. Stops
 /// (consuming everything) once the connection is closing: nothing after a fatal frame counts.
+// The hot path takes its parts as separate borrows of the node's fields, not `&mut self`.
+#[allow(clippy::too_many_arguments)]
 fn dispatch(
     buf: &[u8],
     conn: ConnId,
@@ -727,11 +968,13 @@ fn dispatch(
     cluster: &mut Cluster,
     io: &mut Io<'_>,
     handler: &mut dyn Handler,
+    frames_in: &mut u64,
 ) -> usize {
     let mut at = 0;
     loop {
         match proto::parse_frame(&buf[at..], max_frame) {
             Ok(Some((payload, used))) => {
+                *frames_in += 1;
                 cluster.handle_frame(conn, payload, now, io, handler);
                 at += used;
                 if io.is_closing(conn) {
@@ -756,7 +999,7 @@ enum Fill {
 }
 
 /// Reads into `c.partial` exactly what its frame still needs.
-fn fill_partial(c: &mut Conn, max_frame: usize, calls: &mut usize) -> Fill {
+fn fill_partial(c: &mut Conn, max_frame: usize, calls: &mut usize, bytes_in: &mut u64) -> Fill {
     loop {
         let have = c.partial.len();
         let need = if have < proto::HEADER_LEN {
@@ -780,6 +1023,7 @@ fn fill_partial(c: &mut Conn, max_frame: usize, calls: &mut usize) -> Fill {
                 return Fill::Eof;
             }
             Ok(n) => {
+                *bytes_in += n as u64;
                 c.partial.truncate(have + n);
                 if n < need && c.partial.len() >= proto::HEADER_LEN {
                     return Fill::Incomplete;
@@ -798,12 +1042,13 @@ fn fill_partial(c: &mut Conn, max_frame: usize, calls: &mut usize) -> Fill {
 }
 
 /// Writes the queue until it is empty or the socket is full.
-fn flush_queue(c: &mut Conn) -> io::Result<()> {
+fn flush_queue(c: &mut Conn, bytes_out: &mut u64) -> io::Result<()> {
     while !c.out.is_empty() {
         let (a, b) = c.out.as_slices();
         match c.stream.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
+                *bytes_out += n as u64;
                 c.out.drain(..n);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -812,6 +1057,17 @@ fn flush_queue(c: &mut Conn) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Frames in a buffer of whole frames (one for almost every send).
+fn count_frames(bytes: &[u8]) -> u64 {
+    let mut n = 0;
+    let mut at = 0;
+    while at + proto::HEADER_LEN <= bytes.len() {
+        at += proto::HEADER_LEN + u16::from_be_bytes([bytes[at], bytes[at + 1]]) as usize;
+        n += 1;
+    }
+    n
 }
 
 fn unix_now() -> u64 {

@@ -28,6 +28,9 @@ pub fn config() -> Config {
         token: TOKEN.into(),
         heartbeat_interval: 1,
         heartbeat_timeout: 30,
+        // In memory and no admin API unless a test asks: parallel tests share nothing.
+        state_dir: None,
+        admin_listen: None,
         ..Config::default()
     }
 }

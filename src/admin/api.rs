@@ -1,0 +1,434 @@
+//! The admin API's routes, sans-IO: a parsed request and the cluster in, a response (and an
+//! audit line for every change) out. The reactor holds a change's response until the
+//! journal records behind it are durable.
+
+use super::http::{Request, Response};
+use super::metrics::{self, IoStats};
+use crate::cluster::{Cluster, Handler, NodeInfo, NodeKey, Now, OperatorError, Outbox};
+use crate::proto::NodeType;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+/// What the routes may touch.
+pub struct Api<'a> {
+    /// The cluster.
+    pub cluster: &'a mut Cluster,
+    /// Frames for nodes (kicks, pushes).
+    pub out: &'a mut dyn Outbox,
+    /// The embedder's handler (told about kicked nodes).
+    pub handler: &'a mut dyn Handler,
+    /// The time.
+    pub now: Now,
+    /// The bearer token.
+    pub admin_token: &'a str,
+    /// The reactor's counters, for `/metrics`.
+    pub io: &'a IoStats,
+    /// The peer of the request (audit).
+    pub peer: SocketAddr,
+}
+
+/// A route's answer.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The response.
+    pub response: Response,
+    /// For a change: what changed, for the audit log.
+    pub audit: Option<String>,
+}
+
+impl From<Response> for Outcome {
+    fn from(response: Response) -> Self {
+        Outcome {
+            response,
+            audit: None,
+        }
+    }
+}
+
+fn operator_error(e: OperatorError) -> Response {
+    let status = match e {
+        OperatorError::BadRequest(_) => 400,
+        OperatorError::NotFound(_) => 404,
+        OperatorError::Conflict(_) => 409,
+        OperatorError::Unavailable => 503,
+    };
+    Response::error(status, e.to_string())
+}
+
+fn authorized(req: &Request, token: &str) -> bool {
+    let Some(given) = req
+        .authorization
+        .as_deref()
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    // Constant time in the token's length.
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    let mut diff = (a.len() != b.len()) as u8;
+    for (i, &expected) in b.iter().enumerate() {
+        diff |= a.get(i).copied().unwrap_or(0) ^ expected;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+fn body_json(req: &Request) -> Result<Value, Response> {
+    if req.body.is_empty() {
+        return Err(Response::error(400, "a JSON body is required"));
+    }
+    serde_json::from_slice(&req.body).map_err(|e| Response::error(400, format!("bad JSON: {e}")))
+}
+
+fn field_bool(v: &Value, name: &str) -> Result<bool, Response> {
+    v.get(name)
+        .and_then(Value::as_bool)
+        .ok_or_else(|| Response::error(400, format!("field {name:?} (true/false) is required")))
+}
+
+fn field_u64(v: &Value, name: &str, max: u64) -> Result<u64, Response> {
+    match v.get(name).and_then(Value::as_u64) {
+        Some(n) if n <= max => Ok(n),
+        _ => Err(Response::error(
+            400,
+            format!("field {name:?} must be a whole number 0..={max}"),
+        )),
+    }
+}
+
+fn parse_id(s: &str) -> Result<u32, Response> {
+    s.parse()
+        .map_err(|_| Response::error(400, format!("{s:?} is not an id (0..=4294967295)")))
+}
+
+fn method_not_allowed(allowed: &str) -> Outcome {
+    Response::error(405, format!("method not allowed here; use {allowed}")).into()
+}
+
+/// Answers one request.
+pub fn handle(req: &Request, api: &mut Api<'_>) -> Outcome {
+    let path = req.path.trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    match (req.method.as_str(), segments.as_slice()) {
+        ("GET", ["healthz"]) => {
+            let writable = api.cluster.is_writable();
+            return Response::json(
+                200,
+                &json!({"status": if writable { "ok" } else { "degraded" }, "state_writable": writable}),
+            )
+            .into();
+        }
+        ("GET", ["metrics"]) => {
+            let mut text = String::with_capacity(4096);
+            metrics::render(api.cluster, api.io, &mut text);
+            return Response {
+                status: 200,
+                content_type: "text/plain; version=0.0.4",
+                body: text.into_bytes(),
+            }
+            .into();
+        }
+        (_, ["healthz"]) | (_, ["metrics"]) => return method_not_allowed("GET"),
+        _ => {}
+    }
+    if !authorized(req, api.admin_token) {
+        return Response::error(401, "missing or wrong bearer token").into();
+    }
+    let result = match (req.method.as_str(), segments.as_slice()) {
+        ("GET", ["api", "nodes"]) => Ok(nodes(api.cluster, api.now.mono_ms).into()),
+        ("GET", ["api", "cross"]) => Ok(cross(api.cluster).into()),
+        ("GET", ["api", "servers"]) => servers(req, api.cluster).map(Outcome::from),
+        ("GET", ["api", "whitelist"]) => Ok(whitelist(api.cluster).into()),
+        ("POST", ["api", "whitelist"]) => whitelist_change(req, api, true),
+        ("DELETE", ["api", "whitelist"]) => whitelist_change(req, api, false),
+        (_, ["api", "whitelist"]) => Ok(method_not_allowed("GET, POST or DELETE")),
+        ("PUT", ["api", "nodes", "game", id, "maintenance"]) => maintenance(req, api, id),
+        ("POST", ["api", "nodes", kind, id, "kick"]) => kick(api, kind, id),
+        ("PUT", ["api", "cross", id, "capacity"]) => capacity(req, api, id),
+        ("PUT", ["api", "cross", id, "drain"]) => drain(req, api, id),
+        ("POST", ["api", "assign"]) => assign(req, api),
+        (_, ["api", "nodes"] | ["api", "cross"] | ["api", "servers"]) => {
+            Ok(method_not_allowed("GET"))
+        }
+        (_, ["api", "nodes", "game", _, "maintenance"])
+        | (_, ["api", "cross", _, "capacity" | "drain"]) => Ok(method_not_allowed("PUT")),
+        (_, ["api", "nodes", _, _, "kick"]) | (_, ["api", "assign"]) => {
+            Ok(method_not_allowed("POST"))
+        }
+        _ => Err(Response::error(404, format!("no route {}", req.path))),
+    };
+    result.unwrap_or_else(Outcome::from)
+}
+
+fn nodes(cluster: &Cluster, now_ms: u64) -> Response {
+    let alloc = cluster.allocator();
+    let mut list: Vec<Value> = cluster
+        .online_nodes()
+        .map(|n| {
+            let mut v = json!({
+                "type": n.key.node_type.name(),
+                "id": n.key.node_id,
+                "plat": n.plat,
+                "peer": n.peer.to_string(),
+                "connected_since": n.connected_unix,
+                "last_heard_ms_ago": now_ms.saturating_sub(n.last_heard_ms),
+            });
+            match n.info {
+                NodeInfo::Game {
+                    open_time,
+                    cross_plat,
+                    addr,
+                    players_online,
+                    ..
+                } => {
+                    let rec = alloc.game(n.key.node_id);
+                    v["name"] = json!(rec.map_or("", |g| &*g.name));
+                    v["open_time"] = json!(open_time);
+                    v["cross_plat"] = json!(alloc.platforms.name(*cross_plat));
+                    v["addr"] = json!(&**addr);
+                    v["players_online"] = json!(players_online);
+                    v["assignment"] = match rec.and_then(|g| g.assignment) {
+                        Some((c, p)) => json!({"cross_server_id": c, "cross_pos": p}),
+                        None => Value::Null,
+                    };
+                    v["waiting"] = json!(rec.is_some_and(|g| g.is_waiting()));
+                    v["maintenance"] = json!(cluster.in_maintenance(n.key.node_id));
+                    v["status"] = json!(cluster.game_status(n.key.node_id).name());
+                }
+                NodeInfo::Cross { cross_server_id } => {
+                    let rec = alloc.cross(*cross_server_id);
+                    v["cross_server_id"] = json!(cross_server_id);
+                    v["name"] = json!(rec.and_then(|c| c.name.as_deref()).unwrap_or(""));
+                    v["capacity"] = json!(rec.map_or(0, |c| c.capacity));
+                    v["members"] = json!(rec.map_or(0, |c| c.members.len()));
+                    v["draining"] = json!(rec.is_some_and(|c| c.draining));
+                }
+                NodeInfo::None => {}
+            }
+            v
+        })
+        .collect();
+    list.sort_by_key(|v| (v["type"].as_str().map(str::to_string), v["id"].as_u64()));
+    Response::json(200, &json!({ "nodes": list }))
+}
+
+fn cross(cluster: &Cluster) -> Response {
+    let alloc = cluster.allocator();
+    let mut plats: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    let mut crosses: Vec<_> = alloc.crosses().collect();
+    crosses.sort_by_key(|(id, _)| *id);
+    for (id, c) in crosses {
+        let plat = c.plat.map_or("", |p| alloc.platforms.name(p)).to_string();
+        let members: Vec<Value> = c
+            .members
+            .iter()
+            .map(|(&pos, &serv)| {
+                json!({"serv_id": serv, "cross_pos": pos,
+                       "serv_name": alloc.game(serv).map_or("", |g| &*g.name),
+                       "online": alloc.game(serv).is_some_and(|g| g.online)})
+            })
+            .collect();
+        plats.entry(plat).or_default().push(json!({
+            "cross_server_id": id,
+            "name": c.name.as_deref(),
+            "online": c.online,
+            "capacity": c.capacity,
+            "capacity_override": alloc.capacity_override(id),
+            "draining": c.draining,
+            "free": c.free(),
+            "members": members,
+        }));
+    }
+    let mut out = Vec::new();
+    let mut names: Vec<String> = plats.keys().cloned().collect();
+    for plat in alloc.platform_ids() {
+        let name = alloc.platforms.name(plat);
+        if alloc.waiting(plat).next().is_some() && !plats.contains_key(name) {
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    names.dedup();
+    for name in names {
+        let waiting: Vec<u32> = alloc
+            .platforms
+            .get(&name)
+            .map(|p| alloc.waiting(p).collect())
+            .unwrap_or_default();
+        out.push(json!({
+            "plat": name,
+            "cross_nodes": plats.remove(&name).unwrap_or_default(),
+            "waiting": waiting,
+        }));
+    }
+    Response::json(200, &json!({ "platforms": out }))
+}
+
+fn servers(req: &Request, cluster: &Cluster) -> Result<Response, Response> {
+    let plat = req
+        .query_param("plat")
+        .ok_or_else(|| Response::error(400, "query parameter plat is required"))?;
+    let alloc = cluster.allocator();
+    let Some(plat_id) = alloc.platforms.get(&plat) else {
+        return Ok(Response::json(200, &json!({ "plat": plat, "servers": [] })));
+    };
+    let mut list: Vec<Value> = alloc
+        .games()
+        .filter(|(_, g)| g.plat == Some(plat_id))
+        .map(|(serv, g)| {
+            let key = NodeKey {
+                node_type: NodeType::Game,
+                node_id: serv,
+            };
+            let (addr, open_time) = match cluster.node(key).map(|n| n.info) {
+                Some(NodeInfo::Game {
+                    addr, open_time, ..
+                }) => (json!(&**addr), json!(open_time)),
+                _ => (Value::Null, Value::Null),
+            };
+            json!({"id": serv, "name": &*g.name, "addr": addr, "open_time": open_time,
+                   "status": cluster.game_status(serv).name()})
+        })
+        .collect();
+    list.sort_by_key(|v| v["id"].as_u64());
+    Ok(Response::json(200, &json!({ "plat": plat, "servers": list })))
+}
+
+fn whitelist(cluster: &Cluster) -> Response {
+    let wl = cluster.whitelist();
+    let mut entries: Vec<&str> = wl.entries.iter().map(|e| &**e).collect();
+    entries.sort_unstable();
+    Response::json(
+        200,
+        &json!({"version": wl.version, "count": entries.len(), "entries": entries}),
+    )
+}
+
+fn whitelist_change(req: &Request, api: &mut Api<'_>, add: bool) -> Result<Outcome, Response> {
+    let body = body_json(req)?;
+    let mut entries: Vec<&str> = Vec::new();
+    if let Some(e) = body.get("entry").and_then(Value::as_str) {
+        entries.push(e);
+    }
+    if let Some(list) = body.get("entries") {
+        let list = list
+            .as_array()
+            .ok_or_else(|| Response::error(400, "field \"entries\" must be a list of strings"))?;
+        for e in list {
+            entries.push(e.as_str().ok_or_else(|| {
+                Response::error(400, "field \"entries\" must be a list of strings")
+            })?);
+        }
+    }
+    if entries.is_empty() {
+        return Err(Response::error(
+            400,
+            "give \"entry\": \"...\" or \"entries\": [...]",
+        ));
+    }
+    let (changed, version) = api
+        .cluster
+        .whitelist_change(&entries, add)
+        .map_err(operator_error)?;
+    let verb = if add { "added" } else { "removed" };
+    let shown: Vec<&str> = entries.iter().take(20).copied().collect();
+    Ok(Outcome {
+        response: Response::json(200, &json!({"changed": changed, "version": version})),
+        audit: (changed > 0).then(|| {
+            format!(
+                "whitelist {verb} {changed} of {} requested {:?}{} -> version {version}",
+                entries.len(),
+                shown,
+                if entries.len() > shown.len() { " ..." } else { "" }
+            )
+        }),
+    })
+}
+
+fn maintenance(req: &Request, api: &mut Api<'_>, id: &str) -> Result<Outcome, Response> {
+    let serv = parse_id(id)?;
+    let on = field_bool(&body_json(req)?, "maintenance")?;
+    let changed = api
+        .cluster
+        .set_maintenance(serv, on)
+        .map_err(operator_error)?;
+    Ok(Outcome {
+        response: Response::json(
+            200,
+            &json!({"serv_id": serv, "maintenance": on, "changed": changed}),
+        ),
+        audit: changed.then(|| format!("game {serv} maintenance {on}")),
+    })
+}
+
+fn kick(api: &mut Api<'_>, kind: &str, id: &str) -> Result<Outcome, Response> {
+    let node_type = match kind {
+        "game" => NodeType::Game,
+        "cross" => NodeType::Cross,
+        _ => return Err(Response::error(404, "node type must be game or cross")),
+    };
+    let key = NodeKey {
+        node_type,
+        node_id: parse_id(id)?,
+    };
+    api.cluster
+        .operator_kick(key, api.now, api.out, api.handler)
+        .map_err(operator_error)?;
+    Ok(Outcome {
+        response: Response::json(200, &json!({"kicked": format!("{key}")})),
+        audit: Some(format!("{key} kicked (KICK 3)")),
+    })
+}
+
+fn capacity(req: &Request, api: &mut Api<'_>, id: &str) -> Result<Outcome, Response> {
+    let cross = parse_id(id)?;
+    let capacity = field_u64(&body_json(req)?, "capacity", u16::MAX as u64)? as u16;
+    api.cluster
+        .set_cross_capacity(cross, capacity, api.out)
+        .map_err(operator_error)?;
+    Ok(Outcome {
+        response: Response::json(
+            200,
+            &json!({"cross_server_id": cross, "capacity_override": capacity}),
+        ),
+        audit: Some(format!("cross {cross} capacity override {capacity}")),
+    })
+}
+
+fn drain(req: &Request, api: &mut Api<'_>, id: &str) -> Result<Outcome, Response> {
+    let cross = parse_id(id)?;
+    let on = field_bool(&body_json(req)?, "drain")?;
+    api.cluster
+        .set_cross_drain(cross, on, api.out)
+        .map_err(operator_error)?;
+    Ok(Outcome {
+        response: Response::json(200, &json!({"cross_server_id": cross, "drain": on})),
+        audit: Some(format!("cross {cross} drain {on}")),
+    })
+}
+
+fn assign(req: &Request, api: &mut Api<'_>) -> Result<Outcome, Response> {
+    let body = body_json(req)?;
+    let serv = field_u64(&body, "serv_id", u32::MAX as u64)? as u32;
+    let cross = field_u64(&body, "cross_server_id", u32::MAX as u64)? as u32;
+    let pos = match body.get("cross_pos") {
+        None | Some(Value::Null) => 0,
+        Some(_) => field_u64(&body, "cross_pos", u16::MAX as u64)? as u16,
+    };
+    let before = api.cluster.allocator().game(serv).and_then(|g| g.assignment);
+    let (to, at) = api
+        .cluster
+        .move_game(serv, cross, pos, api.out)
+        .map_err(operator_error)?;
+    Ok(Outcome {
+        response: Response::json(
+            200,
+            &json!({"serv_id": serv, "cross_server_id": to, "cross_pos": at}),
+        ),
+        audit: Some(format!(
+            "game {serv} moved from {} to cross {to} slot {at}",
+            before.map_or("unassigned".to_string(), |(c, p)| format!(
+                "cross {c} slot {p}"
+            ))
+        )),
+    })
+}

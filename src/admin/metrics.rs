@@ -1,0 +1,271 @@
+//! Metrics in the Prometheus text format 0.0.4: counters the reactor keeps ([`IoStats`]),
+//! the cluster's own ([`crate::cluster::ClusterStats`]), rendered on request.
+
+use crate::cluster::Cluster;
+use std::fmt::Write as _;
+
+/// A histogram with fixed bucket bounds (seconds), cumulative when rendered.
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+/// Bucket bounds for fsync latency (seconds).
+pub const FSYNC_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+/// Bucket bounds for one poll-loop turn (seconds).
+pub const LOOP_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 1.0,
+];
+
+impl Histogram {
+    /// An empty histogram over `bounds` (ascending).
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: vec![0; bounds.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&mut self, seconds: f64) {
+        if let Some(i) = self.bounds.iter().position(|&b| seconds <= b) {
+            self.counts[i] += 1;
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum {}", self.sum);
+        let _ = writeln!(out, "{name}_count {}", self.count);
+    }
+}
+
+/// What the reactor counts: bytes, frames, journal syncs, loop turns.
+#[derive(Debug, Clone)]
+pub struct IoStats {
+    /// Frames received on the node port.
+    pub frames_in: u64,
+    /// Frames sent on the node port.
+    pub frames_out: u64,
+    /// Bytes received on the node port.
+    pub bytes_in: u64,
+    /// Bytes written on the node port.
+    pub bytes_out: u64,
+    /// Journal syncs that succeeded.
+    pub fsyncs: u64,
+    /// Journal writes or syncs that failed.
+    pub fsync_failures: u64,
+    /// Latency of successful journal write + sync.
+    pub fsync_seconds: Histogram,
+    /// Duration of a poll-loop turn (events handled, not the wait).
+    pub loop_seconds: Histogram,
+    /// Admin requests answered.
+    pub admin_requests: u64,
+}
+
+impl Default for IoStats {
+    fn default() -> Self {
+        IoStats {
+            frames_in: 0,
+            frames_out: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            fsyncs: 0,
+            fsync_failures: 0,
+            fsync_seconds: Histogram::new(FSYNC_BUCKETS),
+            loop_seconds: Histogram::new(LOOP_BUCKETS),
+            admin_requests: 0,
+        }
+    }
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+}
+
+/// Escapes a label value.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Renders every metric.
+pub fn render(cluster: &Cluster, io: &IoStats, out: &mut String) {
+    let stats = cluster.stats();
+    gauge(
+        out,
+        "login_node_connections_open",
+        "Open TCP connections on the node port.",
+        cluster.open_connections() as u64,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP login_node_nodes_online Nodes online (INFO received), by type.\n# TYPE login_node_nodes_online gauge\nlogin_node_nodes_online{{type=\"game\"}} {}\nlogin_node_nodes_online{{type=\"cross\"}} {}",
+        stats.online_game, stats.online_cross
+    );
+    let _ = writeln!(
+        out,
+        "# HELP login_node_auth_results_total AUTH_RESULT frames sent, by code.\n# TYPE login_node_auth_results_total counter"
+    );
+    for (code, n) in stats.auth_results.iter().enumerate() {
+        let _ = writeln!(out, "login_node_auth_results_total{{code=\"{code}\"}} {n}");
+    }
+    counter(
+        out,
+        "login_node_heartbeat_timeouts_total",
+        "Nodes dropped for heartbeat timeout (KICK 2).",
+        stats.heartbeat_timeouts,
+    );
+    counter(
+        out,
+        "login_node_protocol_errors_total",
+        "Connections closed for a protocol error (KICK 5).",
+        stats.protocol_errors,
+    );
+    counter(
+        out,
+        "login_node_frames_received_total",
+        "Frames received on the node port.",
+        io.frames_in,
+    );
+    counter(
+        out,
+        "login_node_frames_sent_total",
+        "Frames queued for sending on the node port.",
+        io.frames_out,
+    );
+    counter(
+        out,
+        "login_node_bytes_received_total",
+        "Bytes received on the node port.",
+        io.bytes_in,
+    );
+    counter(
+        out,
+        "login_node_bytes_sent_total",
+        "Bytes written on the node port.",
+        io.bytes_out,
+    );
+    counter(
+        out,
+        "login_node_assignments_total",
+        "Cross assignments made (new, adopted or moved).",
+        stats.assignments,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP login_node_waiting_game_nodes Game nodes waiting for a cross slot, by platform.\n# TYPE login_node_waiting_game_nodes gauge"
+    );
+    let alloc = cluster.allocator();
+    for plat in alloc.platform_ids() {
+        let waiting = alloc.waiting(plat).count();
+        if waiting > 0 {
+            let _ = writeln!(
+                out,
+                "login_node_waiting_game_nodes{{plat=\"{}\"}} {waiting}",
+                label(alloc.platforms.name(plat))
+            );
+        }
+    }
+    counter(
+        out,
+        "login_node_journal_fsyncs_total",
+        "Journal group commits made durable.",
+        io.fsyncs,
+    );
+    counter(
+        out,
+        "login_node_journal_failures_total",
+        "Journal writes or syncs that failed.",
+        io.fsync_failures,
+    );
+    gauge(
+        out,
+        "login_node_state_writable",
+        "1 while the state directory accepts writes.",
+        cluster.is_writable() as u64,
+    );
+    io.fsync_seconds.render(
+        "login_node_journal_fsync_seconds",
+        "Latency of one journal write and fdatasync.",
+        out,
+    );
+    io.loop_seconds.render(
+        "login_node_loop_turn_seconds",
+        "Time spent handling one poll-loop turn (excluding the wait).",
+        out,
+    );
+    let wl = cluster.whitelist();
+    gauge(
+        out,
+        "login_node_whitelist_entries",
+        "Whitelist entries.",
+        wl.entries.len() as u64,
+    );
+    gauge(
+        out,
+        "login_node_whitelist_version",
+        "Whitelist version.",
+        wl.version as u64,
+    );
+    counter(
+        out,
+        "login_node_admin_requests_total",
+        "Admin API requests answered.",
+        io.admin_requests,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let mut h = Histogram::new(&[0.1, 1.0]);
+        h.observe(0.05);
+        h.observe(0.5);
+        h.observe(5.0);
+        let mut out = String::new();
+        h.render("x", "help", &mut out);
+        assert!(out.contains("x_bucket{le=\"0.1\"} 1\n"));
+        assert!(out.contains("x_bucket{le=\"1\"} 2\n"));
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"));
+        assert!(out.contains("x_count 3\n"));
+    }
+
+    #[test]
+    fn labels_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

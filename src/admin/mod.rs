@@ -1,0 +1,12 @@
+//! The admin surface: an HTTP/1.1 API for operators and Prometheus metrics, served by the
+//! reactor on its own listener in the same poll loop.
+//!
+//! - [`http`]: request parsing and response writing over bytes.
+//! - [`api`]: the routes, over the cluster (sans-IO).
+//! - [`metrics`]: counters, histograms and the text format.
+//!
+//! The endpoints, with curl examples, are in `docs/ADMIN.md`.
+
+pub mod api;
+pub mod http;
+pub mod metrics;

@@ -1,0 +1,252 @@
+//! What operators change through the admin API, sans-IO: the whitelist, maintenance flags,
+//! kicks, capacity overrides, drains and moves. Every change is journaled first; what it
+//! announces is held with the journal's other announcements until the records are durable.
+
+use super::alloc::{CrossId, MoveError, ServId};
+use super::{Cluster, Handler, NodeInfo, NodeKey, Now, Outbox, Phase};
+use crate::proto::{KickReason, NodeType, WhitelistDelta};
+use crate::state::{Record, MAX_ENTRY_LEN};
+use log::info;
+use std::fmt;
+
+/// Why an operator change was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperatorError {
+    /// The request names something invalid (HTTP 400).
+    BadRequest(String),
+    /// No such node (HTTP 404).
+    NotFound(String),
+    /// The change conflicts with the current state (HTTP 409).
+    Conflict(String),
+    /// State cannot be made durable right now (HTTP 503).
+    Unavailable,
+}
+
+impl fmt::Display for OperatorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OperatorError::BadRequest(s) | OperatorError::NotFound(s) | OperatorError::Conflict(s) => {
+                f.write_str(s)
+            }
+            OperatorError::Unavailable => {
+                f.write_str("state is not writable (journal write failed); try again later")
+            }
+        }
+    }
+}
+
+/// A game node's status for server lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GameStatus {
+    /// Not connected.
+    Offline,
+    /// Online, below the busy threshold.
+    Normal,
+    /// Players online at or above `busy_threshold`.
+    Busy,
+    /// Players online at or above `full_threshold`.
+    Full,
+    /// Operator-set maintenance (wins over the others while online).
+    Maintenance,
+}
+
+impl GameStatus {
+    /// The lowercase name used by the admin API.
+    pub fn name(self) -> &'static str {
+        match self {
+            GameStatus::Offline => "offline",
+            GameStatus::Normal => "normal",
+            GameStatus::Busy => "busy",
+            GameStatus::Full => "full",
+            GameStatus::Maintenance => "maintenance",
+        }
+    }
+}
+
+fn check_entry(e: &str) -> Result<(), OperatorError> {
+    if e.is_empty() || e.len() > MAX_ENTRY_LEN {
+        return Err(OperatorError::BadRequest(format!(
+            "whitelist entries must be 1..={MAX_ENTRY_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+impl Cluster {
+    fn ensure_writable(&self) -> Result<(), OperatorError> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(OperatorError::Unavailable)
+        }
+    }
+
+    /// The derived status of a game node.
+    pub fn game_status(&self, serv: ServId) -> GameStatus {
+        let key = NodeKey {
+            node_type: NodeType::Game,
+            node_id: serv,
+        };
+        let Some(view) = self.node(key) else {
+            return GameStatus::Offline;
+        };
+        if self.maintenance.contains(&serv) {
+            return GameStatus::Maintenance;
+        }
+        let players = match view.info {
+            NodeInfo::Game { players_online, .. } => *players_online,
+            _ => 0,
+        };
+        if players >= self.full_threshold {
+            GameStatus::Full
+        } else if players >= self.busy_threshold {
+            GameStatus::Busy
+        } else {
+            GameStatus::Normal
+        }
+    }
+
+    /// Adds (`add` = true) or removes whitelist entries; each change bumps the version by one.
+    /// Returns the entries that changed the list and the version after.
+    pub fn whitelist_change(
+        &mut self,
+        entries: &[&str],
+        add: bool,
+    ) -> Result<(usize, u32), OperatorError> {
+        self.ensure_writable()?;
+        for e in entries {
+            check_entry(e)?;
+        }
+        let mut changed = 0;
+        for &e in entries {
+            let did = if add {
+                !self.whitelist.entries.contains(e) && self.whitelist.entries.insert(e.into())
+            } else {
+                self.whitelist.entries.remove(e)
+            };
+            if !did {
+                continue;
+            }
+            changed += 1;
+            self.whitelist.version = self.whitelist.version.wrapping_add(1);
+            let version = self.whitelist.version;
+            let record = if add {
+                Record::WhitelistAdd {
+                    version,
+                    entry: e.into(),
+                }
+            } else {
+                Record::WhitelistRemove {
+                    version,
+                    entry: e.into(),
+                }
+            };
+            record.encode(&mut self.journal);
+            // The entry is at most MAX_ENTRY_LEN bytes: it always fits a frame.
+            let _ = WhitelistDelta {
+                version,
+                op: if add { 1 } else { 2 },
+                entry: e,
+            }
+            .encode(&mut self.owed.deltas);
+        }
+        Ok((changed, self.whitelist.version))
+    }
+
+    /// Sets a game node's maintenance flag (known or not: operators may flag a node before it
+    /// starts). Returns whether it changed.
+    pub fn set_maintenance(&mut self, serv: ServId, on: bool) -> Result<bool, OperatorError> {
+        self.ensure_writable()?;
+        let changed = if on {
+            self.maintenance.insert(serv)
+        } else {
+            self.maintenance.remove(&serv)
+        };
+        if changed {
+            Record::Maintenance { serv, on }.encode(&mut self.journal);
+            self.owed.status.push(serv);
+            info!("game {serv}: maintenance {}", if on { "on" } else { "off" });
+        }
+        Ok(changed)
+    }
+
+    /// KICK 3 to an online node.
+    pub fn operator_kick(
+        &mut self,
+        node: NodeKey,
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) -> Result<(), OperatorError> {
+        let online = self
+            .registry
+            .get(&node)
+            .is_some_and(|&c| self.sessions[c].phase == Phase::Online);
+        if !online || !self.kick_node(node, KickReason::Operator, now, out, handler) {
+            return Err(OperatorError::NotFound(format!("{node} is not online")));
+        }
+        Ok(())
+    }
+
+    /// Overrides a cross node's capacity (0 clears the override). Waiting game nodes may be
+    /// assigned at once.
+    pub fn set_cross_capacity(
+        &mut self,
+        cross: CrossId,
+        capacity: u16,
+        out: &mut dyn Outbox,
+    ) -> Result<(), OperatorError> {
+        self.ensure_writable()?;
+        if !self.alloc.set_capacity(cross, capacity) {
+            return Err(OperatorError::NotFound(format!("no cross node {cross}")));
+        }
+        Record::Capacity { cross, capacity }.encode(&mut self.journal);
+        info!("cross {cross}: capacity override {capacity} (0 = none)");
+        self.announce(out);
+        Ok(())
+    }
+
+    /// Starts or stops draining a cross node: it keeps its members, takes no new ones.
+    pub fn set_cross_drain(
+        &mut self,
+        cross: CrossId,
+        on: bool,
+        out: &mut dyn Outbox,
+    ) -> Result<(), OperatorError> {
+        self.ensure_writable()?;
+        if !self.alloc.set_drain(cross, on) {
+            return Err(OperatorError::NotFound(format!("no cross node {cross}")));
+        }
+        Record::Drain { cross, on }.encode(&mut self.journal);
+        info!("cross {cross}: drain {}", if on { "on" } else { "off" });
+        self.announce(out);
+        Ok(())
+    }
+
+    /// Moves a game node to another cross node of its platform (slot `pos`, 0 = lowest free).
+    /// Returns the new (cross, pos).
+    pub fn move_game(
+        &mut self,
+        serv: ServId,
+        cross: CrossId,
+        pos: u16,
+        out: &mut dyn Outbox,
+    ) -> Result<(CrossId, u16), OperatorError> {
+        self.ensure_writable()?;
+        self.alloc.move_game(serv, cross, pos).map_err(|e| match e {
+            MoveError::UnknownGame | MoveError::UnknownCross => {
+                OperatorError::NotFound(e.describe().into())
+            }
+            MoveError::OtherPlatform => OperatorError::BadRequest(e.describe().into()),
+            _ => OperatorError::Conflict(e.describe().into()),
+        })?;
+        let to = self
+            .alloc
+            .game(serv)
+            .and_then(|g| g.assignment)
+            .unwrap_or((cross, pos));
+        info!("game {serv}: moved by operator to cross {} slot {}", to.0, to.1);
+        self.announce(out);
+        Ok(to)
+    }
+}
