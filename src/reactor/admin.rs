@@ -334,7 +334,7 @@ impl<H: Handler> LoginNode<H> {
         }
         c.output.drain(..written);
         if c.output.is_empty() {
-            if c.close_after_output {
+            if c.close_after_output && c.held.is_none() {
                 self.admin_close(key);
                 return;
             }

@@ -18,6 +18,7 @@ pub const REPLY: Duration = Duration::from_secs(5);
 /// A login node embedded on a thread, on an ephemeral loopback port.
 pub struct Server {
     pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
     handle: ShutdownHandle,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -40,8 +41,12 @@ pub fn start(cfg: Config) -> Server {
 }
 
 pub fn start_with<H: Handler + Send + 'static>(cfg: Config, handler: H) -> Server {
-    let node = LoginNode::with_handler(cfg, handler).expect("bind");
+    start_node(LoginNode::with_handler(cfg, handler).expect("bind"))
+}
+
+pub fn start_node<H: Handler + Send + 'static>(node: LoginNode<H>) -> Server {
     let addr = node.local_addr();
+    let admin = node.admin_addr();
     let handle = node.shutdown_handle();
     let thread = std::thread::spawn(move || {
         let mut node = node;
@@ -49,6 +54,7 @@ pub fn start_with<H: Handler + Send + 'static>(cfg: Config, handler: H) -> Serve
     });
     Server {
         addr,
+        admin,
         handle,
         thread: Some(thread),
     }
@@ -172,4 +178,85 @@ pub fn expect_quiet(c: &mut Client, d: Duration) {
         Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
         other => panic!("expected silence, got {other:?}"),
     }
+}
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// A fresh, empty directory for one test's state.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "login-node-test-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// `config()` with durable state in `dir` and the admin API on an ephemeral port.
+pub fn durable_config(dir: &std::path::Path) -> Config {
+    Config {
+        state_dir: Some(dir.to_path_buf()),
+        admin_listen: Some("127.0.0.1:0".parse().expect("addr")),
+        admin_token: ADMIN_TOKEN.into(),
+        ..config()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`); returns the status
+/// and the body.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("admin connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    s.write_all(req.as_bytes()).expect("write head");
+    s.write_all(body.as_bytes()).expect("write body");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read response");
+    parse_response(&resp)
+}
+
+/// (status, body) of one whole response.
+pub fn parse_response(resp: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(resp).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    (status, body.to_string())
+}
+
+/// An authorized admin request whose status must be `want`; returns the JSON body.
+pub fn admin(
+    server: &Server,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    want: u16,
+) -> serde_json::Value {
+    let (status, text) = http(
+        server.admin.expect("admin API on"),
+        method,
+        path,
+        Some(ADMIN_TOKEN),
+        body,
+    );
+    assert_eq!(status, want, "{method} {path}: {text}");
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
 }

@@ -1,0 +1,419 @@
+//! The admin API, durable state and operator changes over real loopback sockets.
+
+mod common;
+
+use common::*;
+use login_node::client::{Client, ServerMessage};
+use login_node::proto::NodeType;
+use login_node::reactor::LoginNode;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+fn expect_delta(c: &mut Client) -> (u32, u8, String) {
+    match c.recv(REPLY).expect("delta") {
+        Some(ServerMessage::WhitelistDelta { version, op, entry }) => (version, op, entry),
+        other => panic!("expected WHITELIST_DELTA, got {other:?}"),
+    }
+}
+
+fn expect_status(c: &mut Client) -> u8 {
+    match c.recv(REPLY).expect("status") {
+        Some(ServerMessage::StatusPush(m)) => m,
+        other => panic!("expected STATUS_PUSH, got {other:?}"),
+    }
+}
+
+/// A game node coming online, returning its client with the welcome read: (maintenance,
+/// snapshot version, snapshot entries).
+fn game_welcomed(server: &Server, id: u32, plat: &str) -> (Client, u8, u32, Vec<String>) {
+    let mut c = server.connect();
+    let r = c
+        .auth(NodeType::Game, id, "dev", TOKEN, None)
+        .expect("auth");
+    assert_eq!(r.code, 0);
+    c.send_game_info(&game_info(id, plat)).expect("info");
+    let maintenance = expect_status(&mut c);
+    let mut entries = Vec::new();
+    let mut frames = 0;
+    loop {
+        match c.recv(REPLY).expect("snapshot") {
+            Some(ServerMessage::WhitelistSnapshot {
+                version,
+                last,
+                entries: e,
+            }) => {
+                frames += 1;
+                entries.extend(e);
+                if last {
+                    assert!(frames >= 1);
+                    return (c, maintenance, version, entries);
+                }
+            }
+            other => panic!("expected WHITELIST_SNAPSHOT, got {other:?}"),
+        }
+    }
+}
+
+fn status_of(server: &Server, plat: &str, id: u32) -> String {
+    let v = admin(server, "GET", &format!("/api/servers?plat={plat}"), None, 200);
+    v["servers"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|s| s["id"] == id)
+        .map(|s| s["status"].as_str().expect("status").to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn operators_drive_the_cluster_and_every_change_survives_a_restart() {
+    let dir = temp_dir("admin");
+    let server = start(durable_config(&dir));
+    let admin_addr = server.admin.expect("admin");
+
+    // Open endpoints; everything else needs the token.
+    let (status, body) = http(admin_addr, "GET", "/healthz", None, None);
+    assert_eq!((status, body.contains("\"ok\"")), (200, true), "{body}");
+    assert_eq!(
+        http(admin_addr, "GET", "/api/nodes", None, None).0,
+        401,
+        "no token"
+    );
+    assert_eq!(
+        http(admin_addr, "GET", "/api/nodes", Some("wrong"), None).0,
+        401
+    );
+
+    let (mut x90, _) = server.cross(9, "p", 90, 2);
+    let (mut g101, _, _, _) = game_welcomed(&server, 101, "p");
+    assert_eq!(expect_assign(&mut g101), (90, 1));
+    assert_eq!(expect_members(&mut x90).len(), 1);
+
+    // Views.
+    let nodes = admin(&server, "GET", "/api/nodes", None, 200);
+    let list = nodes["nodes"].as_array().expect("nodes");
+    assert_eq!(list.len(), 2);
+    let game = list.iter().find(|n| n["type"] == "game").expect("game");
+    assert_eq!(game["id"], 101);
+    assert_eq!(
+        game["assignment"],
+        json!({"cross_server_id": 90, "cross_pos": 1})
+    );
+    assert_eq!(game["status"], "normal");
+    assert_eq!(game["addr"], "127.0.0.1:1");
+    assert!(game["peer"].as_str().expect("peer").starts_with("127.0.0.1:"));
+    let cross = admin(&server, "GET", "/api/cross", None, 200);
+    let plat = &cross["platforms"][0];
+    assert_eq!(plat["plat"], "p");
+    assert_eq!(plat["cross_nodes"][0]["cross_server_id"], 90);
+    assert_eq!(plat["cross_nodes"][0]["free"], 1);
+    assert_eq!(plat["cross_nodes"][0]["members"][0]["serv_id"], 101);
+    assert_eq!(status_of(&server, "p", 101), "normal");
+
+    // Whitelist: add two, remove one; the online game node gets each delta.
+    let v = admin(
+        &server,
+        "POST",
+        "/api/whitelist",
+        Some(r#"{"entries": ["alice", "bob"]}"#),
+        200,
+    );
+    assert_eq!(v, json!({"changed": 2, "version": 2}));
+    assert_eq!(expect_delta(&mut g101), (1, 1, "alice".into()));
+    assert_eq!(expect_delta(&mut g101), (2, 1, "bob".into()));
+    let v = admin(
+        &server,
+        "DELETE",
+        "/api/whitelist",
+        Some(r#"{"entry": "alice"}"#),
+        200,
+    );
+    assert_eq!(v, json!({"changed": 1, "version": 3}));
+    assert_eq!(expect_delta(&mut g101), (3, 2, "alice".into()));
+    let v = admin(&server, "GET", "/api/whitelist", None, 200);
+    assert_eq!(v["entries"], json!(["bob"]));
+
+    // Maintenance: pushed, and the status follows.
+    admin(
+        &server,
+        "PUT",
+        "/api/nodes/game/101/maintenance",
+        Some(r#"{"maintenance": true}"#),
+        200,
+    );
+    assert_eq!(expect_status(&mut g101), 1);
+    assert_eq!(status_of(&server, "p", 101), "maintenance");
+
+    // Capacity: 90 down to 1 -> 102 waits; a second cross 80 is drained -> 102 still waits;
+    // 90 up to 3 -> 102 is assigned at once.
+    admin(
+        &server,
+        "PUT",
+        "/api/cross/90/capacity",
+        Some(r#"{"capacity": 1}"#),
+        200,
+    );
+    let (mut x80, _) = server.cross(8, "p", 80, 5);
+    admin(
+        &server,
+        "PUT",
+        "/api/cross/80/drain",
+        Some(r#"{"drain": true}"#),
+        200,
+    );
+    let (mut g102, _, version, entries) = game_welcomed(&server, 102, "p");
+    assert_eq!((version, entries), (3, vec!["bob".to_string()]));
+    expect_quiet(&mut g102, Duration::from_millis(300));
+    let cross = admin(&server, "GET", "/api/cross", None, 200);
+    assert_eq!(cross["platforms"][0]["waiting"], json!([102]));
+    admin(
+        &server,
+        "PUT",
+        "/api/cross/90/capacity",
+        Some(r#"{"capacity": 3}"#),
+        200,
+    );
+    assert_eq!(expect_assign(&mut g102), (90, 2));
+    while !matches!(x90.recv(REPLY).expect("members"), Some(ServerMessage::CrossMembers(m)) if m.len() == 2)
+    {}
+
+    // Moves: into a draining cross -> 409; undrain; move 102 to 80 slot 4.
+    let v = admin(
+        &server,
+        "POST",
+        "/api/assign",
+        Some(r#"{"serv_id": 102, "cross_server_id": 80}"#),
+        409,
+    );
+    assert!(
+        v["error"].as_str().expect("error").contains("draining"),
+        "{v}"
+    );
+    admin(
+        &server,
+        "PUT",
+        "/api/cross/80/drain",
+        Some(r#"{"drain": false}"#),
+        200,
+    );
+    let v = admin(
+        &server,
+        "POST",
+        "/api/assign",
+        Some(r#"{"serv_id": 102, "cross_server_id": 80, "cross_pos": 4}"#),
+        200,
+    );
+    assert_eq!(
+        v,
+        json!({"serv_id": 102, "cross_server_id": 80, "cross_pos": 4})
+    );
+    match g102.recv(REPLY).expect("assign") {
+        Some(ServerMessage::CrossAssign {
+            cross_server_id: 80,
+            cross_pos: 4,
+            cross_node_name,
+            ..
+        }) => assert_eq!(cross_node_name, "cross80@127.0.0.1"),
+        other => panic!("expected CROSS_ASSIGN to 80, got {other:?}"),
+    }
+    let members_80 = loop {
+        if let Some(ServerMessage::CrossMembers(m)) = x80.recv(REPLY).expect("members") {
+            break m;
+        }
+    };
+    assert_eq!(members_80, vec![(102, String::new(), 4)]);
+    let members_90 = loop {
+        if let Some(ServerMessage::CrossMembers(m)) = x90.recv(REPLY).expect("members") {
+            if m.len() == 1 {
+                break m;
+            }
+        }
+    };
+    assert_eq!(members_90[0].0, 101);
+
+    // Errors.
+    assert_eq!(
+        admin(&server, "POST", "/api/whitelist", Some("{not json"), 400)["error"]
+            .as_str()
+            .map(|e| e.starts_with("bad JSON")),
+        Some(true)
+    );
+    admin(&server, "POST", "/api/whitelist", Some(r#"{"x": 1}"#), 400);
+    admin(&server, "GET", "/api/nope", None, 404);
+    admin(&server, "DELETE", "/api/nodes", None, 405);
+    admin(&server, "POST", "/api/nodes/game/999/kick", None, 404);
+    admin(&server, "PUT", "/api/cross/777/capacity", Some(r#"{"capacity": 1}"#), 404);
+    admin(
+        &server,
+        "POST",
+        "/api/assign",
+        Some(r#"{"serv_id": 101, "cross_server_id": 80, "cross_pos": 4}"#),
+        409,
+    );
+
+    // Kick: KICK 3.
+    admin(&server, "POST", "/api/nodes/game/101/kick", None, 200);
+    expect_kick(&mut g101, 3);
+
+    // Metrics reflect it all.
+    let (status, text) = http(admin_addr, "GET", "/metrics", None, None);
+    assert_eq!(status, 200);
+    for needle in [
+        "login_node_nodes_online{type=\"cross\"} 2",
+        "login_node_auth_results_total{code=\"0\"}",
+        "login_node_whitelist_entries 1",
+        "login_node_whitelist_version 3",
+        "login_node_journal_fsync_seconds_count",
+        "login_node_loop_turn_seconds_bucket",
+        "login_node_assignments_total 3",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle:?}:\n{text}");
+    }
+
+    // The audit log has one line per change, with the peer.
+    let audit = std::fs::read_to_string(dir.join("audit.log")).expect("audit log");
+    for needle in [
+        "POST /api/whitelist whitelist added 2",
+        "DELETE /api/whitelist whitelist removed 1",
+        "PUT /api/nodes/game/101/maintenance game 101 maintenance true",
+        "PUT /api/cross/90/capacity cross 90 capacity override 3",
+        "POST /api/assign game 102 moved from cross 90 slot 2 to cross 80 slot 4",
+        "POST /api/nodes/game/101/kick game 101 kicked",
+    ] {
+        assert!(audit.contains(needle), "audit lacks {needle:?}:\n{audit}");
+    }
+    assert!(audit.lines().all(|l| l.contains(" 127.0.0.1:")), "{audit}");
+
+    drop((x90, x80, g102));
+    server.stop().expect("clean stop");
+
+    // Restart on the same state: everything is back.
+    let server = start(durable_config(&dir));
+    let v = admin(&server, "GET", "/api/whitelist", None, 200);
+    assert_eq!((v["version"].clone(), v["entries"].clone()), (json!(3), json!(["bob"])));
+    let (mut x90, m90) = server.cross(9, "p", 90, 2);
+    assert_eq!(m90.iter().map(|m| (m.0, m.2)).collect::<Vec<_>>(), [(101, 1)]);
+    let v = admin(&server, "GET", "/api/cross", None, 200);
+    let p = v["platforms"]
+        .as_array()
+        .expect("platforms")
+        .iter()
+        .find(|p| p["plat"] == "p")
+        .expect("platform p")
+        .clone();
+    assert_eq!(p["cross_nodes"][0]["capacity"], 3, "override kept");
+    let (mut g101, maintenance, version, _) = game_welcomed(&server, 101, "p");
+    assert_eq!((maintenance, version), (1, 3));
+    assert_eq!(expect_assign(&mut g101), (90, 1));
+    let (mut g102, _, _, _) = game_welcomed(&server, 102, "p");
+    expect_quiet(&mut g102, Duration::from_millis(200)); // 80 has not connected: name unknown
+    let (_x80, m80) = server.cross(8, "p", 80, 5);
+    assert_eq!(m80.iter().map(|m| (m.0, m.2)).collect::<Vec<_>>(), [(102, 4)]);
+    assert_eq!(expect_assign(&mut g102), (80, 4));
+    drop(x90.recv(Duration::from_millis(10)));
+    server.stop().expect("clean stop");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_hundred_thousand_entries_reach_game_nodes_as_deltas_and_split_snapshots() {
+    let dir = temp_dir("wl100k");
+    let mut node = LoginNode::bind(durable_config(&dir)).expect("bind");
+    // Small compaction bound: the restart below replays a snapshot, not just a journal.
+    node.set_compact_at(64 * 1024);
+    let server = start_node(node);
+    let (mut online, _, _, _) = game_welcomed(&server, 1, "p");
+    let entries: Vec<String> = (0..100_000).map(|i| format!("player-{i:06}")).collect();
+    let body = json!({ "entries": entries }).to_string();
+    let v = admin(&server, "POST", "/api/whitelist", Some(&body), 200);
+    assert_eq!(v, json!({"changed": 100_000, "version": 100_000}));
+    // The node that was online gets every delta, in version order.
+    for (i, e) in entries.iter().enumerate() {
+        let (version, op, entry) = expect_delta(&mut online);
+        assert_eq!((version, op, &entry), (i as u32 + 1, 1, e));
+    }
+    // A node coming online now gets them as a snapshot over several frames.
+    let (_late, _, version, mut got) = game_welcomed(&server, 2, "p");
+    assert_eq!(version, 100_000);
+    got.sort();
+    assert_eq!(got, entries);
+    server.stop().expect("stop");
+    assert!(dir.join("snapshot").exists(), "compacted into a snapshot");
+
+    let server = start(durable_config(&dir));
+    let (_again, _, version, got) = game_welcomed(&server, 3, "p");
+    assert_eq!((version, got.len()), (100_000, 100_000));
+    server.stop().expect("stop");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn keep_alive_serves_several_requests_and_slow_or_oversized_requests_are_cut_off() {
+    let dir = temp_dir("http");
+    let server = start(durable_config(&dir));
+    let addr = server.admin.expect("admin");
+
+    // Two requests on one connection.
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    for _ in 0..2 {
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .expect("write");
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).expect("read");
+        let (status, body) = parse_response(&buf[..n]);
+        assert_eq!((status, body.contains("ok")), (200, true));
+    }
+
+    // Oversized: 413 and closed.
+    let mut big = std::net::TcpStream::connect(addr).expect("connect");
+    big.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    big.write_all(b"POST /api/whitelist HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n")
+        .expect("write");
+    let mut resp = Vec::new();
+    big.read_to_end(&mut resp).expect("closed after the answer");
+    assert_eq!(parse_response(&resp).0, 413);
+
+    // Garbage: 400 and closed.
+    let mut junk = std::net::TcpStream::connect(addr).expect("connect");
+    junk.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    junk.write_all(b"\x16\x03\x01\x00\xa5garbage\r\n\r\n").expect("write");
+    let mut resp = Vec::new();
+    junk.read_to_end(&mut resp).expect("closed");
+    assert_eq!(parse_response(&resp).0, 400);
+
+    // Slow headers: closed at the request deadline while the node port keeps serving.
+    let mut slow = std::net::TcpStream::connect(addr).expect("connect");
+    slow.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    slow.write_all(b"GET /api/nodes HTTP/1.1\r\nHost:").expect("write");
+    let started = Instant::now();
+    let mut g = server.game(5, "p");
+    g.send_heartbeat(42).expect("hb");
+    assert_eq!(g.recv(REPLY).expect("ack"), Some(ServerMessage::HeartbeatAck(42)));
+    let mut rest = Vec::new();
+    let n = slow.read_to_end(&mut rest).expect("closed by the server");
+    assert_eq!(n, 0, "closed without an answer");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(15),
+        "closed after {waited:?}"
+    );
+    server.stop().expect("stop");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_admin_listener_refuses_the_default_token_off_loopback() {
+    let err = login_node::Config::from_args(
+        ["--admin-listen", "0.0.0.0:7701", "--token", "x"].map(String::from),
+    )
+    .expect_err("refused");
+    assert!(err.0.starts_with("admin_token:"), "{err}");
+    let ok: Value = json!(login_node::Config::from_args(
+        ["--admin-listen", "0.0.0.0:7701", "--token", "x", "--admin-token", "y"]
+            .map(String::from),
+    )
+    .is_ok());
+    assert_eq!(ok, json!(true));
+}
