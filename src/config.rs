@@ -552,7 +552,10 @@ impl Config {
         };
         check("listen", self.listen != other.listen);
         check("token", self.token != other.token);
-        check("previous_token", self.previous_token != other.previous_token);
+        check(
+            "previous_token",
+            self.previous_token != other.previous_token,
+        );
         check(
             "heartbeat_interval",
             self.heartbeat_interval != other.heartbeat_interval,
@@ -561,10 +564,16 @@ impl Config {
             "heartbeat_timeout",
             self.heartbeat_timeout != other.heartbeat_timeout,
         );
-        check("auth_timeout", self.auth_timeout_ms != other.auth_timeout_ms);
+        check(
+            "auth_timeout",
+            self.auth_timeout_ms != other.auth_timeout_ms,
+        );
         check("auth_window", self.auth_window != other.auth_window);
         check("max_frame", self.max_frame != other.max_frame);
-        check("max_connections", self.max_connections != other.max_connections);
+        check(
+            "max_connections",
+            self.max_connections != other.max_connections,
+        );
         check(
             "max_write_buffer",
             self.max_write_buffer != other.max_write_buffer,
@@ -581,8 +590,14 @@ impl Config {
         check("state_dir", self.state_dir != other.state_dir);
         check("admin_listen", self.admin_listen != other.admin_listen);
         check("admin_token", self.admin_token != other.admin_token);
-        check("busy_threshold", self.busy_threshold != other.busy_threshold);
-        check("full_threshold", self.full_threshold != other.full_threshold);
+        check(
+            "busy_threshold",
+            self.busy_threshold != other.busy_threshold,
+        );
+        check(
+            "full_threshold",
+            self.full_threshold != other.full_threshold,
+        );
         check("audit_log", self.audit_log != other.audit_log);
         out
     }

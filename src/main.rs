@@ -27,7 +27,9 @@ fn main() -> ExitCode {
         log::warn!("*** USING THE DEFAULT DEVELOPMENT TOKEN: any process on this host can log in as any node. Set --token (or token in the config file) before real use. ***");
     }
     raise_nofile_limit();
-    if config.admin_token == login_node::config::DEFAULT_ADMIN_TOKEN && config.admin_listen.is_some() {
+    if config.admin_token == login_node::config::DEFAULT_ADMIN_TOKEN
+        && config.admin_listen.is_some()
+    {
         log::warn!("*** USING THE DEFAULT ADMIN TOKEN: any local process can drive the admin API. Set --admin-token before real use. ***");
     }
     let mut node = match LoginNode::bind(config.clone()) {

@@ -56,7 +56,13 @@ fn game_welcomed(server: &Server, id: u32, plat: &str) -> (Client, u8, u32, Vec<
 }
 
 fn status_of(server: &Server, plat: &str, id: u32) -> String {
-    let v = admin(server, "GET", &format!("/api/servers?plat={plat}"), None, 200);
+    let v = admin(
+        server,
+        "GET",
+        &format!("/api/servers?plat={plat}"),
+        None,
+        200,
+    );
     v["servers"]
         .as_array()
         .expect("list")
@@ -102,7 +108,10 @@ fn operators_drive_the_cluster_and_every_change_survives_a_restart() {
     );
     assert_eq!(game["status"], "normal");
     assert_eq!(game["addr"], "127.0.0.1:1");
-    assert!(game["peer"].as_str().expect("peer").starts_with("127.0.0.1:"));
+    assert!(game["peer"]
+        .as_str()
+        .expect("peer")
+        .starts_with("127.0.0.1:"));
     let cross = admin(&server, "GET", "/api/cross", None, 200);
     let plat = &cross["platforms"][0];
     assert_eq!(plat["plat"], "p");
@@ -176,7 +185,8 @@ fn operators_drive_the_cluster_and_every_change_survives_a_restart() {
     );
     assert_eq!(expect_assign(&mut g102), (90, 2));
     while !matches!(x90.recv(REPLY).expect("members"), Some(ServerMessage::CrossMembers(m)) if m.len() == 2)
-    {}
+    {
+    }
 
     // Moves: into a draining cross -> 409; undrain; move 102 to 80 slot 4.
     let v = admin(
@@ -243,7 +253,13 @@ fn operators_drive_the_cluster_and_every_change_survives_a_restart() {
     admin(&server, "GET", "/api/nope", None, 404);
     admin(&server, "DELETE", "/api/nodes", None, 405);
     admin(&server, "POST", "/api/nodes/game/999/kick", None, 404);
-    admin(&server, "PUT", "/api/cross/777/capacity", Some(r#"{"capacity": 1}"#), 404);
+    admin(
+        &server,
+        "PUT",
+        "/api/cross/777/capacity",
+        Some(r#"{"capacity": 1}"#),
+        404,
+    );
     admin(
         &server,
         "POST",
@@ -291,9 +307,15 @@ fn operators_drive_the_cluster_and_every_change_survives_a_restart() {
     // Restart on the same state: everything is back.
     let server = start(durable_config(&dir));
     let v = admin(&server, "GET", "/api/whitelist", None, 200);
-    assert_eq!((v["version"].clone(), v["entries"].clone()), (json!(3), json!(["bob"])));
+    assert_eq!(
+        (v["version"].clone(), v["entries"].clone()),
+        (json!(3), json!(["bob"]))
+    );
     let (mut x90, m90) = server.cross(9, "p", 90, 2);
-    assert_eq!(m90.iter().map(|m| (m.0, m.2)).collect::<Vec<_>>(), [(101, 1)]);
+    assert_eq!(
+        m90.iter().map(|m| (m.0, m.2)).collect::<Vec<_>>(),
+        [(101, 1)]
+    );
     let v = admin(&server, "GET", "/api/cross", None, 200);
     let p = v["platforms"]
         .as_array()
@@ -309,7 +331,10 @@ fn operators_drive_the_cluster_and_every_change_survives_a_restart() {
     let (mut g102, _, _, _) = game_welcomed(&server, 102, "p");
     expect_quiet(&mut g102, Duration::from_millis(200)); // 80 has not connected: name unknown
     let (_x80, m80) = server.cross(8, "p", 80, 5);
-    assert_eq!(m80.iter().map(|m| (m.0, m.2)).collect::<Vec<_>>(), [(102, 4)]);
+    assert_eq!(
+        m80.iter().map(|m| (m.0, m.2)).collect::<Vec<_>>(),
+        [(102, 4)]
+    );
     assert_eq!(expect_assign(&mut g102), (80, 4));
     drop(x90.recv(Duration::from_millis(10)));
     server.stop().expect("clean stop");
@@ -356,7 +381,8 @@ fn keep_alive_serves_several_requests_and_slow_or_oversized_requests_are_cut_off
 
     // Two requests on one connection.
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     for _ in 0..2 {
         s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
             .expect("write");
@@ -368,7 +394,8 @@ fn keep_alive_serves_several_requests_and_slow_or_oversized_requests_are_cut_off
 
     // Oversized: 413 and closed.
     let mut big = std::net::TcpStream::connect(addr).expect("connect");
-    big.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    big.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     big.write_all(b"POST /api/whitelist HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n")
         .expect("write");
     let mut resp = Vec::new();
@@ -377,20 +404,27 @@ fn keep_alive_serves_several_requests_and_slow_or_oversized_requests_are_cut_off
 
     // Garbage: 400 and closed.
     let mut junk = std::net::TcpStream::connect(addr).expect("connect");
-    junk.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    junk.write_all(b"\x16\x03\x01\x00\xa5garbage\r\n\r\n").expect("write");
+    junk.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    junk.write_all(b"\x16\x03\x01\x00\xa5garbage\r\n\r\n")
+        .expect("write");
     let mut resp = Vec::new();
     junk.read_to_end(&mut resp).expect("closed");
     assert_eq!(parse_response(&resp).0, 400);
 
     // Slow headers: closed at the request deadline while the node port keeps serving.
     let mut slow = std::net::TcpStream::connect(addr).expect("connect");
-    slow.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    slow.write_all(b"GET /api/nodes HTTP/1.1\r\nHost:").expect("write");
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    slow.write_all(b"GET /api/nodes HTTP/1.1\r\nHost:")
+        .expect("write");
     let started = Instant::now();
     let mut g = server.game(5, "p");
     g.send_heartbeat(42).expect("hb");
-    assert_eq!(g.recv(REPLY).expect("ack"), Some(ServerMessage::HeartbeatAck(42)));
+    assert_eq!(
+        g.recv(REPLY).expect("ack"),
+        Some(ServerMessage::HeartbeatAck(42))
+    );
     let mut rest = Vec::new();
     let n = slow.read_to_end(&mut rest).expect("closed by the server");
     assert_eq!(n, 0, "closed without an answer");
@@ -411,9 +445,112 @@ fn the_admin_listener_refuses_the_default_token_off_loopback() {
     .expect_err("refused");
     assert!(err.0.starts_with("admin_token:"), "{err}");
     let ok: Value = json!(login_node::Config::from_args(
-        ["--admin-listen", "0.0.0.0:7701", "--token", "x", "--admin-token", "y"]
-            .map(String::from),
+        [
+            "--admin-listen",
+            "0.0.0.0:7701",
+            "--token",
+            "x",
+            "--admin-token",
+            "y"
+        ]
+        .map(String::from),
     )
     .is_ok());
     assert_eq!(ok, json!(true));
+}
+
+#[test]
+fn a_full_disk_stops_new_assignments_and_changes_but_not_heartbeats_and_recovers() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = temp_dir("diskfull");
+    let mut node = LoginNode::bind(durable_config(&dir)).expect("bind");
+    let disk_full = Arc::new(AtomicBool::new(false));
+    node.inject_journal_fault(disk_full.clone());
+    let server = start_node(node);
+    let (_x90, _) = server.cross(9, "p", 90, 10);
+    disk_full.store(true, Ordering::Relaxed);
+
+    // 101's assignment cannot be made durable: it is not announced.
+    let (mut g101, _, _, _) = game_welcomed(&server, 101, "p");
+    expect_quiet(&mut g101, Duration::from_millis(300));
+    // Heartbeats are served; changes are refused with 503; health says so.
+    g101.send_heartbeat(5).expect("hb");
+    assert_eq!(
+        g101.recv(REPLY).expect("ack"),
+        Some(ServerMessage::HeartbeatAck(5))
+    );
+    let v = admin(
+        &server,
+        "POST",
+        "/api/whitelist",
+        Some(r#"{"entry": "x"}"#),
+        503,
+    );
+    assert!(
+        v["error"].as_str().expect("error").contains("not writable"),
+        "{v}"
+    );
+    let (status, body) = http(server.admin.expect("admin"), "GET", "/healthz", None, None);
+    assert_eq!(status, 200);
+    assert!(body.contains("degraded"), "{body}");
+    // A node arriving now waits in the queue (its welcome waits with the journal).
+    let mut g102 = server.connect();
+    assert_eq!(
+        g102.auth(NodeType::Game, 102, "dev", TOKEN, None)
+            .expect("auth")
+            .code,
+        0
+    );
+    g102.send_game_info(&game_info(102, "p")).expect("info");
+    expect_quiet(&mut g102, Duration::from_millis(300));
+    let cross = admin(&server, "GET", "/api/cross", None, 200);
+    assert_eq!(cross["platforms"][0]["waiting"], json!([102]));
+
+    // The disk recovers: both are assigned without anyone reconnecting.
+    disk_full.store(false, Ordering::Relaxed);
+    assert_eq!(expect_assign(&mut g101), (90, 1));
+    assert_eq!(expect_status(&mut g102), 0);
+    loop {
+        match g102.recv(REPLY).expect("frames") {
+            Some(ServerMessage::WhitelistSnapshot { .. }) => continue,
+            Some(ServerMessage::CrossAssign {
+                cross_server_id,
+                cross_pos,
+                ..
+            }) => {
+                assert_eq!((cross_server_id, cross_pos), (90, 2));
+                break;
+            }
+            other => panic!("expected the welcome then CROSS_ASSIGN, got {other:?}"),
+        }
+    }
+    admin(
+        &server,
+        "POST",
+        "/api/whitelist",
+        Some(r#"{"entry": "x"}"#),
+        200,
+    );
+    let (status, text) = http(server.admin.expect("admin"), "GET", "/metrics", None, None);
+    assert_eq!(status, 200);
+    assert!(text.contains("login_node_state_writable 1"), "{text}");
+    assert!(
+        !text.contains("login_node_journal_failures_total 0"),
+        "{text}"
+    );
+    server.stop().expect("stop");
+
+    // Both assignments are durable.
+    let server = start(durable_config(&dir));
+    let v = admin(&server, "GET", "/api/cross", None, 200);
+    let members: Vec<u64> = v["platforms"][0]["cross_nodes"][0]["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["serv_id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(members, [101, 102]);
+    server.stop().expect("stop");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -52,7 +52,7 @@ fn scratch_dir() -> std::path::PathBuf {
 /// takes an ephemeral port (parallel tests must not share 7701).
 fn spawn(cmd: &mut Command) -> Proc {
     let dir = scratch_dir();
-    if cmd.get_args().count() > 0 {
+    if cmd.get_args().count() > 0 && !cmd.get_args().any(|a| a == "--admin-listen") {
         cmd.args(["--admin-listen", "127.0.0.1:0"]);
     }
     Proc(
@@ -294,4 +294,218 @@ fn running_out_of_file_descriptors_does_not_spin_and_recovers() {
             Err(e) => panic!("server did not recover: {e}"),
         }
     }
+}
+
+fn stderr_of(p: &mut Proc) -> String {
+    let mut stderr = String::new();
+    use std::io::Read;
+    p.0.stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stderr)
+        .expect("read");
+    stderr
+}
+
+fn signal(p: &Proc, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &p.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+#[test]
+fn sighup_reloads_reloadable_keys_and_rejects_a_bad_file_whole() {
+    let dir = scratch_dir();
+    let file = dir.join("node.toml");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let write = |extra: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n{extra}",
+                dir.join("state").display()
+            ),
+        )
+        .expect("write config")
+    };
+    write("token = \"first\"\nheartbeat_interval = 4\n");
+    let admin_port = free_port();
+    let mut p = spawn(Command::new(BIN).args([
+        "--config",
+        file.to_str().expect("utf8"),
+        "--admin-listen",
+        &format!("127.0.0.1:{admin_port}"),
+    ]));
+    let mut c = connect_when_up(addr);
+    assert_eq!(
+        c.auth(NodeType::Game, 1, "dev", "first", None)
+            .expect("auth")
+            .code,
+        0
+    );
+    let admin_addr: SocketAddr = format!("127.0.0.1:{admin_port}").parse().expect("addr");
+    let reloads = |result: &str| -> bool {
+        let (_, text) = common::http(admin_addr, "GET", "/metrics", None, None);
+        text.contains(&format!(
+            "login_node_config_reloads_total{{result=\"{result}\"}} 1"
+        ))
+    };
+
+    // A bad file (unknown key) is rejected whole: the old token still works.
+    write("token = \"second\"\nheartbeat_interval = 6\nlisten_typo = 1\n");
+    signal(&p, "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !reloads("rejected") {
+        assert!(Instant::now() < deadline, "the reload was never rejected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut again = Client::connect(addr, REPLY).expect("connect");
+    assert_eq!(
+        again
+            .auth(NodeType::Game, 4, "dev", "first", None)
+            .expect("auth")
+            .code,
+        0
+    );
+
+    write("token = \"second\"\nheartbeat_interval = 6\n");
+    signal(&p, "-HUP");
+    while !reloads("applied") {
+        assert!(Instant::now() < deadline, "the reload was never applied");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut c2 = Client::connect(addr, REPLY).expect("connect");
+    let r = c2
+        .auth(NodeType::Game, 2, "dev", "second", None)
+        .expect("auth");
+    assert_eq!(
+        (r.code, r.heartbeat_interval),
+        (0, 6),
+        "new token and interval"
+    );
+    let mut old = Client::connect(addr, REPLY).expect("connect");
+    assert_eq!(
+        old.auth(NodeType::Game, 3, "dev", "first", None)
+            .expect("auth")
+            .code,
+        1
+    );
+    sigterm(&p);
+    assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
+    let stderr = stderr_of(&mut p);
+    assert!(stderr.contains("configuration rejected"), "{stderr}");
+    assert!(stderr.contains("SIGHUP: token changed"), "{stderr}");
+    assert!(
+        stderr.contains("SIGHUP: heartbeat_interval changed"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("second\""),
+        "tokens never logged: {stderr}"
+    );
+}
+
+#[test]
+fn systemd_is_told_ready_and_stopping() {
+    let dir = scratch_dir();
+    let sock_path = dir.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let port = free_port();
+    let mut p = spawn(
+        Command::new(BIN)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--token", TOKEN])
+            .args(["--state-dir", &dir.join("state").display().to_string()])
+            .env("NOTIFY_SOCKET", &sock_path),
+    );
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("READY datagram");
+    let ready = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(ready.starts_with("READY=1"), "{ready}");
+    // Ready means both listeners are up: the node port answers at once.
+    let mut c = Client::connect(format!("127.0.0.1:{port}").parse().expect("addr"), REPLY)
+        .expect("node port is up when READY is sent");
+    assert_eq!(
+        c.auth(NodeType::Game, 1, "dev", TOKEN, None)
+            .expect("auth")
+            .code,
+        0
+    );
+    sigterm(&p);
+    let n = sock.recv(&mut buf).expect("STOPPING datagram");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
+}
+
+#[test]
+fn a_corrupt_journal_or_a_locked_state_dir_refuses_to_start() {
+    use login_node::state::{Record, Store};
+    let dir = scratch_dir();
+    let state = dir.join("state");
+    {
+        let (mut store, _) = Store::open(&state).expect("open");
+        let mut bytes = Vec::new();
+        for serv in 1..=3 {
+            Record::Assign {
+                serv,
+                cross: 90,
+                pos: serv as u16,
+            }
+            .encode(&mut bytes);
+        }
+        store.commit(&bytes).expect("commit");
+    }
+    // A second process on the same directory is refused while the first holds it.
+    let port = free_port();
+    let state_arg = state.display().to_string();
+    let p = spawn(Command::new(BIN).args([
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--token",
+        TOKEN,
+        "--state-dir",
+        &state_arg,
+    ]));
+    connect_when_up(format!("127.0.0.1:{port}").parse().expect("addr"));
+    let out = run(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        &state_arg,
+        "--admin-listen",
+        "off",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("locked"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(p);
+
+    // Flip one byte of the second record: corruption in the middle, named with its offset.
+    let journal = state.join("journal");
+    let mut bytes = std::fs::read(&journal).expect("read");
+    let second = 8 + 8 + 11; // magic, then the first record (8-byte header + 11-byte body)
+    bytes[second + 9] ^= 0x40;
+    std::fs::write(&journal, &bytes).expect("write");
+    let out = run(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        &state_arg,
+        "--admin-listen",
+        "off",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("journal") && stderr.contains(&format!("offset {second}")),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -95,7 +95,8 @@ fn cross(addr: SocketAddr, id: u32) -> Client {
 /// Sends AUTH and GAME_INFO (reporting no assignment) without waiting.
 fn send_game(addr: SocketAddr, id: u32) -> Option<Client> {
     let mut c = Client::connect(addr, REPLY).ok()?;
-    c.send_auth(NodeType::Game as u8, id, "dev", TOKEN, None).ok()?;
+    c.send_auth(NodeType::Game as u8, id, "dev", TOKEN, None)
+        .ok()?;
     c.send_game_info(&GameInfo {
         serv_id: id,
         serv_name: "",

@@ -290,7 +290,10 @@ fn servers(req: &Request, cluster: &Cluster) -> Result<Response, Response> {
         })
         .collect();
     list.sort_by_key(|v| v["id"].as_u64());
-    Ok(Response::json(200, &json!({ "plat": plat, "servers": list })))
+    Ok(Response::json(
+        200,
+        &json!({ "plat": plat, "servers": list }),
+    ))
 }
 
 fn whitelist(cluster: &Cluster) -> Response {
@@ -338,7 +341,11 @@ fn whitelist_change(req: &Request, api: &mut Api<'_>, add: bool) -> Result<Outco
                 "whitelist {verb} {changed} of {} requested {:?}{} -> version {version}",
                 entries.len(),
                 shown,
-                if entries.len() > shown.len() { " ..." } else { "" }
+                if entries.len() > shown.len() {
+                    " ..."
+                } else {
+                    ""
+                }
             )
         }),
     })
@@ -414,7 +421,11 @@ fn assign(req: &Request, api: &mut Api<'_>) -> Result<Outcome, Response> {
         None | Some(Value::Null) => 0,
         Some(_) => field_u64(&body, "cross_pos", u16::MAX as u64)? as u16,
     };
-    let before = api.cluster.allocator().game(serv).and_then(|g| g.assignment);
+    let before = api
+        .cluster
+        .allocator()
+        .game(serv)
+        .and_then(|g| g.assignment);
     let (to, at) = api
         .cluster
         .move_game(serv, cross, pos, api.out)

@@ -249,7 +249,10 @@ mod tests {
 
     #[test]
     fn limits_and_garbage_are_errors_not_panics() {
-        let big = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_REQUEST + 1);
+        let big = format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_REQUEST + 1
+        );
         assert_eq!(parse_request(big.as_bytes()), Err(HttpError::TooLarge));
         let long_head = vec![b'a'; MAX_HEAD + 10];
         assert!(parse_request(&long_head).is_err());

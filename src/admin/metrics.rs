@@ -82,6 +82,10 @@ pub struct IoStats {
     pub loop_seconds: Histogram,
     /// Admin requests answered.
     pub admin_requests: u64,
+    /// SIGHUP reloads applied.
+    pub reloads_applied: u64,
+    /// SIGHUP reloads rejected (bad file; the running configuration stayed).
+    pub reloads_rejected: u64,
 }
 
 impl Default for IoStats {
@@ -96,6 +100,8 @@ impl Default for IoStats {
             fsync_seconds: Histogram::new(FSYNC_BUCKETS),
             loop_seconds: Histogram::new(LOOP_BUCKETS),
             admin_requests: 0,
+            reloads_applied: 0,
+            reloads_rejected: 0,
         }
     }
 }
@@ -108,7 +114,10 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+    );
 }
 
 /// Escapes a label value.
@@ -243,6 +252,11 @@ pub fn render(cluster: &Cluster, io: &IoStats, out: &mut String) {
         "login_node_admin_requests_total",
         "Admin API requests answered.",
         io.admin_requests,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP login_node_config_reloads_total SIGHUP reloads, by result.\n# TYPE login_node_config_reloads_total counter\nlogin_node_config_reloads_total{{result=\"applied\"}} {}\nlogin_node_config_reloads_total{{result=\"rejected\"}} {}",
+        io.reloads_applied, io.reloads_rejected
     );
 }
 

@@ -34,8 +34,8 @@ use crate::state::{Record, State};
 use crate::timer::{TimerId, TimerWheel};
 use alloc::{Allocator, Changes, CrossId, PlatId, ServId};
 use hashbrown::{HashMap, HashSet};
-pub use operator::{GameStatus, OperatorError};
 use log::{debug, error, info, warn};
+pub use operator::{GameStatus, OperatorError};
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -1066,8 +1066,7 @@ impl Cluster {
     fn send_owed(&mut self, owed: &mut Owed, out: &mut dyn Outbox) {
         if !owed.deltas.is_empty() {
             for s in &self.sessions {
-                if let (Phase::Online, NodeInfo::Game { welcomed: true, .. }) = (s.phase, &s.info)
-                {
+                if let (Phase::Online, NodeInfo::Game { welcomed: true, .. }) = (s.phase, &s.info) {
                     if let Some(&conn) = self.registry.get(&s.key) {
                         out.send(conn, &owed.deltas);
                     }

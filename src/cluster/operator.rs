@@ -25,9 +25,9 @@ pub enum OperatorError {
 impl fmt::Display for OperatorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OperatorError::BadRequest(s) | OperatorError::NotFound(s) | OperatorError::Conflict(s) => {
-                f.write_str(s)
-            }
+            OperatorError::BadRequest(s)
+            | OperatorError::NotFound(s)
+            | OperatorError::Conflict(s) => f.write_str(s),
             OperatorError::Unavailable => {
                 f.write_str("state is not writable (journal write failed); try again later")
             }
@@ -233,19 +233,24 @@ impl Cluster {
         out: &mut dyn Outbox,
     ) -> Result<(CrossId, u16), OperatorError> {
         self.ensure_writable()?;
-        self.alloc.move_game(serv, cross, pos).map_err(|e| match e {
-            MoveError::UnknownGame | MoveError::UnknownCross => {
-                OperatorError::NotFound(e.describe().into())
-            }
-            MoveError::OtherPlatform => OperatorError::BadRequest(e.describe().into()),
-            _ => OperatorError::Conflict(e.describe().into()),
-        })?;
+        self.alloc
+            .move_game(serv, cross, pos)
+            .map_err(|e| match e {
+                MoveError::UnknownGame | MoveError::UnknownCross => {
+                    OperatorError::NotFound(e.describe().into())
+                }
+                MoveError::OtherPlatform => OperatorError::BadRequest(e.describe().into()),
+                _ => OperatorError::Conflict(e.describe().into()),
+            })?;
         let to = self
             .alloc
             .game(serv)
             .and_then(|g| g.assignment)
             .unwrap_or((cross, pos));
-        info!("game {serv}: moved by operator to cross {} slot {}", to.0, to.1);
+        info!(
+            "game {serv}: moved by operator to cross {} slot {}",
+            to.0, to.1
+        );
         self.announce(out);
         Ok(to)
     }

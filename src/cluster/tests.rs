@@ -837,7 +837,11 @@ fn a_new_assignment_is_journaled_and_announced_only_after_the_sync() {
     assert!(h.c.pending_journal().is_empty());
     assert_eq!(
         h.got(3),
-        [Got::StatusPush(0), Got::Snapshot(0, 1, 0), assign(90, "p", 1)]
+        [
+            Got::StatusPush(0),
+            Got::Snapshot(0, 1, 0),
+            assign(90, "p", 1)
+        ]
     );
 }
 

@@ -8,7 +8,7 @@
 //! Reads stop while a response is held or the output is large, so a client that sends
 //! without reading cannot grow server memory.
 
-use super::{Io, LoginNode, ADMIN_BASE, ADMIN_LISTENER, ACCEPTS_PER_TURN};
+use super::{Io, LoginNode, ACCEPTS_PER_TURN, ADMIN_BASE, ADMIN_LISTENER};
 use crate::admin::api::{self, Api};
 use crate::admin::http::{self, HttpError, Response, MAX_HEAD, MAX_REQUEST};
 use crate::cluster::{Handler, Now};
@@ -173,8 +173,7 @@ impl<H: Handler> LoginNode<H> {
                     if c.input.is_empty() && !c.in_request {
                         c.in_request = true;
                         if let Some(t) = c.timer {
-                            self.cluster
-                                .move_timer(t, now.mono_ms + REQUEST_TIMEOUT_MS);
+                            self.cluster.move_timer(t, now.mono_ms + REQUEST_TIMEOUT_MS);
                         }
                     }
                     let c = &mut self.admin.conns[key];
@@ -371,7 +370,9 @@ impl<H: Handler> LoginNode<H> {
             c.timer = None;
             if c.held.is_some() {
                 // Waiting for the journal, not for the client: wait on.
-                let t = self.cluster.set_timer(self.now().mono_ms + IDLE_TIMEOUT_MS, key);
+                let t = self
+                    .cluster
+                    .set_timer(self.now().mono_ms + IDLE_TIMEOUT_MS, key);
                 self.admin.conns[key].timer = Some(t);
                 continue;
             }

@@ -34,9 +34,9 @@ mod notify;
 use crate::admin::metrics::IoStats;
 use crate::cluster::{Cluster, ConnId, Handler, NoHandler, Now, Outbox};
 use crate::config::{Config, ConfigError};
-use crate::state::Store;
 use crate::logging::Peer;
 use crate::proto::{self, FrameError};
+use crate::state::Store;
 use log::{debug, error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -331,6 +331,14 @@ impl<H: Handler> LoginNode<H> {
         self.reload = Some(reload);
     }
 
+    /// Test hook: while `switch` is true, journal writes fail as on a full disk.
+    #[doc(hidden)]
+    pub fn inject_journal_fault(&mut self, switch: Arc<AtomicBool>) {
+        if let Some(store) = &mut self.store {
+            store.inject_fault(switch);
+        }
+    }
+
     /// The journal's compaction threshold in bytes (tests use small values).
     pub fn set_compact_at(&mut self, bytes: u64) {
         if let Some(store) = &mut self.store {
@@ -386,7 +394,10 @@ impl<H: Handler> LoginNode<H> {
                 "login node listening on {}, admin API on {a}",
                 self.local_addr
             ),
-            None => info!("login node listening on {} (admin API off)", self.local_addr),
+            None => info!(
+                "login node listening on {} (admin API off)",
+                self.local_addr
+            ),
         }
         notify::notify("READY=1\nSTATUS=serving");
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
@@ -479,7 +490,10 @@ impl<H: Handler> LoginNode<H> {
                         .fsync_seconds
                         .observe(t.elapsed().as_secs_f64());
                     if self.journal_retry_at.take().is_some() {
-                        info!("state {}: journal writes succeed again", store.dir().display());
+                        info!(
+                            "state {}: journal writes succeed again",
+                            store.dir().display()
+                        );
                     }
                 }
                 Err(e) => {
@@ -545,10 +559,9 @@ impl<H: Handler> LoginNode<H> {
         let journal_wait = if self.cluster.pending_journal().is_empty() {
             None
         } else {
-            Some(
-                self.journal_retry_at
-                    .map_or(Duration::ZERO, |at| at.saturating_duration_since(Instant::now())),
-            )
+            Some(self.journal_retry_at.map_or(Duration::ZERO, |at| {
+                at.saturating_duration_since(Instant::now())
+            }))
         };
         if journal_wait == Some(Duration::ZERO) {
             return journal_wait;
@@ -596,9 +609,11 @@ impl<H: Handler> LoginNode<H> {
             Ok(c) => c,
             Err(e) => {
                 error!("SIGHUP: configuration rejected, keeping the running one: {e}");
+                self.io_stats.reloads_rejected += 1;
                 return;
             }
         };
+        self.io_stats.reloads_applied += 1;
         let changes = self.config.changed_keys(&new);
         if changes.is_empty() {
             info!("SIGHUP: configuration reloaded, nothing changed");

@@ -118,7 +118,8 @@ impl Record {
                 put_u32(out, *serv);
                 put_str(out, truncate(name, MAX_ENTRY_LEN));
             }
-            Record::WhitelistAdd { version, entry } | Record::WhitelistRemove { version, entry } => {
+            Record::WhitelistAdd { version, entry }
+            | Record::WhitelistRemove { version, entry } => {
                 out.push(if matches!(self, Record::WhitelistAdd { .. }) {
                     kind::WL_ADD
                 } else {

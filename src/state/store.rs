@@ -61,6 +61,8 @@ pub struct Store {
     compact_at: u64,
     /// What is durable, mirrored so a compaction writes exactly that.
     durable: State,
+    /// Fault injection for tests: while set, commits fail as a full disk would.
+    fault: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     _lock: File,
 }
 
@@ -175,6 +177,7 @@ impl Store {
             snapshot_len,
             compact_at: COMPACT_AT,
             durable: state.clone(),
+            fault: None,
             _lock: lock,
         };
         Ok((store, state))
@@ -198,6 +201,11 @@ impl Store {
     /// Appends encoded records and makes them durable (one write, one `fdatasync`). On error
     /// the file is cut back to its last durable length, so a retry appends whole records.
     pub fn commit(&mut self, records: &[u8]) -> io::Result<()> {
+        if let Some(f) = &self.fault {
+            if f.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+        }
         let result = self
             .journal
             .write_all_at(records, self.journal_len)
@@ -216,6 +224,12 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Test hook: while `switch` is true, every commit fails with ENOSPC (no disk is touched).
+    #[doc(hidden)]
+    pub fn inject_fault(&mut self, switch: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.fault = Some(switch);
     }
 
     /// True when the journal has grown past the compaction bound.
@@ -293,7 +307,10 @@ mod tests {
         assert_eq!(state.assignments[&1], (11, 1));
         assert_eq!(state.assignments[&2], (10, 2));
         for f in ["journal", "LOCK"] {
-            let mode = fs::metadata(dir.join(f)).expect("meta").permissions().mode();
+            let mode = fs::metadata(dir.join(f))
+                .expect("meta")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
         let mode = fs::metadata(&dir).expect("meta").permissions().mode();
