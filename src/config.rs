@@ -708,5 +708,45 @@ mod tests {
         let text = include_str!("../login-node.example.toml");
         let mut c = Config::default();
         c.merge_toml(text).expect("the shipped example is valid");
+        assert_eq!(c, Config::default(), "the example shows the defaults");
+    }
+
+    #[test]
+    fn operating_keys_parse_and_validate() {
+        let c = Config::from_args(args(
+            "--state-dir /var/lib/ln --admin-listen off --busy-threshold 5 --full-threshold 9 --audit-log /tmp/a.log",
+        ))
+        .expect("valid");
+        assert_eq!(c.state_dir.as_deref(), Some(Path::new("/var/lib/ln")));
+        assert_eq!(c.admin_listen, None);
+        assert_eq!((c.busy_threshold, c.full_threshold), (5, 9));
+        assert_eq!(c.audit_path().as_deref(), Some(Path::new("/tmp/a.log")));
+        let mem = Config::from_args(vec!["--state-dir".into(), String::new()]).expect("valid");
+        assert_eq!((mem.state_dir.clone(), mem.audit_path()), (None, None));
+        assert_eq!(
+            Config::default().audit_path().as_deref(),
+            Some(Path::new("state/audit.log"))
+        );
+        let e = Config::from_args(args("--busy-threshold 10 --full-threshold 5")).expect_err("bad");
+        assert!(e.0.starts_with("full_threshold"), "{e}");
+        let e = Config::from_args(args("--admin-listen nowhere")).expect_err("bad");
+        assert!(e.0.contains("admin_listen"), "{e}");
+    }
+
+    #[test]
+    fn changed_keys_say_which_need_a_restart_and_never_show_values() {
+        let a = Config::default();
+        let b = Config {
+            token: "new-secret".into(),
+            listen: "127.0.0.1:1".parse().expect("addr"),
+            full_threshold: 4000,
+            ..Config::default()
+        };
+        let changes = a.changed_keys(&b);
+        assert_eq!(
+            changes,
+            [("listen", true), ("token", false), ("full_threshold", false)]
+        );
+        assert!(a.changed_keys(&a).is_empty());
     }
 }

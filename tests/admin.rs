@@ -554,3 +554,57 @@ fn a_full_disk_stops_new_assignments_and_changes_but_not_heartbeats_and_recovers
     server.stop().expect("stop");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn metric(server: &Server, name: &str) -> u64 {
+    let (_, text) = http(server.admin.expect("admin"), "GET", "/metrics", None, None);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+#[test]
+fn a_burst_of_new_game_nodes_is_made_durable_with_one_group_commit() {
+    let dir = temp_dir("group");
+    let node = LoginNode::bind(durable_config(&dir)).expect("bind");
+    let addr = node.local_addr();
+    // Everything is on the wire before the loop starts: one turn reads it all.
+    let mut x = Client::connect(addr, REPLY).expect("connect");
+    x.send_auth(NodeType::Cross as u8, 9, "dev", TOKEN, None).expect("auth");
+    x.send_cross_info(
+        &login_node::proto::CrossInfo {
+            id: 9,
+            cross_plat: "p",
+            cross_server_id: 90,
+            cross_node_name: "cross90@127.0.0.1",
+            capacity: 200,
+            game_server_list: login_node::proto::U32List::EMPTY,
+        },
+        &[],
+    )
+    .expect("info");
+    let mut games: Vec<Client> = (1..=100u32)
+        .map(|id| {
+            let mut c = Client::connect(addr, REPLY).expect("connect");
+            c.send_auth(NodeType::Game as u8, id, "dev", TOKEN, None).expect("auth");
+            c.send_game_info(&game_info(id, "p")).expect("info");
+            c
+        })
+        .collect();
+    let server = start_node(node);
+    let mut slots: Vec<u16> = games
+        .iter_mut()
+        .map(|c| loop {
+            if let Some(ServerMessage::CrossAssign { cross_pos, .. }) = c.recv(REPLY).expect("frames")
+            {
+                break cross_pos;
+            }
+        })
+        .collect();
+    slots.sort_unstable();
+    assert_eq!(slots, (1..=100).collect::<Vec<u16>>());
+    assert_eq!(metric(&server, "login_node_assignments_total"), 100);
+    let fsyncs = metric(&server, "login_node_journal_fsyncs_total");
+    assert!(fsyncs <= 3, "100 assignments took {fsyncs} fsyncs");
+    server.stop().expect("stop");
+    std::fs::remove_dir_all(&dir).ok();
+}
