@@ -745,7 +745,11 @@ mod tests {
         let changes = a.changed_keys(&b);
         assert_eq!(
             changes,
-            [("listen", true), ("token", false), ("full_threshold", false)]
+            [
+                ("listen", true),
+                ("token", false),
+                ("full_threshold", false)
+            ]
         );
         assert!(a.changed_keys(&a).is_empty());
     }

@@ -569,7 +569,8 @@ fn a_burst_of_new_game_nodes_is_made_durable_with_one_group_commit() {
     let addr = node.local_addr();
     // Everything is on the wire before the loop starts: one turn reads it all.
     let mut x = Client::connect(addr, REPLY).expect("connect");
-    x.send_auth(NodeType::Cross as u8, 9, "dev", TOKEN, None).expect("auth");
+    x.send_auth(NodeType::Cross as u8, 9, "dev", TOKEN, None)
+        .expect("auth");
     x.send_cross_info(
         &login_node::proto::CrossInfo {
             id: 9,
@@ -585,7 +586,8 @@ fn a_burst_of_new_game_nodes_is_made_durable_with_one_group_commit() {
     let mut games: Vec<Client> = (1..=100u32)
         .map(|id| {
             let mut c = Client::connect(addr, REPLY).expect("connect");
-            c.send_auth(NodeType::Game as u8, id, "dev", TOKEN, None).expect("auth");
+            c.send_auth(NodeType::Game as u8, id, "dev", TOKEN, None)
+                .expect("auth");
             c.send_game_info(&game_info(id, "p")).expect("info");
             c
         })
@@ -594,7 +596,8 @@ fn a_burst_of_new_game_nodes_is_made_durable_with_one_group_commit() {
     let mut slots: Vec<u16> = games
         .iter_mut()
         .map(|c| loop {
-            if let Some(ServerMessage::CrossAssign { cross_pos, .. }) = c.recv(REPLY).expect("frames")
+            if let Some(ServerMessage::CrossAssign { cross_pos, .. }) =
+                c.recv(REPLY).expect("frames")
             {
                 break cross_pos;
             }

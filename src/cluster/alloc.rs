@@ -148,13 +148,6 @@ impl Changes {
         self.assign.is_empty() && self.members.is_empty() && self.settled.is_empty()
     }
 
-    /// Moves everything owed in `other` into `self`.
-    pub fn absorb(&mut self, other: &mut Changes) {
-        self.assign.append(&mut other.assign);
-        self.members.append(&mut other.members);
-        self.settled.append(&mut other.settled);
-    }
-
     /// Removes repeats (several changes of one event fold into one frame each).
     pub fn dedup(&mut self) {
         self.assign.sort_unstable();

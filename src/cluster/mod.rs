@@ -261,7 +261,11 @@ pub struct Whitelist {
 /// Announcements held until the journal records behind them are durable.
 #[derive(Debug, Default)]
 struct Owed {
-    changes: Changes,
+    /// CROSS_ASSIGN / CROSS_MEMBERS frames, encoded when their event happened (one per
+    /// event, as if sent then), in event order.
+    frames: Vec<u8>,
+    /// (connection, its node, end of its frame in `frames`).
+    frame_index: Vec<(ConnId, NodeKey, usize)>,
     /// Game node connections to send STATUS_PUSH + WHITELIST_SNAPSHOT.
     welcome: Vec<ConnId>,
     /// Game nodes whose maintenance flag changed.
@@ -272,11 +276,40 @@ struct Owed {
 
 impl Owed {
     fn is_empty(&self) -> bool {
-        self.changes.is_empty()
+        self.frame_index.is_empty()
             && self.welcome.is_empty()
             && self.status.is_empty()
             && self.deltas.is_empty()
     }
+
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.frame_index.clear();
+        self.welcome.clear();
+        self.status.clear();
+        self.deltas.clear();
+    }
+}
+
+/// An [`Outbox`] that holds frames in [`Owed`] instead of sending them (the node keys are
+/// filled in by the caller, which can see the sessions).
+struct Hold<'a> {
+    owed: &'a mut Owed,
+}
+
+impl Outbox for Hold<'_> {
+    fn send(&mut self, conn: ConnId, frame: &[u8]) {
+        self.owed.frames.extend_from_slice(frame);
+        let unknown = NodeKey {
+            node_type: NodeType::Game,
+            node_id: 0,
+        };
+        self.owed
+            .frame_index
+            .push((conn, unknown, self.owed.frames.len()));
+    }
+
+    fn close(&mut self, _conn: ConnId) {}
 }
 
 /// The cluster: every session, the registry and the allocator.
@@ -425,15 +458,11 @@ impl Cluster {
             // New assignments for the waiting: their records are pending again, held in
             // `self.owed` till the next sync.
             self.alloc.set_allow_new(true);
-            self.alloc.take_changes(&mut self.changes);
-            self.journal_settled();
-            self.owed.changes.absorb(&mut self.changes);
+            self.announce(out);
         }
         self.send_owed(&mut owed, out);
         // Keep the buffers' capacity for the next turn.
-        owed.deltas.clear();
-        owed.welcome.clear();
-        owed.status.clear();
+        owed.clear();
         if self.owed.is_empty() {
             self.owed = owed;
         }
@@ -1050,12 +1079,19 @@ impl Cluster {
     fn announce(&mut self, out: &mut dyn Outbox) {
         self.alloc.take_changes(&mut self.changes);
         self.journal_settled();
-        if !self.journal.is_empty() {
-            self.owed.changes.absorb(&mut self.changes);
-            return;
-        }
         let mut changes = std::mem::take(&mut self.changes);
-        self.send_changes(&changes, out);
+        if self.journal.is_empty() {
+            self.send_changes(&changes, out);
+        } else {
+            // Encoded now, sent after the sync: each event keeps its own frames.
+            let mut owed = std::mem::take(&mut self.owed);
+            let first = owed.frame_index.len();
+            self.send_changes(&changes, &mut Hold { owed: &mut owed });
+            for entry in &mut owed.frame_index[first..] {
+                entry.1 = self.sessions[entry.0].key;
+            }
+            self.owed = owed;
+        }
         changes.assign.clear();
         changes.members.clear();
         self.changes = changes;
@@ -1104,10 +1140,19 @@ impl Cluster {
             let serv = s.key.node_id;
             self.welcome(conn, serv, out);
         }
-        owed.changes.dedup();
-        self.send_changes(&owed.changes, out);
-        owed.changes.assign.clear();
-        owed.changes.members.clear();
+        let mut start = 0;
+        for &(conn, key, end) in &owed.frame_index {
+            // Held frames may outlive their connection (a failed sync): check it is the same node.
+            let same = self.registry.get(&key) == Some(&conn)
+                && self
+                    .sessions
+                    .get(conn)
+                    .is_some_and(|s| s.phase == Phase::Online);
+            if same {
+                out.send(conn, &owed.frames[start..end]);
+            }
+            start = end;
+        }
     }
 
     /// CROSS_ASSIGN to online game nodes whose cross node's name is known, CROSS_MEMBERS to

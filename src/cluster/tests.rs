@@ -1043,3 +1043,57 @@ fn drain_capacity_and_moves_follow_the_operator() {
         Err(OperatorError::NotFound(_))
     ));
 }
+
+#[test]
+fn events_of_one_turn_keep_their_own_members_frames_after_the_sync() {
+    let mut h = H::new(); // default capacity 2
+    h.cross(1, 9, "p", 90, 0);
+    h.login(2, 1, 101);
+    h.login(3, 1, 102);
+    h.got(2);
+    h.got(3);
+    h.feed_unsynced(2, &game_info(101, "S101", "p", 0, 0));
+    h.feed_unsynced(3, &game_info(102, "S102", "p", 0, 0));
+    assert!(h.got(1).is_empty());
+    h.sync();
+    assert_eq!(
+        h.got(1),
+        [
+            members(&[(101, "S101", 1)]),
+            members(&[(101, "S101", 1), (102, "S102", 2)])
+        ],
+        "one CROSS_MEMBERS per change, as if sent when it happened"
+    );
+    let welcomed = |slot| {
+        [
+            Got::StatusPush(0),
+            Got::Snapshot(0, 1, 0),
+            assign(90, "p", slot),
+        ]
+    };
+    assert_eq!(h.got(2), welcomed(1));
+    // 102's welcome came while 101's record was pending: it waited too, in order.
+    assert_eq!(h.got(3), welcomed(2));
+}
+
+#[test]
+fn held_frames_never_reach_a_connection_that_changed_hands() {
+    let mut h = H::new();
+    h.cross(1, 9, "p", 90, 0);
+    h.login(2, 1, 101);
+    h.got(2);
+    h.feed_unsynced(2, &game_info(101, "S101", "p", 0, 0));
+    h.c.journal_failed();
+    // 101 leaves; its connection id is reused by another game node while the disk is full.
+    h.c.closed(2, h.now, &mut h.out, &mut h.app);
+    h.open(2);
+    h.feed_unsynced(2, &auth(1, 555, T0 as u32, TOKEN));
+    h.feed_unsynced(2, &game_info(555, "S555", "p", 0, 0));
+    h.got(2);
+    h.c.journal_synced(&mut h.out);
+    let got = h.got(2);
+    assert!(
+        !got.contains(&assign(90, "p", 1)),
+        "101's CROSS_ASSIGN went to 555: {got:?}"
+    );
+}
