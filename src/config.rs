@@ -11,6 +11,14 @@ pub const DEFAULT_TOKEN: &str = "dev-token-change-me";
 /// The admin token used when none is configured. Only accepted on a loopback admin listener.
 pub const DEFAULT_ADMIN_TOKEN: &str = "dev-admin-token-change-me";
 
+/// The admin API's default address. If it cannot be bound (another instance on this host has
+/// it), the node starts without the admin API and says so; an explicitly configured other
+/// address that cannot be bound is an error.
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    7701,
+));
+
 /// Keys SIGHUP applies to a running node; the others need a restart.
 pub const RELOADABLE: &[&str] = &[
     "token",
@@ -127,7 +135,7 @@ impl Default for Config {
             default_capacity: 100,
             log_level: LogLevel::Info,
             state_dir: Some(PathBuf::from("state")),
-            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7701))),
+            admin_listen: Some(DEFAULT_ADMIN_LISTEN),
             admin_token: DEFAULT_ADMIN_TOKEN.to_string(),
             busy_threshold: 2000,
             full_threshold: 3000,

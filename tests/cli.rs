@@ -509,3 +509,48 @@ fn a_corrupt_journal_or_a_locked_state_dir_refuses_to_start() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_busy_default_admin_port_does_not_stop_the_node_but_a_busy_chosen_one_does() {
+    // 7701 is taken (by us, or by another test's node: either way it is busy).
+    let _hold = TcpListener::bind("127.0.0.1:7701");
+    let port = free_port();
+    let dir = scratch_dir();
+    let state = dir.join("state").display().to_string();
+    let mut p = spawn(Command::new(BIN).args([
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--token",
+        TOKEN,
+        "--state-dir",
+        &state,
+        "--admin-listen",
+        "127.0.0.1:7701",
+    ]));
+    let mut c = connect_when_up(format!("127.0.0.1:{port}").parse().expect("addr"));
+    assert_eq!(
+        c.auth(NodeType::Game, 1, "dev", TOKEN, None)
+            .expect("auth")
+            .code,
+        0
+    );
+    sigterm(&p);
+    assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
+    let stderr = stderr_of(&mut p);
+    assert!(stderr.contains("admin API disabled"), "{stderr}");
+
+    let busy = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy_addr = busy.local_addr().expect("addr").to_string();
+    let out = run(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        &dir.join("state2").display().to_string(),
+        "--admin-listen",
+        &busy_addr,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("admin_listen"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}

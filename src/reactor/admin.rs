@@ -68,8 +68,21 @@ impl AdminSide {
         let Some(addr) = config.admin_listen else {
             return Ok(side);
         };
-        let mut listener = TcpListener::bind(addr)
-            .map_err(|e| io::Error::new(e.kind(), format!("admin_listen {addr}: {e}")))?;
+        let mut listener = match TcpListener::bind(addr) {
+            Ok(l) => l,
+            Err(e) if addr == crate::config::DEFAULT_ADMIN_LISTEN => {
+                // Several instances on one host with default settings: the node port matters
+                // more than the admin API.
+                error!("admin API disabled: cannot bind the default admin_listen {addr}: {e}; set --admin-listen to another address");
+                return Ok(side);
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("admin_listen {addr}: {e}"),
+                ))
+            }
+        };
         side.addr = Some(listener.local_addr()?);
         poll.registry()
             .register(&mut listener, ADMIN_LISTENER, Interest::READABLE)?;
@@ -147,9 +160,11 @@ impl<H: Handler> LoginNode<H> {
         if !self.admin.conns.contains(key) {
             return;
         }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.admin_read(key, now);
-        }
+        // Any event may end a pause (output drained): process what is buffered, then read.
+        // With nothing waiting the read costs one WouldBlock.
+        let _ = event;
+        self.admin_process(key, now);
+        self.admin_read(key, now);
         self.admin_flush(key);
     }
 
