@@ -212,13 +212,7 @@ fn no_arguments_serves_on_7700_with_the_dev_token() {
     assert_eq!(r.code, 0);
     sigterm(&p);
     assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
-    let mut stderr = String::new();
-    use std::io::Read;
-    p.0.stderr
-        .take()
-        .expect("piped")
-        .read_to_string(&mut stderr)
-        .expect("read");
+    let stderr = stderr_of(&mut p);
     assert!(
         stderr.contains("DEFAULT DEVELOPMENT TOKEN"),
         "loud warning: {stderr}"
@@ -296,6 +290,14 @@ fn running_out_of_file_descriptors_does_not_spin_and_recovers() {
     }
 }
 
+/// The AUTH_RESULT code for game node `id` signing with `token`, on a fresh connection.
+fn auth_code(addr: SocketAddr, id: u32, token: &str) -> u8 {
+    let mut c = Client::connect(addr, REPLY).expect("connect");
+    c.auth(NodeType::Game, id, "dev", token, None)
+        .expect("auth")
+        .code
+}
+
 fn stderr_of(p: &mut Proc) -> String {
     let mut stderr = String::new();
     use std::io::Read;
@@ -362,14 +364,7 @@ fn sighup_reloads_reloadable_keys_and_rejects_a_bad_file_whole() {
         assert!(Instant::now() < deadline, "the reload was never rejected");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut again = Client::connect(addr, REPLY).expect("connect");
-    assert_eq!(
-        again
-            .auth(NodeType::Game, 4, "dev", "first", None)
-            .expect("auth")
-            .code,
-        0
-    );
+    assert_eq!(auth_code(addr, 4, "first"), 0);
 
     write("token = \"second\"\nheartbeat_interval = 6\n");
     signal(&p, "-HUP");
@@ -386,13 +381,7 @@ fn sighup_reloads_reloadable_keys_and_rejects_a_bad_file_whole() {
         (0, 6),
         "new token and interval"
     );
-    let mut old = Client::connect(addr, REPLY).expect("connect");
-    assert_eq!(
-        old.auth(NodeType::Game, 3, "dev", "first", None)
-            .expect("auth")
-            .code,
-        1
-    );
+    assert_eq!(auth_code(addr, 3, "first"), 1, "the old token is gone");
     sigterm(&p);
     assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
     let stderr = stderr_of(&mut p);
@@ -427,13 +416,11 @@ fn systemd_is_told_ready_and_stopping() {
     let ready = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(ready.starts_with("READY=1"), "{ready}");
     // Ready means both listeners are up: the node port answers at once.
-    let mut c = Client::connect(format!("127.0.0.1:{port}").parse().expect("addr"), REPLY)
-        .expect("node port is up when READY is sent");
+    let node_addr = format!("127.0.0.1:{port}").parse().expect("addr");
     assert_eq!(
-        c.auth(NodeType::Game, 1, "dev", TOKEN, None)
-            .expect("auth")
-            .code,
-        0
+        auth_code(node_addr, 1, TOKEN),
+        0,
+        "node port is up when READY is sent"
     );
     sigterm(&p);
     let n = sock.recv(&mut buf).expect("STOPPING datagram");
@@ -527,13 +514,9 @@ fn a_busy_default_admin_port_does_not_stop_the_node_but_a_busy_chosen_one_does()
         "--admin-listen",
         "127.0.0.1:7701",
     ]));
-    let mut c = connect_when_up(format!("127.0.0.1:{port}").parse().expect("addr"));
-    assert_eq!(
-        c.auth(NodeType::Game, 1, "dev", TOKEN, None)
-            .expect("auth")
-            .code,
-        0
-    );
+    let node_addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    connect_when_up(node_addr);
+    assert_eq!(auth_code(node_addr, 1, TOKEN), 0);
     sigterm(&p);
     assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
     let stderr = stderr_of(&mut p);

@@ -458,14 +458,7 @@ impl<H: Handler> LoginNode<H> {
             self.accept_retry_at = None;
             self.accept_ready(now);
         }
-        let mut io = Io::between_reads(
-            &mut self.conns,
-            &mut self.dirty,
-            &mut self.reply,
-            self.config.max_write_buffer,
-            &mut self.io_stats.frames_out,
-        );
-        self.cluster.handle_timeout(now, &mut io, &mut self.handler);
+        self.with_outbox(|cluster, io, handler| cluster.handle_timeout(now, io, handler));
         self.admin_timers_fired();
         self.commit_journal();
         self.flush_dirty(now, false);
@@ -515,14 +508,7 @@ impl<H: Handler> LoginNode<H> {
                 }
             }
         }
-        let mut io = Io::between_reads(
-            &mut self.conns,
-            &mut self.dirty,
-            &mut self.reply,
-            self.config.max_write_buffer,
-            &mut self.io_stats.frames_out,
-        );
-        self.cluster.journal_synced(&mut io);
+        self.with_outbox(|cluster, io, _| cluster.journal_synced(io));
         self.admin_release_held();
         if let Some(store) = &mut self.store {
             if store.wants_compaction() && self.cluster.pending_journal().is_empty() {
@@ -534,6 +520,19 @@ impl<H: Handler> LoginNode<H> {
                 }
             }
         }
+    }
+
+    /// Runs `f` with the cluster, an outbox over every connection (outside a read) and the
+    /// handler: the fields borrowed apart, so the cluster can send while it decides.
+    fn with_outbox<R>(&mut self, f: impl FnOnce(&mut Cluster, &mut Io<'_>, &mut H) -> R) -> R {
+        let mut io = Io::between_reads(
+            &mut self.conns,
+            &mut self.dirty,
+            &mut self.reply,
+            self.config.max_write_buffer,
+            &mut self.io_stats.frames_out,
+        );
+        f(&mut self.cluster, &mut io, &mut self.handler)
     }
 
     fn read_carried(&mut self, mut carried: Vec<ConnId>, now: Now) {
@@ -899,14 +898,7 @@ impl<H: Handler> LoginNode<H> {
         }
         // Dropping the stream closes the descriptor, which also removes it from epoll.
         drop(self.conns.remove(conn));
-        let mut io = Io::between_reads(
-            &mut self.conns,
-            &mut self.dirty,
-            &mut self.reply,
-            self.config.max_write_buffer,
-            &mut self.io_stats.frames_out,
-        );
-        self.cluster.closed(conn, now, &mut io, &mut self.handler);
+        self.with_outbox(|cluster, io, handler| cluster.closed(conn, now, io, handler));
     }
 
     fn shutdown_all(&mut self) {
@@ -919,14 +911,7 @@ impl<H: Handler> LoginNode<H> {
         if let Err(e) = self.poll.registry().deregister(&mut self.listener) {
             debug!("deregister listener: {e}");
         }
-        let mut io = Io::between_reads(
-            &mut self.conns,
-            &mut self.dirty,
-            &mut self.reply,
-            self.config.max_write_buffer,
-            &mut self.io_stats.frames_out,
-        );
-        self.cluster.shutdown(now, &mut io, &mut self.handler);
+        self.with_outbox(|cluster, io, handler| cluster.shutdown(now, io, handler));
         self.flush_dirty(now, true);
         let deadline = Instant::now() + SHUTDOWN_FLUSH;
         let mut events = Events::with_capacity(256);
