@@ -1,6 +1,7 @@
 //! Configuration: embedded defaults, then a TOML file (`--config`), then command-line flags.
 //! Every flag is also a config key (dashes become underscores). Errors name the key.
 
+use crate::cluster::guard::Cidr;
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -35,6 +36,9 @@ pub const RELOADABLE: &[&str] = &[
     "full_threshold",
     "admin_token",
     "log_level",
+    "allow",
+    "auth_fail_limit",
+    "auth_fail_window",
 ];
 
 /// What happens when a node logs in while the same (node_type, node_id) is online.
@@ -116,6 +120,13 @@ pub struct Config {
     /// Audit log of admin changes; `None` = `<state_dir>/audit.log` (no audit log without a
     /// state directory).
     pub audit_log: Option<PathBuf>,
+    /// Peer addresses allowed on the node port (empty = all); others get AUTH_RESULT 4.
+    pub allow: Vec<Cidr>,
+    /// Failed AUTHs (codes 1, 2, 4, 6) from one address within `auth_fail_window` after which
+    /// its connections are closed at accept for the rest of the window; 0 = never.
+    pub auth_fail_limit: u32,
+    /// The window of `auth_fail_limit`, in seconds.
+    pub auth_fail_window: u32,
 }
 
 impl Default for Config {
@@ -140,6 +151,9 @@ impl Default for Config {
             busy_threshold: 2000,
             full_threshold: 3000,
             audit_log: None,
+            allow: Vec::new(),
+            auth_fail_limit: 20,
+            auth_fail_window: 60,
         }
     }
 }
@@ -183,6 +197,9 @@ struct FileConfig {
     busy_threshold: Option<i64>,
     full_threshold: Option<i64>,
     audit_log: Option<String>,
+    allow: Option<toml::Value>,
+    auth_fail_limit: Option<i64>,
+    auth_fail_window: Option<i64>,
 }
 
 /// One line per flag for `--help`: (flag, value name, description).
@@ -286,6 +303,21 @@ pub const FLAGS: &[(&str, &str, &str)] = &[
         "--audit-log",
         "FILE",
         "audit log of admin changes [default: <state-dir>/audit.log]",
+    ),
+    (
+        "--allow",
+        "CIDR,..",
+        "peer addresses allowed on the node port, others get AUTH code 4 [default: all]",
+    ),
+    (
+        "--auth-fail-limit",
+        "N",
+        "failed AUTHs from one address before it is refused for the window; 0 = off [default: 20]",
+    ),
+    (
+        "--auth-fail-window",
+        "SECS",
+        "the window of --auth-fail-limit [default: 60]",
     ),
 ];
 
@@ -411,6 +443,22 @@ impl Config {
             "audit_log" => {
                 self.audit_log = (!value.is_empty()).then(|| PathBuf::from(value));
             }
+            "allow" => {
+                self.allow = value
+                    .split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| {
+                        s.parse::<Cidr>()
+                            .map_err(|e| ConfigError(format!("allow: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "auth_fail_limit" => {
+                self.auth_fail_limit = int_in(key, parse_int(key, value)?, 0, 1_000_000)?
+            }
+            "auth_fail_window" => {
+                self.auth_fail_window = int_in(key, parse_int(key, value)?, 1, 86_400)?
+            }
             _ => return err(format!("unknown key {key:?}")),
         }
         Ok(())
@@ -446,11 +494,28 @@ impl Config {
             ("default_capacity", file.default_capacity),
             ("busy_threshold", file.busy_threshold),
             ("full_threshold", file.full_threshold),
+            ("auth_fail_limit", file.auth_fail_limit),
+            ("auth_fail_window", file.auth_fail_window),
         ];
         for (key, v) in ints {
             if let Some(v) = v {
                 self.set(key, &v.to_string())?;
             }
+        }
+        match file.allow {
+            None => {}
+            Some(toml::Value::String(s)) => self.set("allow", &s)?,
+            Some(toml::Value::Array(items)) => {
+                let mut list = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        toml::Value::String(s) => list.push(s),
+                        other => return err(format!("allow: expected CIDR strings, got {other}")),
+                    }
+                }
+                self.set("allow", &list.join(","))?;
+            }
+            Some(other) => return err(format!("allow: expected a list of CIDRs, got {other}")),
         }
         match file.auth_timeout {
             None => {}
@@ -607,6 +672,15 @@ impl Config {
             self.full_threshold != other.full_threshold,
         );
         check("audit_log", self.audit_log != other.audit_log);
+        check("allow", self.allow != other.allow);
+        check(
+            "auth_fail_limit",
+            self.auth_fail_limit != other.auth_fail_limit,
+        );
+        check(
+            "auth_fail_window",
+            self.auth_fail_window != other.auth_fail_window,
+        );
         out
     }
 

@@ -157,6 +157,18 @@ pub fn render(cluster: &Cluster, io: &IoStats, out: &mut String) {
     );
     counter(
         out,
+        "login_node_connections_throttled_total",
+        "Connections closed at accept: their address failed AUTH too often.",
+        stats.connections_throttled,
+    );
+    counter(
+        out,
+        "login_node_addresses_blocked_total",
+        "Times an address reached auth_fail_limit.",
+        stats.addresses_blocked,
+    );
+    counter(
+        out,
         "login_node_protocol_errors_total",
         "Connections closed for a protocol error (KICK 5).",
         stats.protocol_errors,

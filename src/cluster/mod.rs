@@ -22,6 +22,7 @@
 //! in the allocator, visible to the handler — from its INFO until its session closes.
 
 pub mod alloc;
+pub mod guard;
 mod operator;
 
 use crate::config::{Config, DuplicatePolicy};
@@ -45,6 +46,9 @@ pub type ConnId = usize;
 /// Timer wheel tick. Heartbeat expiry must land within 1 s of the deadline; 10 ms ticks keep
 /// the added delay negligible without waking the loop more often than needed.
 pub const TICK_MS: u64 = 10;
+
+/// AUTH failure lines logged per second at most; the rest are counted in the next line.
+pub const AUTH_FAIL_LOG_PER_SECOND: u32 = 20;
 
 /// What a timer of the cluster's wheel is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +199,8 @@ struct Session {
     /// The plat field of its AUTH, interned.
     auth_plat: PlatId,
     info: NodeInfo,
+    /// The peer address is on the allowlist (checked first at AUTH).
+    allowed: bool,
 }
 
 impl Session {
@@ -211,6 +217,7 @@ impl Session {
             timer: None,
             auth_plat: 0,
             info: NodeInfo::None,
+            allowed: true,
         }
     }
 }
@@ -243,6 +250,10 @@ pub struct ClusterStats {
     pub protocol_errors: u64,
     /// Assignments made (new or moved), once durable.
     pub assignments: u64,
+    /// Connections closed at accept because their address failed AUTH too often.
+    pub connections_throttled: u64,
+    /// Times an address reached `auth_fail_limit`.
+    pub addresses_blocked: u64,
     /// Online game nodes.
     pub online_game: u64,
     /// Online cross nodes.
@@ -344,6 +355,11 @@ pub struct Cluster {
     busy_threshold: u32,
     full_threshold: u32,
     stats: ClusterStats,
+    allow: Vec<guard::Cidr>,
+    throttle: guard::AuthThrottle,
+    /// Budget for AUTH failure log lines (a flood of bad logins cannot flood the log).
+    fail_log: guard::LogBudget,
+    throttle_window_ms: u64,
 }
 
 impl Cluster {
@@ -375,6 +391,13 @@ impl Cluster {
             busy_threshold: config.busy_threshold,
             full_threshold: config.full_threshold,
             stats: ClusterStats::default(),
+            allow: config.allow.clone(),
+            throttle: guard::AuthThrottle::new(
+                config.auth_fail_limit,
+                config.auth_fail_window as u64 * 1000,
+            ),
+            fail_log: guard::LogBudget::new(AUTH_FAIL_LOG_PER_SECOND),
+            throttle_window_ms: config.auth_fail_window as u64 * 1000,
         }
     }
 
@@ -420,6 +443,10 @@ impl Cluster {
         self.duplicate_policy = config.duplicate_policy;
         self.busy_threshold = config.busy_threshold;
         self.full_threshold = config.full_threshold;
+        self.allow = config.allow.clone();
+        self.throttle_window_ms = config.auth_fail_window as u64 * 1000;
+        self.throttle
+            .reconfigure(config.auth_fail_limit, self.throttle_window_ms);
     }
 
     /// Counters for metrics.
@@ -530,6 +557,20 @@ impl Cluster {
         self.wheel.next_wakeup_ms()
     }
 
+    fn throttle_window_secs(&self) -> u64 {
+        self.throttle_window_ms / 1000
+    }
+
+    /// Whether a connection from `peer` may be opened at all: false while its address is
+    /// blocked for failing AUTH too often (the reactor then closes it without a word).
+    pub fn admits(&mut self, peer: SocketAddr, now: Now) -> bool {
+        if self.throttle.is_blocked(peer.ip(), now.mono_ms) {
+            self.stats.connections_throttled += 1;
+            return false;
+        }
+        true
+    }
+
     /// A connection was accepted. `conn` must not be in use.
     pub fn open(&mut self, conn: ConnId, peer: SocketAddr, now: Now) {
         if self.sessions.len() <= conn {
@@ -546,6 +587,7 @@ impl Cluster {
             last_heard_ms: now.mono_ms,
             connected_unix: now.unix_secs,
             timer: Some(timer),
+            allowed: guard::allowed(&self.allow, peer.ip()),
             ..Session::free()
         };
         self.open_connections += 1;
@@ -798,12 +840,35 @@ impl Cluster {
         out: &mut dyn Outbox,
         handler: &mut dyn Handler,
     ) {
-        let peer = Peer(self.sessions[conn].peer);
-        warn!(
-            "conn {conn} from {peer}: AUTH {who} refused: code {} ({})",
-            code as u8,
-            code.describe()
+        let peer = self.sessions[conn].peer;
+        if let Some(suppressed) = self.fail_log.take(now.mono_ms) {
+            let more = if suppressed > 0 {
+                format!(" ({suppressed} more refusals not logged)")
+            } else {
+                String::new()
+            };
+            warn!(
+                "conn {conn} from {}: AUTH {who} refused: code {} ({}){more}",
+                Peer(peer),
+                code as u8,
+                code.describe()
+            );
+        }
+        let counts = matches!(
+            code,
+            AuthCode::BadSignature
+                | AuthCode::BadTime
+                | AuthCode::AddressNotAllowed
+                | AuthCode::BadRequest
         );
+        if counts && self.throttle.fail(peer.ip(), now.mono_ms) == guard::Failure::Blocked {
+            self.stats.addresses_blocked += 1;
+            warn!(
+                "{}: too many failed AUTHs; its connections are refused for up to {} s",
+                peer.ip(),
+                self.throttle_window_secs()
+            );
+        }
         self.auth_result(conn, code, now, out);
         out.close(conn);
         self.end_session(conn, now, out, handler);
@@ -817,8 +882,12 @@ impl Cluster {
         out: &mut dyn Outbox,
         handler: &mut dyn Handler,
     ) {
-        // Check order is the contract's: address (4, checked at accept), well-formed (6),
+        // Check order is the contract's: address (4, looked up at accept), well-formed (6),
         // signature (1), time window (2), duplicate (3), capacity (5).
+        if !self.sessions[conn].allowed {
+            let who = format_args!("(address not on the allowlist)");
+            return self.refuse(conn, AuthCode::AddressNotAllowed, &who, now, out, handler);
+        }
         let auth = match proto::Auth::decode(body) {
             Ok(a) => a,
             Err(e) => {

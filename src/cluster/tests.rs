@@ -1097,3 +1097,47 @@ fn held_frames_never_reach_a_connection_that_changed_hands() {
         "101's CROSS_ASSIGN went to 555: {got:?}"
     );
 }
+
+// ---- allowlist and AUTH failure throttling ----
+
+#[test]
+fn addresses_off_the_allowlist_get_code_4_before_any_other_check() {
+    let mut h = H::with(Config {
+        allow: vec!["10.0.0.0/8".parse().expect("cidr")],
+        ..config()
+    });
+    let outside = SocketAddr::from(([127, 0, 0, 1], 4000));
+    let inside = SocketAddr::from(([10, 9, 8, 7], 4000));
+    h.c.open(1, outside, h.now);
+    // Even a malformed AUTH (which would be 6) gets 4: the address is checked first.
+    h.feed(1, &[0, 3, 0, 1, 0]);
+    assert_eq!(h.got(1), [Got::AuthResult(4)]);
+    assert!(h.is_closed(1));
+    h.c.open(2, inside, h.now);
+    h.feed(2, &auth(1, 7, T0 as u32, TOKEN));
+    assert_eq!(h.got(2), [Got::AuthResult(0)]);
+}
+
+#[test]
+fn an_address_that_keeps_failing_auth_is_refused_at_accept_until_its_window_ends() {
+    let mut h = H::with(Config {
+        auth_fail_limit: 3,
+        auth_fail_window: 10,
+        ..config()
+    });
+    let bad = SocketAddr::from(([127, 0, 0, 9], 4000));
+    let good = SocketAddr::from(([127, 0, 0, 10], 4000));
+    for conn in 1..=3 {
+        assert!(h.c.admits(bad, h.now));
+        h.c.open(conn, bad, h.now);
+        h.feed(conn, &auth(1, 7, T0 as u32, "wrong-token"));
+        assert_eq!(h.got(conn), [Got::AuthResult(1)]);
+        h.release(conn);
+    }
+    assert!(!h.c.admits(bad, h.now), "blocked after 3 failures");
+    assert!(h.c.admits(good, h.now), "other addresses are not affected");
+    assert_eq!(h.c.stats().addresses_blocked, 1);
+    assert_eq!(h.c.stats().connections_throttled, 1);
+    h.advance(10_000);
+    assert!(h.c.admits(bad, h.now), "the window ended");
+}

@@ -640,6 +640,9 @@ impl<H: Handler> LoginNode<H> {
         applied.full_threshold = new.full_threshold;
         applied.admin_token = new.admin_token.clone();
         applied.log_level = new.log_level;
+        applied.allow = new.allow.clone();
+        applied.auth_fail_limit = new.auth_fail_limit;
+        applied.auth_fail_window = new.auth_fail_window;
         log::set_max_level(applied.log_level.filter());
         self.cluster.reconfigure(&applied);
         self.config = applied;
@@ -649,6 +652,11 @@ impl<H: Handler> LoginNode<H> {
         for _ in 0..ACCEPTS_PER_TURN {
             match self.listener.accept() {
                 Ok((mut stream, peer)) => {
+                    if !self.cluster.admits(peer, now) {
+                        // Blocked for failing AUTH: closed at once, counted, not logged.
+                        drop(stream);
+                        continue;
+                    }
                     // Small frames must not wait for Nagle's algorithm.
                     if let Err(e) = stream.set_nodelay(true) {
                         debug!("set_nodelay for {peer}: {e}");

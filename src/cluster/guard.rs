@@ -1,0 +1,259 @@
+//! Who may try to log in: the node allowlist (CIDRs, AUTH_RESULT 4 otherwise) and a
+//! throttle on addresses that keep failing AUTH (closed at accept for the rest of a window),
+//! with a budget on the log lines failures produce so a flood cannot flood the log.
+
+use hashbrown::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// An address block: `10.0.0.0/8`, `2001:db8::/32`, or one address (`127.0.0.1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// True when `ip` is inside the block (IPv4-mapped IPv6 peers count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (ip, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address or CIDR block"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(p) if p <= max => p,
+                _ => return Err(format!("{s:?}: prefix must be 0..={max}")),
+            },
+        };
+        Ok(Cidr {
+            addr: addr.to_canonical(),
+            prefix,
+        })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// True when `ip` may connect: the list is empty, or a block contains it.
+pub fn allowed(list: &[Cidr], ip: IpAddr) -> bool {
+    list.is_empty() || list.iter().any(|c| c.contains(ip))
+}
+
+/// Addresses tracked at most; past it, expired entries are dropped, and if none expired the
+/// new address is not tracked (memory stays bounded under a spread-out attack).
+const MAX_TRACKED: usize = 65_536;
+
+/// Counts failed AUTHs per source address within a window.
+#[derive(Debug)]
+pub struct AuthThrottle {
+    limit: u32,
+    window_ms: u64,
+    /// address -> (failures, window start ms).
+    failures: HashMap<IpAddr, (u32, u64)>,
+}
+
+/// What a failure did to its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Counted; still allowed.
+    Counted,
+    /// This failure reached the limit: the address is refused from now on, for the window.
+    Blocked,
+}
+
+impl AuthThrottle {
+    /// `limit` failures within `window_ms` block an address (limit 0: never).
+    pub fn new(limit: u32, window_ms: u64) -> Self {
+        AuthThrottle {
+            limit,
+            window_ms,
+            failures: HashMap::new(),
+        }
+    }
+
+    /// Changes the settings (SIGHUP); counts so far stay.
+    pub fn reconfigure(&mut self, limit: u32, window_ms: u64) {
+        self.limit = limit;
+        self.window_ms = window_ms;
+    }
+
+    /// True when connections from `ip` are refused now.
+    pub fn is_blocked(&self, ip: IpAddr, now_ms: u64) -> bool {
+        self.limit != 0
+            && self.failures.get(&ip).is_some_and(|&(n, start)| {
+                n >= self.limit && now_ms < start.saturating_add(self.window_ms)
+            })
+    }
+
+    /// Counts one failed AUTH from `ip`.
+    pub fn fail(&mut self, ip: IpAddr, now_ms: u64) -> Failure {
+        if self.limit == 0 {
+            return Failure::Counted;
+        }
+        if self.failures.len() >= MAX_TRACKED && !self.failures.contains_key(&ip) {
+            let window = self.window_ms;
+            self.failures
+                .retain(|_, &mut (_, start)| now_ms < start.saturating_add(window));
+            if self.failures.len() >= MAX_TRACKED {
+                return Failure::Counted;
+            }
+        }
+        let entry = self.failures.entry(ip).or_insert((0, now_ms));
+        if now_ms >= entry.1.saturating_add(self.window_ms) {
+            *entry = (0, now_ms);
+        }
+        entry.0 += 1;
+        if entry.0 == self.limit {
+            Failure::Blocked
+        } else {
+            Failure::Counted
+        }
+    }
+
+    /// Addresses tracked now (for metrics and tests).
+    pub fn tracked(&self) -> usize {
+        self.failures.len()
+    }
+}
+
+/// At most `per_second` lines a second; the rest are counted and reported with the next line.
+#[derive(Debug)]
+pub struct LogBudget {
+    per_second: u32,
+    second: u64,
+    used: u32,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    /// A budget of `per_second` lines.
+    pub fn new(per_second: u32) -> Self {
+        LogBudget {
+            per_second,
+            second: 0,
+            used: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(suppressed since the last line)` when a line may be written now.
+    pub fn take(&mut self, now_ms: u64) -> Option<u64> {
+        let second = now_ms / 1000;
+        if second != self.second {
+            self.second = second;
+            self.used = 0;
+        }
+        if self.used < self.per_second {
+            self.used += 1;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn cidrs_parse_and_match() {
+        let c: Cidr = "10.1.0.0/16".parse().expect("cidr");
+        assert!(c.contains(ip("10.1.255.3")));
+        assert!(!c.contains(ip("10.2.0.1")));
+        assert!(c.contains(ip("::ffff:10.1.0.9")), "mapped IPv4");
+        let one: Cidr = "127.0.0.1".parse().expect("one address");
+        assert!(one.contains(ip("127.0.0.1")) && !one.contains(ip("127.0.0.2")));
+        let all: Cidr = "0.0.0.0/0".parse().expect("all");
+        assert!(all.contains(ip("8.8.8.8")) && !all.contains(ip("::1")));
+        let v6: Cidr = "2001:db8::/32".parse().expect("v6");
+        assert!(v6.contains(ip("2001:db8:1::5")) && !v6.contains(ip("2001:db9::1")));
+        assert_eq!(v6.to_string(), "2001:db8::/32");
+        for bad in ["", "10.0.0.0/33", "::/129", "10.0.0/8", "x", "10.0.0.0/-1"] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad:?}");
+        }
+        assert!(allowed(&[], ip("1.2.3.4")));
+        assert!(!allowed(&[c], ip("1.2.3.4")));
+    }
+
+    #[test]
+    fn an_address_is_blocked_at_the_limit_for_the_rest_of_its_window() {
+        let mut t = AuthThrottle::new(3, 60_000);
+        let a = ip("10.0.0.1");
+        assert_eq!(t.fail(a, 0), Failure::Counted);
+        assert_eq!(t.fail(a, 1_000), Failure::Counted);
+        assert!(!t.is_blocked(a, 1_000));
+        assert_eq!(t.fail(a, 2_000), Failure::Blocked);
+        assert!(t.is_blocked(a, 2_000));
+        assert!(!t.is_blocked(ip("10.0.0.2"), 2_000), "others unaffected");
+        assert!(t.is_blocked(a, 59_999));
+        assert!(!t.is_blocked(a, 60_000), "the window ends");
+        assert_eq!(t.fail(a, 60_000), Failure::Counted, "a new window");
+        let mut off = AuthThrottle::new(0, 60_000);
+        for _ in 0..100 {
+            off.fail(a, 0);
+        }
+        assert!(!off.is_blocked(a, 0));
+    }
+
+    #[test]
+    fn tracking_is_bounded() {
+        let mut t = AuthThrottle::new(5, 1_000);
+        for i in 0..(MAX_TRACKED as u32 + 10) {
+            t.fail(IpAddr::from(i.to_be_bytes()), 0);
+        }
+        assert_eq!(t.tracked(), MAX_TRACKED);
+        // Once the window passed, old entries make room.
+        t.fail(ip("192.0.2.1"), 5_000);
+        assert_eq!(t.tracked(), 1);
+    }
+
+    #[test]
+    fn the_log_budget_counts_what_it_suppresses() {
+        let mut b = LogBudget::new(2);
+        assert_eq!(b.take(0), Some(0));
+        assert_eq!(b.take(10), Some(0));
+        assert_eq!(b.take(20), None);
+        assert_eq!(b.take(30), None);
+        assert_eq!(
+            b.take(1_000),
+            Some(2),
+            "the next line reports the suppressed ones"
+        );
+    }
+}
