@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{expect_kick, REPLY, TOKEN};
+use common::{cpu_seconds, expect_kick, REPLY, TOKEN};
 use login_node::client::{Client, ServerMessage};
 use login_node::config::DEFAULT_TOKEN;
 use login_node::proto::NodeType;
@@ -217,17 +217,6 @@ fn no_arguments_serves_on_7700_with_the_dev_token() {
         stderr.contains("DEFAULT DEVELOPMENT TOKEN"),
         "loud warning: {stderr}"
     );
-}
-
-/// User + system CPU seconds a process has used, from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    // Fields after the command name (which is in parentheses and may contain spaces).
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 =
-        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-    ticks / 100.0 // USER_HZ is 100 on Linux
 }
 
 #[test]

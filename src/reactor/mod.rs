@@ -17,8 +17,10 @@
 //!    are only released here, at the end of the turn, so a slab key is never reused while
 //!    events for its old socket may still be in this turn's batch.
 //!
-//! Frames for a connection whose socket does not take them wait in its write queue; a queue
-//! past `max_write_buffer` means the peer is not reading, and it is dropped.
+//! Frames for a connection whose socket does not take them wait in its write queue. A frame
+//! for a connection whose queue is already past `max_write_buffer` means the peer is not
+//! reading, and it is dropped. The check is on the backlog, not on the burst: one large
+//! burst (a bulk whitelist change) is taken whole by a node that keeps reading.
 //!
 //! Durability: between the timers and the flush, the journal records the turn produced are
 //! written and synced in one `fdatasync` (group commit); only then does the cluster release
@@ -82,10 +84,11 @@ struct Conn {
 }
 
 impl Conn {
-    /// Queues bytes the socket has not taken; past `cap` the peer is not reading and the
-    /// connection is marked for closing instead (server memory stays bounded).
+    /// Queues bytes the socket has not taken. With a backlog already past `cap` the peer is
+    /// not reading: the connection is marked for closing instead, so a connection holds at
+    /// most `cap` plus one burst.
     fn enqueue(&mut self, conn: ConnId, bytes: &[u8], cap: usize) {
-        if self.out.len() + bytes.len() > cap {
+        if self.out.len() > cap {
             warn!(
                 "conn {conn}: {} bytes queued, peer is not reading; dropping it",
                 self.out.len() + bytes.len()
