@@ -81,6 +81,8 @@ impl Args {
     }
 }
 
+/// Node ids each churn worker cycles through.
+const IDS_PER_WORKER: u32 = 4;
 fn parse(argv: Vec<String>) -> Result<Args, String> {
     let mut it = argv.into_iter();
     let mode = it.next().ok_or("missing MODE (see --help)")?;
@@ -122,8 +124,10 @@ fn plan(a: &Args) -> Result<Plan, String> {
         0
     };
     let games = hold + pump + workers;
+    // Capacity counts assignments, and each churn worker cycles through its own ids.
+    let assigned_ids = hold + pump + workers * IDS_PER_WORKER as usize;
     let default_cap = if cross > 0 {
-        games.div_ceil(cross).clamp(1, 65_535) as u16
+        assigned_ids.div_ceil(cross).clamp(1, 65_535) as u16
     } else {
         16
     };
@@ -157,7 +161,7 @@ fn plan(a: &Args) -> Result<Plan, String> {
         pump_nodes: pump,
         pipeline: a.num("pipeline", 16)?,
         churn_workers: workers,
-        ids_per_worker: 4,
+        ids_per_worker: IDS_PER_WORKER,
         inflight: a.num("inflight", 512)?,
         hs_timeout: a.secs("hs-timeout", 30.0)?,
         warmup: if mode == "hold" {

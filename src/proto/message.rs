@@ -494,12 +494,15 @@ impl<'a> CrossMembers<'a> {
     pub fn decode(body: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(body);
         let count = r.list_header(8)?;
-        let raw = r.remaining();
+        let start = r.remaining();
         for _ in 0..count {
             r.u32()?;
             r.str()?;
             r.u16()?;
         }
+        // Only the list's own bytes: trailing bytes (ignored by the contract) must not make
+        // two equal lists compare unequal.
+        let raw = &start[..start.len() - r.remaining().len()];
         Ok(CrossMembers { count, raw })
     }
 
@@ -586,10 +589,12 @@ pub struct StrList<'a> {
 impl<'a> StrList<'a> {
     fn decode(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
         let count = r.list_header(2)?;
-        let raw = r.remaining();
+        let start = r.remaining();
         for _ in 0..count {
             r.str()?;
         }
+        // Only the list's own bytes (see `CrossMembers::decode`).
+        let raw = &start[..start.len() - r.remaining().len()];
         Ok(StrList { count, raw })
     }
 
@@ -1001,6 +1006,53 @@ mod snapshot_split_tests {
             at += used;
         }
         out
+    }
+
+    #[test]
+    fn trailing_bytes_after_a_list_do_not_change_its_value() {
+        // Found by the `messages` fuzz target: the lists kept the trailing bytes.
+        let mut plain = Vec::new();
+        WhitelistSnapshot::encode(9, false, ["a"], &mut plain).expect("fits");
+        let mut padded = plain.clone();
+        padded.extend_from_slice(&[1, 2, 3]);
+        let len = (padded.len() - 2) as u16;
+        padded[..2].copy_from_slice(&len.to_be_bytes());
+        let decode = |b: &[u8]| {
+            let (payload, _) = parse_frame(b, 65_535).expect("valid").expect("whole");
+            let m = Message::decode(payload).expect("decodes");
+            let mut out = Vec::new();
+            m.encode(&mut out).expect("encodes");
+            out
+        };
+        assert_eq!(decode(&padded), plain);
+        let (pp, _) = parse_frame(&padded, 65_535).expect("valid").expect("whole");
+        let (qp, _) = parse_frame(&plain, 65_535).expect("valid").expect("whole");
+        assert_eq!(
+            Message::decode(pp).expect("decodes"),
+            Message::decode(qp).expect("decodes")
+        );
+        let mut members = Vec::new();
+        CrossMembers::encode(
+            [Member {
+                serv_id: 1,
+                serv_name: "s",
+                cross_pos: 2,
+            }],
+            &mut members,
+        )
+        .expect("fits");
+        let mut padded = members.clone();
+        padded.push(7);
+        let len = (padded.len() - 2) as u16;
+        padded[..2].copy_from_slice(&len.to_be_bytes());
+        let (pp, _) = parse_frame(&padded, 65_535).expect("valid").expect("whole");
+        let (qp, _) = parse_frame(&members, 65_535)
+            .expect("valid")
+            .expect("whole");
+        assert_eq!(
+            Message::decode(pp).expect("decodes"),
+            Message::decode(qp).expect("decodes")
+        );
     }
 
     #[test]
