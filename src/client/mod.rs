@@ -23,6 +23,7 @@
 //! ```
 
 pub mod machine;
+pub mod node;
 
 use crate::proto::{
     self, auth, Auth, AuthResult, CrossInfo, GameInfo, Heartbeat, Message, NodeType, StatusReport,
