@@ -33,7 +33,7 @@
 //! node.run()?; // returns after shutdown: every node got KICK 4
 //! # Ok::<(), std::io::Error>(())
 //! ```
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod admin;
 pub mod client;
@@ -45,9 +45,9 @@ pub mod reactor;
 pub mod state;
 pub mod timer;
 
-pub use cluster::{Context, Handler, NoHandler, NodeKey};
+pub use cluster::{Context, Handler, NoHandler, NodeKey, OnlineInfo};
 pub use config::Config;
-pub use reactor::{LoginNode, ShutdownHandle};
+pub use reactor::{Builder, LoginNode, ShutdownHandle};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

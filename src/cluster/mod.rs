@@ -58,6 +58,8 @@ enum Timer {
     /// A deadline the reactor set for its own use (admin connections); reported back by
     /// [`Cluster::take_fired_timers`].
     External(usize),
+    /// A handler's timer ([`Context::set_timer`]), with its token.
+    Handler(u64),
 }
 
 /// A point in time, as the caller sees it: a monotonic clock for deadlines and the wall clock
@@ -94,14 +96,44 @@ impl fmt::Display for NodeKey {
 }
 
 /// Hooks for an embedding application. Every method has a default that does nothing, so
-/// `impl Handler for MyApp {}` compiles.
+/// `impl Handler for MyApp {}` compiles. Handlers run on the poll loop's thread, inline:
+/// keep them short (no blocking I/O); use [`Context::set_timer`] for later work.
 pub trait Handler {
-    /// A node sent its INFO and is online.
-    fn node_online(&mut self, _ctx: &mut Context<'_>, _node: NodeKey) {}
+    /// A node sent its INFO and is online; `info` is what its INFO said.
+    fn node_online(&mut self, _ctx: &mut Context<'_>, _node: NodeKey, _info: &OnlineInfo<'_>) {}
     /// An online node went offline (closed, kicked, timed out, replaced).
     fn node_offline(&mut self, _ctx: &mut Context<'_>, _node: NodeKey) {}
     /// An online node sent an application command (0x1000..=0x7FFF).
     fn app_command(&mut self, _ctx: &mut Context<'_>, _from: NodeKey, _cmd: u16, _body: &[u8]) {}
+    /// A timer set with [`Context::set_timer`] fired, with the token it was set with.
+    fn timer(&mut self, _ctx: &mut Context<'_>, _token: u64) {}
+}
+
+/// What a node's INFO said, as [`Handler::node_online`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnlineInfo<'a> {
+    /// A game node's GAME_INFO.
+    Game {
+        /// serv_name.
+        serv_name: &'a str,
+        /// Its cross platform.
+        cross_plat: &'a str,
+        /// The address players use.
+        addr: &'a str,
+        /// Unix seconds it opened.
+        open_time: u32,
+    },
+    /// A cross node's CROSS_INFO.
+    Cross {
+        /// cross_server_id.
+        cross_server_id: u32,
+        /// How game nodes reach it.
+        cross_node_name: &'a str,
+        /// Its platform.
+        cross_plat: &'a str,
+        /// The capacity it reported (0 = the login node's default).
+        capacity: u16,
+    },
 }
 
 /// The handler used when the embedder has none: application commands are ignored.
@@ -121,15 +153,109 @@ pub enum SendError {
     TooLarge,
 }
 
-/// What a [`Handler`] may do while handling an event.
+/// What a [`Handler`] may do while handling an event: send application commands to one
+/// node, a platform's game nodes or every node, look nodes up, and set timers on the login
+/// node's own timer wheel.
 pub struct Context<'a> {
     registry: &'a HashMap<NodeKey, ConnId>,
     sessions: &'a [Session],
     out: &'a mut dyn Outbox,
     scratch: &'a mut Vec<u8>,
+    alloc: &'a Allocator,
+    cross_conns: &'a HashMap<CrossId, ConnId>,
+    wheel: &'a mut TimerWheel<Timer>,
+    now_ms: u64,
 }
 
 impl Context<'_> {
+    /// The monotonic clock of this event, in ms (the same clock timers use).
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// Calls [`Handler::timer`] with `token` after `after_ms` (10 ms resolution; timers due
+    /// in the same tick fire in no particular order).
+    pub fn set_timer(&mut self, after_ms: u64, token: u64) -> TimerId {
+        self.wheel
+            .insert(self.now_ms + after_ms, Timer::Handler(token))
+    }
+
+    /// Cancels a timer set with [`Self::set_timer`] that has not fired. A `TimerId` is
+    /// reused after its timer fires or is cancelled: cancel only ids that are still pending.
+    pub fn cancel_timer(&mut self, id: TimerId) -> bool {
+        matches!(self.wheel.cancel(id), Some(Timer::Handler(_)))
+    }
+
+    /// The online cross node that serves game node `serv_id`, if it has an assignment and
+    /// that cross node is online.
+    pub fn cross_of(&self, serv_id: u32) -> Option<NodeKey> {
+        let (cross, _) = self.alloc.game(serv_id)?.assignment?;
+        let conn = *self.cross_conns.get(&cross)?;
+        Some(self.sessions.get(conn)?.key)
+    }
+
+    /// The game nodes assigned to cross node `cross_server_id` (online or not), by slot.
+    pub fn members_of(&self, cross_server_id: u32) -> Vec<(u16, u32)> {
+        self.alloc
+            .cross(cross_server_id)
+            .map(|c| c.members.iter().map(|(&p, &s)| (p, s)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Sends an application command to every online game node whose GAME_INFO named
+    /// `cross_plat`; returns how many got it.
+    pub fn send_to_platform(
+        &mut self,
+        cross_plat: &str,
+        command: u16,
+        body: &[u8],
+    ) -> Result<usize, SendError> {
+        let Some(plat) = self.alloc.platforms.get(cross_plat) else {
+            return Ok(0);
+        };
+        self.send_where(
+            command,
+            body,
+            |s| matches!(s.info, NodeInfo::Game { cross_plat, .. } if cross_plat == plat),
+        )
+    }
+
+    /// Sends an application command to every online node (of `node_type`, or all);
+    /// returns how many got it.
+    pub fn send_to_all(
+        &mut self,
+        node_type: Option<NodeType>,
+        command: u16,
+        body: &[u8],
+    ) -> Result<usize, SendError> {
+        self.send_where(command, body, |s| {
+            node_type.is_none_or(|t| s.key.node_type == t)
+        })
+    }
+
+    fn send_where(
+        &mut self,
+        command: u16,
+        body: &[u8],
+        select: impl Fn(&Session) -> bool,
+    ) -> Result<usize, SendError> {
+        if !cmd::is_app(command) {
+            return Err(SendError::NotAppCommand);
+        }
+        self.scratch.clear();
+        let start = proto::frame::begin_frame(self.scratch, command);
+        self.scratch.extend_from_slice(body);
+        proto::frame::end_frame(self.scratch, start).map_err(|_| SendError::TooLarge)?;
+        let mut sent = 0;
+        for (conn, s) in self.sessions.iter().enumerate() {
+            if s.phase == Phase::Online && select(s) {
+                self.out.send(conn, self.scratch);
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+
     /// True when `node` is online (INFO received, connection alive).
     pub fn is_online(&self, node: NodeKey) -> bool {
         self.online_conn(node).is_some()
@@ -702,12 +828,7 @@ impl Cluster {
                     }
                     (c, Phase::Online, _) if cmd::is_app(c) => {
                         let from = self.sessions[conn].key;
-                        let mut ctx = Context {
-                            registry: &self.registry,
-                            sessions: &self.sessions,
-                            out,
-                            scratch: &mut self.scratch,
-                        };
+                        let mut ctx = self.context(out, now.mono_ms);
                         handler.app_command(&mut ctx, from, c, body);
                     }
                     (c, _, _) => {
@@ -726,6 +847,11 @@ impl Cluster {
                 Timer::Session(conn) => conn,
                 Timer::External(key) => {
                     self.fired_external.push(key);
+                    continue;
+                }
+                Timer::Handler(token) => {
+                    let mut ctx = self.context(out, now.mono_ms);
+                    handler.timer(&mut ctx, token);
                     continue;
                 }
             };
@@ -1027,7 +1153,13 @@ impl Cluster {
             plat,
             (info.cross_server_id, info.cross_pos),
         );
-        self.went_online(key, out, handler);
+        let online = OnlineInfo::Game {
+            serv_name: info.serv_name,
+            cross_plat: info.cross_plat,
+            addr: info.addr,
+            open_time: info.open_time,
+        };
+        self.went_online(key, &online, now, out, handler);
     }
 
     fn on_cross_info(
@@ -1088,19 +1220,41 @@ impl Cluster {
             info.capacity,
             info.game_server_list.iter(),
         );
-        self.went_online(key, out, handler);
+        let online = OnlineInfo::Cross {
+            cross_server_id: info.cross_server_id,
+            cross_node_name: info.cross_node_name,
+            cross_plat: info.cross_plat,
+            capacity: info.capacity,
+        };
+        self.went_online(key, &online, now, out, handler);
     }
 
     /// The tail of every INFO: announce the allocator's changes, then tell the handler.
-    fn went_online(&mut self, key: NodeKey, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+    fn went_online(
+        &mut self,
+        key: NodeKey,
+        info: &OnlineInfo<'_>,
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
         self.announce(out);
-        let mut ctx = Context {
+        let mut ctx = self.context(out, now.mono_ms);
+        handler.node_online(&mut ctx, key, info);
+    }
+
+    /// A handler's view of the cluster for one event.
+    fn context<'a>(&'a mut self, out: &'a mut dyn Outbox, now_ms: u64) -> Context<'a> {
+        Context {
             registry: &self.registry,
             sessions: &self.sessions,
             out,
             scratch: &mut self.scratch,
-        };
-        handler.node_online(&mut ctx, key);
+            alloc: &self.alloc,
+            cross_conns: &self.cross_conns,
+            wheel: &mut self.wheel,
+            now_ms,
+        }
     }
 
     /// STATUS_PUSH and the whole WHITELIST_SNAPSHOT for a game node that just came online.
@@ -1323,7 +1477,7 @@ impl Cluster {
     fn end_session(
         &mut self,
         conn: ConnId,
-        _now: Now,
+        now: Now,
         out: &mut dyn Outbox,
         handler: &mut dyn Handler,
     ) {
@@ -1361,12 +1515,7 @@ impl Cluster {
             NodeInfo::None => {}
         }
         info!("{key} ({peer}) offline");
-        let mut ctx = Context {
-            registry: &self.registry,
-            sessions: &self.sessions,
-            out,
-            scratch: &mut self.scratch,
-        };
+        let mut ctx = self.context(out, now.mono_ms);
         handler.node_offline(&mut ctx, key);
     }
 

@@ -27,7 +27,7 @@ struct AppLog {
 }
 
 impl Handler for AppLog {
-    fn node_online(&mut self, _ctx: &mut Context<'_>, node: NodeKey) {
+    fn node_online(&mut self, _ctx: &mut Context<'_>, node: NodeKey, _info: &OnlineInfo<'_>) {
         self.events.push(format!("online {node}"));
     }
     fn node_offline(&mut self, _ctx: &mut Context<'_>, node: NodeKey) {
@@ -712,15 +712,8 @@ fn application_commands_reach_the_handler_and_never_disconnect() {
 #[test]
 fn handler_context_sends_app_commands_to_online_nodes_only() {
     let mut out = Recorder::default();
-    let mut scratch = Vec::new();
-    let registry = HashMap::new();
-    let sessions = Vec::new();
-    let mut ctx = Context {
-        registry: &registry,
-        sessions: &sessions,
-        out: &mut out,
-        scratch: &mut scratch,
-    };
+    let mut h = H::new();
+    let mut ctx = h.c.context(&mut out, 0);
     let node = NodeKey {
         node_type: NodeType::Game,
         node_id: 1,
@@ -1140,4 +1133,143 @@ fn an_address_that_keeps_failing_auth_is_refused_at_accept_until_its_window_ends
     assert_eq!(h.c.stats().connections_throttled, 1);
     h.advance(10_000);
     assert!(h.c.admits(bad, h.now), "the window ended");
+}
+
+/// A handler that uses every part of its context.
+#[derive(Default)]
+struct Busy {
+    online: Vec<String>,
+    fired: Vec<u64>,
+}
+
+impl Handler for Busy {
+    fn node_online(&mut self, ctx: &mut Context<'_>, node: NodeKey, info: &OnlineInfo<'_>) {
+        self.online.push(match info {
+            OnlineInfo::Game {
+                serv_name,
+                cross_plat,
+                addr,
+                open_time,
+            } => {
+                format!("{node} {serv_name} {cross_plat} {addr} {open_time}")
+            }
+            OnlineInfo::Cross {
+                cross_server_id,
+                cross_node_name,
+                cross_plat,
+                capacity,
+            } => {
+                format!("{node} {cross_server_id} {cross_node_name} {cross_plat} {capacity}")
+            }
+        });
+        if node.node_type == NodeType::Game {
+            // Tell the game node's cross node later (101 after 20 ms, 102 after 40 ms: timers
+            // due in the same 10 ms tick have no order).
+            ctx.set_timer((node.node_id as u64 - 100) * 20, node.node_id as u64);
+        }
+    }
+
+    fn timer(&mut self, ctx: &mut Context<'_>, token: u64) {
+        self.fired.push(token);
+        let serv = token as u32;
+        if let Some(cross) = ctx.cross_of(serv) {
+            let _ = ctx.send(cross, 0x2000, &serv.to_be_bytes());
+        }
+        let _ = ctx.send_to_platform("p", 0x2001, b"p only");
+        let _ = ctx.send_to_all(None, 0x2002, b"all");
+    }
+
+    fn app_command(&mut self, ctx: &mut Context<'_>, _from: NodeKey, cmd: u16, _body: &[u8]) {
+        // A timer set and cancelled never fires.
+        let id = ctx.set_timer(10, 999);
+        assert!(ctx.cancel_timer(id));
+        assert!(!ctx.cancel_timer(id), "already cancelled");
+        assert_eq!(ctx.members_of(90), [(1, 101)]);
+        assert!(ctx.now_ms() > 0);
+        assert_eq!(
+            ctx.send_to_all(None, cmd, &[0; 70_000]),
+            Err(SendError::TooLarge)
+        );
+        assert_eq!(
+            ctx.send_to_platform("p", 0x10, b""),
+            Err(SendError::NotAppCommand)
+        );
+    }
+}
+
+#[test]
+fn handlers_see_infos_set_timers_and_reach_platforms_crosses_and_everyone() {
+    let mut h = H::new();
+    let mut busy = Busy::default();
+    let mut feed = |h: &mut H, busy: &mut Busy, conn: ConnId, frame: &[u8]| {
+        let (payload, _) = proto::parse_frame(frame, 65535)
+            .expect("valid")
+            .expect("whole");
+        h.c.handle_frame(conn, payload, h.now, &mut h.out, busy);
+        if !h.c.pending_journal().is_empty() {
+            h.c.journal_synced(&mut h.out);
+        }
+    };
+    for (conn, node_type, id) in [(1, 2, 9), (2, 1, 101), (3, 1, 102)] {
+        h.open(conn);
+        feed(
+            &mut h,
+            &mut busy,
+            conn,
+            &auth(node_type, id, T0 as u32, TOKEN),
+        );
+    }
+    feed(&mut h, &mut busy, 1, &cross_info(9, "p", 90, 0, &[]));
+    feed(&mut h, &mut busy, 2, &game_info(101, "S101", "p", 0, 0));
+    feed(&mut h, &mut busy, 3, &game_info(102, "S102", "q", 0, 0));
+    assert_eq!(
+        busy.online,
+        [
+            "cross 9 90 cross90@host p 0",
+            "game 101 S101 p a:1 1",
+            "game 102 S102 q a:1 1"
+        ]
+    );
+    h.got(1);
+    h.got(2);
+    h.got(3);
+    h.now.mono_ms += 60;
+    h.c.handle_timeout(h.now, &mut h.out, &mut busy);
+    assert_eq!(busy.fired, [101, 102]);
+    // 101's cross node heard about 101; only 101 is on platform p; everyone got "all".
+    assert_eq!(
+        h.got(1),
+        [
+            Got::App(0x2000, 101u32.to_be_bytes().to_vec()),
+            Got::App(0x2002, b"all".to_vec()),
+            Got::App(0x2002, b"all".to_vec())
+        ]
+    );
+    assert_eq!(
+        h.got(2),
+        [
+            Got::App(0x2001, b"p only".to_vec()),
+            Got::App(0x2002, b"all".to_vec()),
+            Got::App(0x2001, b"p only".to_vec()),
+            Got::App(0x2002, b"all".to_vec())
+        ]
+    );
+    assert_eq!(
+        h.got(3),
+        [
+            Got::App(0x2002, b"all".to_vec()),
+            Got::App(0x2002, b"all".to_vec())
+        ]
+    );
+    let mut app = Vec::new();
+    proto::Message::App {
+        cmd: 0x1234,
+        body: b"",
+    }
+    .encode(&mut app)
+    .expect("fits");
+    feed(&mut h, &mut busy, 2, &app);
+    h.now.mono_ms += 100;
+    h.c.handle_timeout(h.now, &mut h.out, &mut busy);
+    assert_eq!(busy.fired, [101, 102], "the cancelled timer never fired");
 }

@@ -252,6 +252,118 @@ impl LoginNode<NoHandler> {
     pub fn bind(config: Config) -> io::Result<Self> {
         LoginNode::with_handler(config, NoHandler)
     }
+
+    /// A builder for setting a node up in code, starting from [`Config::default`].
+    ///
+    /// ```no_run
+    /// use login_node::{Context, Handler, LoginNode, NodeKey};
+    ///
+    /// struct Echo;
+    /// impl Handler for Echo {
+    ///     fn app_command(&mut self, ctx: &mut Context<'_>, from: NodeKey, cmd: u16, body: &[u8]) {
+    ///         let _ = ctx.send(from, cmd, body);
+    ///     }
+    /// }
+    ///
+    /// let mut node = LoginNode::builder()
+    ///     .listen("0.0.0.0:7700".parse().unwrap())
+    ///     .token("a-long-random-secret")
+    ///     .heartbeat(10, 30)
+    ///     .state_dir(Some("/var/lib/my-game/login".into()))
+    ///     .admin(Some("127.0.0.1:7701".parse().unwrap()), "another-long-secret")
+    ///     .handler(Echo)
+    ///     .build()?;
+    /// node.run()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn builder() -> Builder<NoHandler> {
+        Builder {
+            config: Config::default(),
+            handler: NoHandler,
+        }
+    }
+}
+
+/// Sets up a [`LoginNode`] in code: every [`Config`] field has a setter or comes from
+/// [`Builder::config`]; [`Builder::build`] validates the result as the binary does.
+pub struct Builder<H: Handler = NoHandler> {
+    config: Config,
+    handler: H,
+}
+
+impl<H: Handler> Builder<H> {
+    /// Replaces the whole configuration (setters after this change single fields of it).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The node port address.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen = addr;
+        self
+    }
+
+    /// The shared AUTH token.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.config.token = token.into();
+        self
+    }
+
+    /// A second accepted token during a rotation (`None` to stop accepting it).
+    pub fn previous_token(mut self, token: Option<String>) -> Self {
+        self.config.previous_token = token;
+        self
+    }
+
+    /// Heartbeat interval announced to nodes and the silence after which they are dropped.
+    pub fn heartbeat(mut self, interval_secs: u16, timeout_secs: u16) -> Self {
+        self.config.heartbeat_interval = interval_secs;
+        self.config.heartbeat_timeout = timeout_secs;
+        self
+    }
+
+    /// The durable state directory (`None`: state in memory only).
+    pub fn state_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.config.state_dir = dir;
+        self
+    }
+
+    /// The admin API's address (`None`: no admin API) and bearer token.
+    pub fn admin(mut self, listen: Option<SocketAddr>, token: impl Into<String>) -> Self {
+        self.config.admin_listen = listen;
+        self.config.admin_token = token.into();
+        self
+    }
+
+    /// Peer addresses allowed on the node port (empty: all).
+    pub fn allow(mut self, blocks: Vec<crate::cluster::guard::Cidr>) -> Self {
+        self.config.allow = blocks;
+        self
+    }
+
+    /// Capacity of a cross node that reports 0.
+    pub fn default_capacity(mut self, capacity: u16) -> Self {
+        self.config.default_capacity = capacity;
+        self
+    }
+
+    /// The embedder's handler.
+    pub fn handler<H2: Handler>(self, handler: H2) -> Builder<H2> {
+        Builder {
+            config: self.config,
+            handler,
+        }
+    }
+
+    /// Validates the configuration (as the binary does: an error names the key), opens the
+    /// state directory and binds the listeners.
+    pub fn build(self) -> io::Result<LoginNode<H>> {
+        self.config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
+        LoginNode::with_handler(self.config, self.handler)
+    }
 }
 
 impl<H: Handler> LoginNode<H> {
