@@ -1201,7 +1201,7 @@ impl Handler for Busy {
 fn handlers_see_infos_set_timers_and_reach_platforms_crosses_and_everyone() {
     let mut h = H::new();
     let mut busy = Busy::default();
-    let mut feed = |h: &mut H, busy: &mut Busy, conn: ConnId, frame: &[u8]| {
+    let feed = |h: &mut H, busy: &mut Busy, conn: ConnId, frame: &[u8]| {
         let (payload, _) = proto::parse_frame(frame, 65535)
             .expect("valid")
             .expect("whole");
