@@ -244,6 +244,7 @@ fn slowloris_auth_is_cut_at_auth_timeout_and_does_not_slow_honest_nodes() {
         .sum();
     assert_eq!(open, 0, "{open} slow connections outlived auth_timeout");
     worst = worst.max(worst_rtt(&mut honest, Duration::from_millis(300)));
+    eprintln!("slowloris: 5000 closed within 4.5 s; worst honest RTT {worst:?}");
     assert!(
         worst < Duration::from_millis(100),
         "honest heartbeat RTT reached {worst:?}"
@@ -279,6 +280,10 @@ fn ten_thousand_silent_connections_are_closed_and_memory_returns() {
         |s| fd_count(s.pid()) <= base_fds,
     );
     let after_rss = rss_kib(server.pid());
+    eprintln!(
+        "silent: RSS {base_rss} KiB -> peak {peak_rss} KiB -> after {after_rss} KiB; fds {base_fds} -> {}",
+        fd_count(server.pid())
+    );
     assert!(
         after_rss <= base_rss + 8 * 1024,
         "RSS {base_rss} KiB -> peak {peak_rss} -> after {after_rss}"
@@ -316,6 +321,7 @@ fn frame_bombs_are_kicked_or_bounded_by_max_frame() {
     let mut honest = server.game(3);
     assert!(worst_rtt(&mut honest, Duration::from_millis(300)) < Duration::from_millis(100));
     let grown = rss_kib(server.pid()).saturating_sub(before);
+    eprintln!("frame bombs: 200 half frames grew RSS by {grown} KiB");
     assert!(
         grown <= 200 * (64 + 16) + 4 * 1024,
         "200 half frames grew the server by {grown} KiB"
@@ -433,6 +439,7 @@ fn a_reconnect_storm_leaks_nothing() {
         .collect();
     let sessions: u64 = threads.into_iter().map(|t| t.join().expect("thread")).sum();
     assert!(sessions > 1_000, "only {sessions} sessions in 30 s");
+    eprintln!("storm: {sessions} sessions in 30 s; fds before {base_fds}");
     server.wait_for("everything closed", Duration::from_secs(10), |s| {
         s.metric("login_node_connections_open") == 0
             && s.metric("login_node_nodes_online{type=\"game\"}") == 0
@@ -470,6 +477,7 @@ fn bad_signatures_from_one_address_are_throttled_and_the_log_does_not_flood() {
         }
     }
     let seconds = start.elapsed().as_secs() + 1;
+    eprintln!("throttle: {answered} answered, {refused_early} refused at accept in {seconds} s");
     assert_eq!(answered, 5, "only the first 5 attempts are answered");
     assert_eq!(refused_early, 195);
     // An honest node elsewhere logs in at once.
