@@ -650,9 +650,20 @@ impl<'a> WhitelistSnapshot<'a> {
         entries: impl IntoIterator<Item = &'e str>,
         out: &mut Vec<u8>,
     ) -> Result<(), FrameTooLarge> {
+        Self::encode_flag(version, last as u8, entries, out)
+    }
+
+    /// [`Self::encode`] with the `last` byte as it is (a decoded frame re-encodes exactly,
+    /// whatever value its `last` had).
+    fn encode_flag<'e>(
+        version: u32,
+        last: u8,
+        entries: impl IntoIterator<Item = &'e str>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FrameTooLarge> {
         let start = begin_frame(out, cmd::WHITELIST_SNAPSHOT);
         put_u32(out, version);
-        out.push(last as u8);
+        out.push(last);
         let count_at = out.len();
         put_u16(out, 0);
         let mut count: usize = 0;
@@ -858,7 +869,7 @@ impl<'a> Message<'a> {
             Message::HeartbeatAck(m) => m.encode_ack(out),
             Message::StatusPush(m) => m.encode(out),
             Message::WhitelistSnapshot(m) => {
-                WhitelistSnapshot::encode(m.version, m.last == 1, m.entries.iter(), out)?
+                WhitelistSnapshot::encode_flag(m.version, m.last, m.entries.iter(), out)?
             }
             Message::WhitelistDelta(m) => m.encode(out)?,
             Message::Kick(m) => m.encode(out),
@@ -1053,6 +1064,18 @@ mod snapshot_split_tests {
             Message::decode(pp).expect("decodes"),
             Message::decode(qp).expect("decodes")
         );
+    }
+
+    #[test]
+    fn a_snapshot_re_encodes_its_last_byte_as_it_came() {
+        // Found by the `messages` fuzz target: a `last` of 5 came back as 0.
+        let mut frame = Vec::new();
+        WhitelistSnapshot::encode_flag(0, 5, [], &mut frame).expect("fits");
+        let (payload, _) = parse_frame(&frame, 65_535).expect("valid").expect("whole");
+        let m = Message::decode(payload).expect("decodes");
+        let mut again = Vec::new();
+        m.encode(&mut again).expect("encodes");
+        assert_eq!(again, frame);
     }
 
     #[test]
