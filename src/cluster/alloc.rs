@@ -487,6 +487,9 @@ impl Allocator {
                 }
             }
         }
+        let old_plat = old
+            .and_then(|(c, _)| self.crosses.get(&c))
+            .and_then(|c| c.plat);
         self.release(serv);
         let target = self.crosses.get_mut(&to).ok_or(MoveError::UnknownCross)?;
         let pos = if pos != 0 {
@@ -495,6 +498,10 @@ impl Allocator {
             target.lowest_free_slot().ok_or(MoveError::NoFreeSlot)?
         };
         self.settle(serv, to, pos);
+        // The slot it left is capacity that just appeared: the waiting get it, in order.
+        if let Some(plat) = old_plat {
+            self.drain_waiting(plat);
+        }
         Ok(())
     }
 
@@ -857,5 +864,21 @@ mod tests {
         assert_eq!(a.move_game(1, 2, 1), Err(MoveError::SlotTaken));
         assert_eq!(a.move_game(1, 2, 3), Ok(()));
         assert_eq!(assignment(&a, 1), Some((2, 3)));
+    }
+
+    #[test]
+    fn a_slot_freed_by_a_move_goes_to_the_oldest_waiting_node() {
+        // Found by tests/properties.rs: a waiting node stayed queued beside a free slot.
+        let (mut a, p) = setup();
+        a.cross_online(1, p, "c1", 1, []);
+        a.game_online(10, "a", p, (0, 0)); // takes 1/1: cross 1 is full
+        a.game_online(11, "b", p, (9, 0)); // adopted by cross 9, never online (not ranked)
+        a.game_online(12, "c", p, (0, 0));
+        a.game_online(13, "d", p, (0, 0));
+        assert_eq!(a.waiting(p).collect::<Vec<_>>(), [12, 13]);
+        // The operator moves 10 to cross 9: its slot on cross 1 goes to the oldest waiter.
+        assert_eq!(a.move_game(10, 9, 0), Ok(()));
+        assert_eq!(assignment(&a, 12), Some((1, 1)));
+        assert_eq!(a.waiting(p).collect::<Vec<_>>(), [13]);
     }
 }
