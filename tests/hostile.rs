@@ -1,8 +1,9 @@
 //! Hostile clients against a real `login-node` process over loopback. Every test states the
 //! budget it holds the server to and asserts it; honest nodes must stay served throughout.
 //!
-//! The heavy tests (thousands of sockets) run one at a time (the `HEAVY` lock): this test
-//! process shares the 20,000 open-file limit with all of them. fd exhaustion of the server is
+//! The tests run one at a time (the `SERIAL` lock): this test process shares the 20,000
+//! open-file limit with all of them, and the reconnect storm churns through ephemeral ports
+//! that a concurrent server start could otherwise find taken. fd exhaustion of the server is
 //! in `tests/cli.rs` (`running_out_of_file_descriptors_does_not_spin_and_recovers`).
 
 mod common;
@@ -18,10 +19,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_login-node");
-static HEAVY: Mutex<()> = Mutex::new(());
+static SERIAL: Mutex<()> = Mutex::new(());
 
-fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn free_addr() -> SocketAddr {
@@ -40,37 +41,46 @@ struct Server {
 }
 
 impl Server {
+    /// Starts the binary on two free ports; if it exits during start-up (a port was taken
+    /// between choosing and binding it), tries again with new ports.
     fn start(extra: &[&str]) -> Server {
-        let dir = common::temp_dir("hostile");
-        std::fs::create_dir_all(&dir).expect("dir");
-        let addr = free_addr();
-        let admin = free_addr();
-        let log = std::fs::File::create(dir.join("stderr.log")).expect("log file");
-        let child = Command::new(BIN)
-            .args(["--listen", &addr.to_string(), "--token", TOKEN])
-            .args([
-                "--admin-listen",
-                &admin.to_string(),
-                "--admin-token",
-                ADMIN_TOKEN,
-            ])
-            .args(["--state-dir", &dir.join("state").display().to_string()])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(admin).is_err() {
-            assert!(Instant::now() < deadline, "server never came up");
-            std::thread::sleep(Duration::from_millis(10));
+        for _ in 0..5 {
+            let dir = common::temp_dir("hostile");
+            std::fs::create_dir_all(&dir).expect("dir");
+            let addr = free_addr();
+            let admin = free_addr();
+            let log = std::fs::File::create(dir.join("stderr.log")).expect("log file");
+            let child = Command::new(BIN)
+                .args(["--listen", &addr.to_string(), "--token", TOKEN])
+                .args(["--admin-listen", &admin.to_string()])
+                .args(["--admin-token", ADMIN_TOKEN])
+                .args(["--state-dir", &dir.join("state").display().to_string()])
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn");
+            let mut server = Server {
+                child,
+                addr,
+                admin,
+                dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                // The child first: this also rules out a TCP self-connect to a dead port.
+                if server.child.try_wait().expect("wait").is_some() {
+                    break;
+                }
+                if TcpStream::connect(admin).is_ok() && TcpStream::connect(addr).is_ok() {
+                    return server;
+                }
+                assert!(Instant::now() < deadline, "server never came up");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            eprintln!("server exited at start ({}); retrying", server.log().trim());
         }
-        Server {
-            child,
-            addr,
-            admin,
-            dir,
-        }
+        panic!("the server would not start");
     }
 
     fn pid(&self) -> u32 {
@@ -220,7 +230,7 @@ fn auth_frame(id: u32, token: &str) -> Vec<u8> {
 /// throughout.
 #[test]
 fn slowloris_auth_is_cut_at_auth_timeout_and_does_not_slow_honest_nodes() {
-    let _g = heavy();
+    let _g = serial();
     let server = Server::start(&["--auth-timeout", "3", "--log-level", "warn"]);
     let mut honest = server.game(1);
     let frame = auth_frame(2, TOKEN);
@@ -257,7 +267,7 @@ fn slowloris_auth_is_cut_at_auth_timeout_and_does_not_slow_honest_nodes() {
 /// buffer stays).
 #[test]
 fn ten_thousand_silent_connections_are_closed_and_memory_returns() {
-    let _g = heavy();
+    let _g = serial();
     let server = Server::start(&["--auth-timeout", "2", "--log-level", "warn"]);
     let mut honest = server.game(1);
     let base_fds = fd_count(server.pid());
@@ -296,7 +306,7 @@ fn ten_thousand_silent_connections_are_closed_and_memory_returns() {
 /// max_frame + 16 KiB each.
 #[test]
 fn frame_bombs_are_kicked_or_bounded_by_max_frame() {
-    let _g = heavy();
+    let _g = serial();
     let server = Server::start(&["--max-frame", "4096", "--log-level", "warn"]);
     // Over max_frame, header only (after AUTH so there is someone to KICK).
     let mut over = server.game(1);
@@ -341,7 +351,7 @@ fn frame_bombs_are_kicked_or_bounded_by_max_frame() {
 /// delta of a 4 MiB burst (the cap is on the backlog, not on one burst).
 #[test]
 fn a_node_that_never_reads_is_dropped_at_the_write_cap() {
-    let _g = heavy();
+    let _g = serial();
     let server = Server::start(&["--max-write-buffer", "65536", "--log-level", "warn"]);
     // The lazy node: a tiny receive buffer, and it never reads.
     let lazy = {
@@ -406,7 +416,7 @@ fn a_node_that_never_reads_is_dropped_at_the_write_cap() {
 /// open, the server's descriptor count back to its baseline.
 #[test]
 fn a_reconnect_storm_leaks_nothing() {
-    let _g = heavy();
+    let _g = serial();
     let server = Server::start(&["--log-level", "warn"]);
     let base_fds = fd_count(server.pid());
     let addr = server.addr;
@@ -458,6 +468,7 @@ fn a_reconnect_storm_leaks_nothing() {
 /// holds at most 20 refusal lines a second however fast the attempts come.
 #[test]
 fn bad_signatures_from_one_address_are_throttled_and_the_log_does_not_flood() {
+    let _g = serial();
     let server = Server::start(&["--auth-fail-limit", "5", "--auth-fail-window", "60"]);
     let attacker = [127, 0, 0, 66];
     let frame = auth_frame(7, "wrong-token");
@@ -507,6 +518,7 @@ fn bad_signatures_from_one_address_are_throttled_and_the_log_does_not_flood() {
 /// node port keeps answering heartbeats within 100 ms.
 #[test]
 fn hostile_admin_clients_are_answered_and_cut_off() {
+    let _g = serial();
     let server = Server::start(&["--log-level", "warn"]);
     let mut honest = server.game(1);
     let big = format!(
