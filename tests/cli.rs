@@ -451,14 +451,17 @@ fn a_corrupt_journal_or_a_locked_state_dir_refuses_to_start() {
         &state_arg,
     ]));
     connect_when_up(format!("127.0.0.1:{port}").parse().expect("addr"));
-    let out = run(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--state-dir",
-        &state_arg,
-        "--admin-listen",
-        "off",
-    ]);
+    let start_on_state = || {
+        run(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            &state_arg,
+            "--admin-listen",
+            "off",
+        ])
+    };
+    let out = start_on_state();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("locked"),
@@ -473,14 +476,7 @@ fn a_corrupt_journal_or_a_locked_state_dir_refuses_to_start() {
     let second = 8 + 8 + 11; // magic, then the first record (8-byte header + 11-byte body)
     bytes[second + 9] ^= 0x40;
     std::fs::write(&journal, &bytes).expect("write");
-    let out = run(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--state-dir",
-        &state_arg,
-        "--admin-listen",
-        "off",
-    ]);
+    let out = start_on_state();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

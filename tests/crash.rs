@@ -14,7 +14,7 @@ mod common;
 
 use common::{temp_dir, REPLY, TOKEN};
 use login_node::client::{Client, ServerMessage};
-use login_node::proto::{CrossInfo, GameInfo, NodeType, U32List};
+use login_node::proto::{CrossInfo, NodeType, U32List};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -100,16 +100,7 @@ fn send_game(addr: SocketAddr, id: u32) -> Option<Client> {
     let mut c = Client::connect(addr, REPLY).ok()?;
     c.send_auth(NodeType::Game as u8, id, "dev", TOKEN, None)
         .ok()?;
-    c.send_game_info(&GameInfo {
-        serv_id: id,
-        serv_name: "",
-        open_time: 1,
-        cross_plat: "p",
-        cross_server_id: 0,
-        cross_pos: 0,
-        addr: "127.0.0.1:1",
-    })
-    .ok()?;
+    c.send_game_info(&common::game_info(id, "p")).ok()?;
     Some(c)
 }
 

@@ -10,7 +10,7 @@ mod common;
 
 use common::{cpu_seconds, fd_count, http, rss_kib, ADMIN_TOKEN, REPLY, TOKEN};
 use login_node::client::{Client, ServerMessage};
-use login_node::proto::{GameInfo, NodeType};
+use login_node::proto::NodeType;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -126,16 +126,8 @@ impl Drop for Server {
     }
 }
 
-fn game_info(id: u32) -> GameInfo<'static> {
-    GameInfo {
-        serv_id: id,
-        serv_name: "",
-        open_time: 1,
-        cross_plat: "p",
-        cross_server_id: 0,
-        cross_pos: 0,
-        addr: "127.0.0.1:1",
-    }
+fn game_info(id: u32) -> login_node::proto::GameInfo<'static> {
+    common::game_info(id, "p")
 }
 
 /// A connection from source address `from` (127.0.0.x), so tests can be told apart by IP.
