@@ -17,9 +17,15 @@
 //! - [`proto`]: bytes in, values out; no I/O.
 //! - [`cluster`]: the logic, sans-IO: events in with `now`, decisions out through an [`cluster::Outbox`].
 //! - [`timer`]: the hierarchical timer wheel behind every deadline.
-//! - [`reactor`]: the single-threaded mio poll loop, [`reactor::LoginNode`].
+//! - [`state`]: the durable state (journal, snapshot, replay).
+//! - [`admin`]: the admin HTTP API and metrics, sans-IO.
+//! - [`reactor`]: the single-threaded mio poll loop, [`reactor::LoginNode`] and its
+//!   [`reactor::Builder`].
 //! - [`config`]: defaults, TOML file and flags.
-//! - [`client`]: a blocking client for Rust nodes.
+//! - [`client`]: clients for Rust nodes: blocking, sans-IO ([`client::machine`]) and
+//!   reconnecting ([`client::node`]).
+//!
+//! `docs/ARCHITECTURE.md` draws the whole data path.
 //!
 //! Embedding, with no async runtime:
 //!
