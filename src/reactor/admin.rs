@@ -40,7 +40,7 @@ pub(super) struct AdminConn {
     input: Vec<u8>,
     output: Vec<u8>,
     /// A change's response (and its audit line) waiting for the journal sync.
-    held: Option<(Vec<u8>, String)>,
+    held: Option<Vec<u8>>,
     close_after_output: bool,
     timer: Option<TimerId>,
     /// The current deadline is the request deadline (a request has started).
@@ -53,6 +53,9 @@ pub(super) struct AdminSide {
     addr: Option<SocketAddr>,
     conns: Slab<AdminConn>,
     audit: Option<File>,
+    /// Audit lines of changes waiting for the journal sync (kept apart from the connections:
+    /// a change is audited even if its client hangs up first).
+    pending_audit: Vec<(SocketAddr, String)>,
     fired: Vec<usize>,
 }
 
@@ -63,6 +66,7 @@ impl AdminSide {
             addr: None,
             conns: Slab::new(),
             audit: None,
+            pending_audit: Vec::new(),
             fired: Vec::new(),
         };
         let Some(addr) = config.admin_listen else {
@@ -267,8 +271,11 @@ impl<H: Handler> LoginNode<H> {
             let what = format!("{} {}", req.method, req.path);
             match outcome.audit {
                 Some(change) if self.cluster.pending_journal().len() > journal_before => {
-                    // 200 only once the change is durable.
-                    c.held = Some((bytes, format!("{what} {change}")));
+                    // 200 (and the audit line) only once the change is durable.
+                    c.held = Some(bytes);
+                    self.admin
+                        .pending_audit
+                        .push((peer, format!("{what} {change}")));
                     return;
                 }
                 Some(change) => {
@@ -280,9 +287,13 @@ impl<H: Handler> LoginNode<H> {
         }
     }
 
-    /// The journal synced: every held response goes out, with its audit line, and the
-    /// connection continues with requests that waited behind it.
+    /// The journal synced: the audit lines of the changes it made durable are written, every
+    /// held response goes out, and each connection continues with requests that waited
+    /// behind it.
     pub(super) fn admin_release_held(&mut self) {
+        for (peer, line) in std::mem::take(&mut self.admin.pending_audit) {
+            self.audit(peer, &line);
+        }
         let keys: Vec<usize> = self
             .admin
             .conns
@@ -295,12 +306,10 @@ impl<H: Handler> LoginNode<H> {
         }
         let now = self.now();
         for key in keys {
-            let Some((bytes, line)) = self.admin.conns[key].held.take() else {
+            let Some(bytes) = self.admin.conns[key].held.take() else {
                 continue;
             };
-            let peer = self.admin.conns[key].peer;
             self.admin.conns[key].output.extend_from_slice(&bytes);
-            self.audit(peer, &line);
             self.admin_process(key, now);
             self.admin_read(key, now);
             self.admin_flush(key);
@@ -365,7 +374,8 @@ impl<H: Handler> LoginNode<H> {
             self.cluster.cancel_timer(t);
         }
         if c.held.is_some() {
-            // The change stays in the journal queue; only the client's answer is lost.
+            // The change stays in the journal queue (and is audited when durable); only the
+            // client's answer is lost.
             warn!(
                 "admin {}: closed before its change was durable",
                 Peer(c.peer)
