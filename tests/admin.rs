@@ -611,3 +611,42 @@ fn a_burst_of_new_game_nodes_is_made_durable_with_one_group_commit() {
     server.stop().expect("stop");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_change_is_audited_even_if_its_client_left_before_it_was_durable() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = temp_dir("audit-late");
+    let mut node = LoginNode::bind(durable_config(&dir)).expect("bind");
+    let disk_full = Arc::new(AtomicBool::new(true));
+    node.inject_journal_fault(disk_full.clone());
+    let server = start_node(node);
+    let addr = server.admin.expect("admin");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let body = r#"{"entry": "late"}"#;
+    write!(
+        s,
+        "POST /api/whitelist HTTP/1.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let deadline = Instant::now() + REPLY;
+    while metric(&server, "login_node_journal_failures_total") == 0 {
+        assert!(Instant::now() < deadline, "the write never failed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(s); // gone before its change is durable
+    disk_full.store(false, Ordering::Relaxed);
+    let deadline = Instant::now() + REPLY;
+    while metric(&server, "login_node_journal_fsyncs_total") == 0 {
+        assert!(Instant::now() < deadline, "the retry never succeeded");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.stop().expect("stop");
+    let audit = std::fs::read_to_string(dir.join("audit.log")).expect("audit log");
+    assert!(
+        audit.contains("POST /api/whitelist whitelist added 1 of 1 requested [\"late\"]"),
+        "{audit}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -520,6 +520,10 @@ impl<H: Handler> LoginNode<H> {
         self.events = events;
         notify::notify("STOPPING=1");
         result?;
+        // One last attempt at records still waiting for a retry: what they announce goes out
+        // with the KICKs if it succeeds.
+        self.journal_retry_at = None;
+        self.commit_journal();
         self.shutdown_all();
         Ok(())
     }
