@@ -495,8 +495,13 @@ impl<H: Handler> LoginNode<H> {
     }
 
     fn now(&self) -> Now {
+        self.now_at(Instant::now())
+    }
+
+    /// `now` for a monotonic instant already read (one clock read per loop turn).
+    fn now_at(&self, at: Instant) -> Now {
         Now {
-            mono_ms: self.start.elapsed().as_millis() as u64,
+            mono_ms: at.saturating_duration_since(self.start).as_millis() as u64,
             unix_secs: unix_now(),
         }
     }
@@ -538,7 +543,7 @@ impl<H: Handler> LoginNode<H> {
                 return Err(e);
             }
             let turn_start = Instant::now();
-            let now = self.now();
+            let now = self.now_at(turn_start);
             // Connections that hit the read cap last turn read again after this turn's events.
             let carried = std::mem::take(&mut self.pending_reads);
             for event in events.iter() {
