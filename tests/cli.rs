@@ -422,22 +422,22 @@ fn systemd_is_told_ready_and_stopping() {
 }
 
 #[test]
-fn a_corrupt_journal_or_a_locked_state_dir_refuses_to_start() {
-    use login_node::state::{Record, Store};
+fn a_corrupt_legacy_journal_or_a_locked_state_dir_refuses_to_start() {
+    use login_node::state::{Db, Record};
     let dir = scratch_dir();
     let state = dir.join("state");
-    {
-        let (mut store, _) = Store::open(&state).expect("open");
-        let mut bytes = Vec::new();
-        for serv in 1..=3 {
-            Record::Assign {
-                serv,
-                cross: 90,
-                pos: serv as u16,
-            }
-            .encode(&mut bytes);
+    let mut bytes = Vec::new();
+    for serv in 1..=3 {
+        Record::Assign {
+            serv,
+            cross: 90,
+            pos: serv as u16,
         }
-        store.commit(&bytes).expect("commit");
+        .encode(&mut bytes);
+    }
+    {
+        let (mut db, _) = Db::open(&state).expect("open");
+        db.commit(&bytes).expect("commit");
     }
     // A second process on the same directory is refused while the first holds it.
     let port = free_port();
@@ -451,17 +451,17 @@ fn a_corrupt_journal_or_a_locked_state_dir_refuses_to_start() {
         &state_arg,
     ]));
     connect_when_up(format!("127.0.0.1:{port}").parse().expect("addr"));
-    let start_on_state = || {
+    let start_on = |state_arg: &str| {
         run(&[
             "--listen",
             "127.0.0.1:0",
             "--state-dir",
-            &state_arg,
+            state_arg,
             "--admin-listen",
             "off",
         ])
     };
-    let out = start_on_state();
+    let out = start_on(&state_arg);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("locked"),
@@ -470,19 +470,23 @@ fn a_corrupt_journal_or_a_locked_state_dir_refuses_to_start() {
     );
     drop(p);
 
-    // Flip one byte of the second record: corruption in the middle, named with its offset.
-    let journal = state.join("journal");
-    let mut bytes = std::fs::read(&journal).expect("read");
+    // A journal of the earlier format with one byte of its second record flipped: corruption
+    // in the middle, named with its offset, and nothing migrated.
+    let legacy = dir.join("legacy");
+    std::fs::create_dir_all(&legacy).expect("dir");
+    let mut journal = b"LNJRNL01".to_vec();
+    journal.extend_from_slice(&bytes);
     let second = 8 + 8 + 11; // magic, then the first record (8-byte header + 11-byte body)
-    bytes[second + 9] ^= 0x40;
-    std::fs::write(&journal, &bytes).expect("write");
-    let out = start_on_state();
+    journal[second + 9] ^= 0x40;
+    std::fs::write(legacy.join("journal"), &journal).expect("write");
+    let out = start_on(&legacy.display().to_string());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("journal") && stderr.contains(&format!("offset {second}")),
         "{stderr}"
     );
+    assert!(!legacy.join("state.redb").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -62,6 +62,10 @@ pub struct GameRecord {
     pub online: bool,
     /// The cross_plat of its last GAME_INFO.
     pub plat: Option<PlatId>,
+    /// The open_time of its last GAME_INFO.
+    pub open_time: u32,
+    /// The player address of its last GAME_INFO.
+    pub addr: Box<str>,
     /// Its place in its platform's waiting queue, while it waits.
     waiting: Option<u64>,
 }
@@ -154,8 +158,26 @@ impl Changes {
         self.assign.dedup();
         self.members.sort_unstable();
         self.members.dedup();
-        self.settled.sort_unstable();
-        self.settled.dedup();
+        // Settled assignments keep their event order: a move that frees a slot is recorded
+        // before the waiting node that takes it, so every prefix of the records is valid.
+        dedup_in_order(&mut self.settled);
+    }
+}
+
+/// Removes repeats, keeping each value's first place.
+fn dedup_in_order(v: &mut Vec<ServId>) {
+    if v.len() <= 32 {
+        let mut i = 0;
+        while i < v.len() {
+            if v[..i].contains(&v[i]) {
+                v.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    } else {
+        let mut seen = hashbrown::HashSet::with_capacity(v.len());
+        v.retain(|x| seen.insert(*x));
     }
 }
 
@@ -310,6 +332,41 @@ impl Allocator {
             rec.capacity = c;
             self.overrides.insert(id, c);
         }
+    }
+
+    /// Sets what a game node's GAME_INFO said of itself (at start-up from the durable
+    /// record, or when a GAME_INFO changes it).
+    pub fn restore_game(&mut self, serv: ServId, plat: &str, open_time: u32, addr: &str) {
+        let plat = self.platforms.intern(plat);
+        let game = self.games.entry(serv).or_default();
+        if game.waiting.is_none() {
+            game.plat = Some(plat);
+        }
+        game.open_time = open_time;
+        if *game.addr != *addr {
+            game.addr = addr.into();
+        }
+    }
+
+    /// Restores the last name of a game node at start-up.
+    pub fn restore_name(&mut self, serv: ServId, name: &str) {
+        self.games.entry(serv).or_default().name = name.into();
+    }
+
+    /// Restores what a cross node's last CROSS_INFO said at start-up: it is known (offline),
+    /// so its members are told its name as soon as they return.
+    pub fn restore_cross_facts(&mut self, id: CrossId, name: &str, plat: &str, reported: u16) {
+        let plat = self.platforms.intern(plat);
+        let capacity = match self.overrides.get(&id) {
+            Some(&c) => c,
+            None if reported == 0 => self.default_capacity,
+            None => reported,
+        };
+        let rec = self.crosses.entry(id).or_default();
+        rec.name = Some(name.into());
+        rec.plat = Some(plat);
+        rec.reported_capacity = reported;
+        rec.capacity = capacity;
     }
 
     fn plat_mut(&mut self, plat: PlatId) -> &mut Platform {

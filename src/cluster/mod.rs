@@ -419,6 +419,28 @@ impl Owed {
             && self.deltas.is_empty()
     }
 
+    /// Drops what was held for a connection that closed, so held memory stays proportional
+    /// to the nodes online however long the store cannot be written.
+    fn forget(&mut self, conn: ConnId) {
+        self.welcome.retain(|&c| c != conn);
+        if !self.frame_index.iter().any(|e| e.0 == conn) {
+            return;
+        }
+        let (mut start, mut kept) = (0, 0);
+        self.frame_index.retain_mut(|entry| {
+            let end = entry.2;
+            let keep = entry.0 != conn;
+            if keep {
+                self.frames.copy_within(start..end, kept);
+                kept += end - start;
+                entry.2 = kept;
+            }
+            start = end;
+            keep
+        });
+        self.frames.truncate(kept);
+    }
+
     fn clear(&mut self) {
         self.frames.clear();
         self.frame_index.clear();
@@ -471,9 +493,18 @@ pub struct Cluster {
     /// Encoding buffer for frames, reused.
     scratch: Vec<u8>,
     changes: Changes,
-    /// Journal records not yet durable; their announcements wait in `owed`.
+    /// Records of the batch being accumulated; their announcements wait in `owed`.
     journal: Vec<u8>,
     owed: Owed,
+    /// The sequence number the accumulating batch will have.
+    next_seq: u64,
+    /// The batch handed to the store and what it announces, until it is durable.
+    in_flight: Option<(u64, Owed)>,
+    /// Every batch up to this one is durable.
+    durable_seq: u64,
+    /// The last batch holding a whitelist or maintenance change: a game node's welcome
+    /// (STATUS_PUSH + WHITELIST_SNAPSHOT) waits until it is durable.
+    operator_seq: u64,
     /// False after a failed journal write, until one succeeds.
     writable: bool,
     whitelist: Whitelist,
@@ -511,6 +542,10 @@ impl Cluster {
             changes: Changes::default(),
             journal: Vec::new(),
             owed: Owed::default(),
+            next_seq: 1,
+            in_flight: None,
+            durable_seq: 0,
+            operator_seq: 0,
             writable: true,
             whitelist: Whitelist::default(),
             maintenance: HashSet::new(),
@@ -537,7 +572,18 @@ impl Cluster {
             maintenance,
             capacity,
             draining,
+            games,
+            crosses,
         } = state;
+        // Cross nodes first: their names, platforms and capacities, then the overrides.
+        for (cross, facts) in &crosses {
+            self.alloc
+                .restore_cross_facts(*cross, &facts.name, &facts.plat, facts.capacity);
+        }
+        for (serv, facts) in &games {
+            self.alloc
+                .restore_game(*serv, &facts.plat, facts.open_time, &facts.addr);
+        }
         for (serv, (cross, pos)) in assignments {
             let name = names.remove(&serv);
             self.alloc.restore(serv, cross, pos, name.as_deref());
@@ -549,6 +595,10 @@ impl Cluster {
                 capacity.get(&cross).copied(),
                 draining.contains(&cross),
             );
+        }
+        for (serv, name) in names {
+            // Game nodes heard from but never assigned.
+            self.alloc.restore_name(serv, &name);
         }
         self.whitelist = Whitelist {
             version: whitelist_version,
@@ -590,45 +640,101 @@ impl Cluster {
         self.maintenance.contains(&serv)
     }
 
-    /// Journal records not yet durable. The reactor writes and syncs them at the end of its
-    /// loop turn, then calls [`Self::journal_synced`] (or [`Self::journal_failed`]).
+    /// Records of the batch being accumulated (not yet handed to the store).
     pub fn pending_journal(&self) -> &[u8] {
         &self.journal
     }
 
-    /// False while journal writes fail: no new assignments, operator changes refused.
+    /// False while the store cannot be written: no new assignments, operator changes refused.
     pub fn is_writable(&self) -> bool {
         self.writable
     }
 
-    /// The pending records are durable: send what they announce.
-    pub fn journal_synced(&mut self, out: &mut dyn Outbox) {
-        self.journal.clear();
-        let mut owed = std::mem::take(&mut self.owed);
+    /// The sequence number the accumulating batch will have: a change made now is durable
+    /// once [`Self::batch_durable`] has been called with this number (or a later one).
+    pub fn pending_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Every batch up to this sequence number is durable.
+    pub fn durable_seq(&self) -> u64 {
+        self.durable_seq
+    }
+
+    /// True while a batch is with the store.
+    pub fn batch_in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Hands the accumulated records to the store: swaps them into `into` (which should be
+    /// empty; its buffer is reused) and returns the batch's sequence number. `None` while a
+    /// batch is in flight (one at a time: the next turns accumulate the following batch) or
+    /// when nothing is pending.
+    pub fn take_batch(&mut self, into: &mut Vec<u8>) -> Option<u64> {
+        if self.in_flight.is_some() || self.journal.is_empty() {
+            return None;
+        }
+        into.clear();
+        std::mem::swap(&mut self.journal, into);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.in_flight = Some((seq, std::mem::take(&mut self.owed)));
+        Some(seq)
+    }
+
+    /// The batch `seq` is durable: send what it announces (and what waited behind it without
+    /// records of its own).
+    pub fn batch_durable(&mut self, seq: u64, out: &mut dyn Outbox) {
+        let Some((in_flight, mut owed)) = self.in_flight.take() else {
+            return;
+        };
+        debug_assert_eq!(in_flight, seq, "durable batch is not the one in flight");
+        self.durable_seq = seq;
+        self.send_owed(&mut owed, out);
+        if self.journal.is_empty() {
+            // Frames held only to keep their order behind the batch: nothing else to wait for.
+            let mut behind = std::mem::take(&mut self.owed);
+            self.send_owed(&mut behind, out);
+        }
+        if self.owed.is_empty() {
+            owed.clear();
+            self.owed = owed; // keep the buffers for the next batch
+        }
         if !self.writable {
             info!("state is writable again: assigning waiting game nodes");
             self.writable = true;
-            // New assignments for the waiting: their records are pending again, held in
-            // `self.owed` till the next sync.
+            // New assignments for the waiting: their records join the accumulating batch.
             self.alloc.set_allow_new(true);
             self.announce(out);
         }
-        self.send_owed(&mut owed, out);
-        // Keep the buffers' capacity for the next turn.
-        owed.clear();
-        if self.owed.is_empty() {
-            self.owed = owed;
+    }
+
+    /// The pending records are durable (for callers that write synchronously, and tests): the
+    /// batch in flight, then the accumulated one.
+    pub fn journal_synced(&mut self, out: &mut dyn Outbox) {
+        if let Some((seq, _)) = self.in_flight {
+            self.batch_durable(seq, out);
+        }
+        let mut buf = Vec::new();
+        if let Some(seq) = self.take_batch(&mut buf) {
+            self.batch_durable(seq, out);
         }
     }
 
-    /// Writing the pending records failed: keep them (and what they announce) for the
-    /// retry, and make no new assignments until then.
+    /// Writing the batch in flight failed: it stays in flight (the caller retries it) with
+    /// what it announces, and no new assignments are made until a write succeeds.
     pub fn journal_failed(&mut self) {
         if self.writable {
             error!("state is not writable: new assignments and operator changes are refused until a write succeeds");
             self.writable = false;
             self.alloc.set_allow_new(false);
         }
+    }
+
+    /// Bytes held for durability (frames and deltas of both batches), for metrics and tests.
+    pub fn held_bytes(&self) -> usize {
+        let of = |o: &Owed| o.frames.len() + o.deltas.len() + o.welcome.len() * 8;
+        of(&self.owed) + self.in_flight.as_ref().map_or(0, |(_, o)| of(o))
     }
 
     /// Open TCP connections on the node port.
@@ -1113,7 +1219,7 @@ impl Cluster {
         let plat = self.alloc.platforms.intern(info.cross_plat);
         // Welcome now, or after the pending records are durable (the snapshot and status
         // must not show what is not durable yet).
-        let welcome_now = self.journal.is_empty();
+        let welcome_now = self.operator_seq <= self.durable_seq;
         let s = &mut self.sessions[conn];
         s.phase = Phase::Online;
         s.info = NodeInfo::Game {
@@ -1138,15 +1244,7 @@ impl Cluster {
         } else {
             self.owed.welcome.push(conn);
         }
-        if let Some(g) = self.alloc.game(key.node_id) {
-            if g.assignment.is_some() && *g.name != *info.serv_name {
-                Record::Name {
-                    serv: key.node_id,
-                    name: info.serv_name.into(),
-                }
-                .encode(&mut self.journal);
-            }
-        }
+        self.journal_game_facts(key.node_id, &info);
         self.alloc.game_online(
             key.node_id,
             info.serv_name,
@@ -1187,6 +1285,12 @@ impl Cluster {
             let why = format_args!("CROSS_INFO id {} differs from node_id", info.id);
             return self.protocol_error(conn, &why, now, out, handler);
         }
+        if info.cross_server_id == 0 {
+            // 0 means "none" in GAME_INFO: game nodes told it would read it as no assignment.
+            let why =
+                "CROSS_INFO cross_server_id 0 (0 means none; a cross node needs a non-zero id)";
+            return self.protocol_error(conn, &why, now, out, handler);
+        }
         if let Some(&other) = self.cross_conns.get(&info.cross_server_id) {
             // Two live processes claiming one cross_server_id: the newer one wins, as a
             // duplicate login would.
@@ -1213,6 +1317,7 @@ impl Cluster {
         );
         self.cross_conns.insert(info.cross_server_id, conn);
         self.stats.online_cross += 1;
+        self.journal_cross_facts(&info);
         self.alloc.cross_online(
             info.cross_server_id,
             plat,
@@ -1276,6 +1381,53 @@ impl Cluster {
         }
     }
 
+    /// Records what a GAME_INFO says that the durable record does not hold yet (its name,
+    /// platform, open_time and address), so a restart knows every game node ever heard from.
+    fn journal_game_facts(&mut self, serv: ServId, info: &GameInfo<'_>) {
+        let known = self.alloc.game(serv);
+        if known.map_or("", |g| &*g.name) != info.serv_name {
+            Record::Name {
+                serv,
+                name: info.serv_name.into(),
+            }
+            .encode(&mut self.journal);
+        }
+        let same = known.is_some_and(|g| {
+            g.plat.map(|p| self.alloc.platforms.name(p)) == Some(info.cross_plat)
+                && g.open_time == info.open_time
+                && *g.addr == *info.addr
+        });
+        if !same {
+            Record::Game {
+                serv,
+                plat: info.cross_plat.into(),
+                open_time: info.open_time,
+                addr: info.addr.into(),
+            }
+            .encode(&mut self.journal);
+            self.alloc
+                .restore_game(serv, info.cross_plat, info.open_time, info.addr);
+        }
+    }
+
+    /// Records what a CROSS_INFO says that the durable record does not hold yet.
+    fn journal_cross_facts(&mut self, info: &CrossInfo<'_>) {
+        let same = self.alloc.cross(info.cross_server_id).is_some_and(|c| {
+            c.name.as_deref() == Some(info.cross_node_name)
+                && c.plat.map(|p| self.alloc.platforms.name(p)) == Some(info.cross_plat)
+                && c.reported_capacity == info.capacity
+        });
+        if !same {
+            Record::Cross {
+                cross: info.cross_server_id,
+                name: info.cross_node_name.into(),
+                plat: info.cross_plat.into(),
+                capacity: info.capacity,
+            }
+            .encode(&mut self.journal);
+        }
+    }
+
     /// Journals the assignments the allocator just settled.
     fn journal_settled(&mut self) {
         for &serv in &self.changes.settled {
@@ -1285,14 +1437,8 @@ impl Cluster {
             let Some((cross, pos)) = g.assignment else {
                 continue;
             };
+            // The name is journaled by GAME_INFO itself (journal_game_facts).
             Record::Assign { serv, cross, pos }.encode(&mut self.journal);
-            if !g.name.is_empty() {
-                Record::Name {
-                    serv,
-                    name: g.name.clone(),
-                }
-                .encode(&mut self.journal);
-            }
             self.stats.assignments += 1;
         }
         self.changes.settled.clear();
@@ -1303,10 +1449,11 @@ impl Cluster {
         self.alloc.take_changes(&mut self.changes);
         self.journal_settled();
         let mut changes = std::mem::take(&mut self.changes);
-        if self.journal.is_empty() {
+        if self.journal.is_empty() && self.in_flight.is_none() {
             self.send_changes(&changes, out);
         } else {
-            // Encoded now, sent after the sync: each event keeps its own frames.
+            // Encoded now, sent once durable (and after what is in flight, to keep the order):
+            // each event keeps its own frames.
             let mut owed = std::mem::take(&mut self.owed);
             let first = owed.frame_index.len();
             self.send_changes(&changes, &mut Hold { owed: &mut owed });
@@ -1489,6 +1636,10 @@ impl Cluster {
         s.phase = Phase::Closed;
         if let Some(t) = s.timer.take() {
             self.wheel.cancel(t);
+        }
+        self.owed.forget(conn);
+        if let Some((_, owed)) = &mut self.in_flight {
+            owed.forget(conn);
         }
         let key = s.key;
         let info = std::mem::replace(&mut s.info, NodeInfo::None);

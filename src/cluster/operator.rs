@@ -128,6 +128,7 @@ impl Cluster {
                 continue;
             }
             changed += 1;
+            self.operator_seq = self.next_seq;
             self.whitelist.version = self.whitelist.version.wrapping_add(1);
             let version = self.whitelist.version;
             let record = if add {
@@ -163,6 +164,7 @@ impl Cluster {
             self.maintenance.remove(&serv)
         };
         if changed {
+            self.operator_seq = self.next_seq;
             Record::Maintenance { serv, on }.encode(&mut self.journal);
             self.owed.status.push(serv);
             info!("game {serv}: maintenance {}", if on { "on" } else { "off" });

@@ -39,8 +39,9 @@ pub(super) struct AdminConn {
     peer: SocketAddr,
     input: Vec<u8>,
     output: Vec<u8>,
-    /// A change's response (and its audit line) waiting for the journal sync.
-    held: Option<Vec<u8>>,
+    /// A change's response waiting until the batch (by sequence number) holding the change
+    /// is durable.
+    held: Option<(u64, Vec<u8>)>,
     close_after_output: bool,
     timer: Option<TimerId>,
     /// The current deadline is the request deadline (a request has started).
@@ -53,9 +54,10 @@ pub(super) struct AdminSide {
     addr: Option<SocketAddr>,
     conns: Slab<AdminConn>,
     audit: Option<File>,
-    /// Audit lines of changes waiting for the journal sync (kept apart from the connections:
-    /// a change is audited even if its client hangs up first).
-    pending_audit: Vec<(SocketAddr, String)>,
+    /// Audit lines of changes not yet handed to the store, with the batch they belong to
+    /// (kept apart from the connections: a change is audited even if its client hangs up
+    /// first).
+    pending_audit: Vec<(u64, SocketAddr, String)>,
     fired: Vec<usize>,
 }
 
@@ -103,6 +105,11 @@ impl AdminSide {
             side.audit = Some(file);
         }
         Ok(side)
+    }
+
+    /// A second descriptor of the audit log, for the store thread.
+    pub(super) fn audit_file(&self) -> io::Result<Option<File>> {
+        self.audit.as_ref().map(File::try_clone).transpose()
     }
 
     pub(super) fn local_addr(&self) -> Option<SocketAddr> {
@@ -271,11 +278,13 @@ impl<H: Handler> LoginNode<H> {
             let what = format!("{} {}", req.method, req.path);
             match outcome.audit {
                 Some(change) if self.cluster.pending_journal().len() > journal_before => {
-                    // 200 (and the audit line) only once the change is durable.
-                    c.held = Some(bytes);
+                    // 200 only once the change is durable; its audit line is written (and
+                    // synced) by the store just before the change.
+                    let seq = self.cluster.pending_seq();
+                    c.held = Some((seq, bytes));
                     self.admin
                         .pending_audit
-                        .push((peer, format!("{what} {change}")));
+                        .push((seq, peer, format!("{what} {change}")));
                     return;
                 }
                 Some(change) => {
@@ -287,18 +296,42 @@ impl<H: Handler> LoginNode<H> {
         }
     }
 
-    /// The journal synced: the audit lines of the changes it made durable are written, every
-    /// held response goes out, and each connection continues with requests that waited
+    /// The audit lines of the batch `seq` (and earlier), stamped, for the store to write
+    /// before the batch itself.
+    pub(super) fn admin_audit_lines(&mut self, seq: u64, out: &mut Vec<u8>) {
+        let stamp = crate::logging::utc_stamp_string(std::time::SystemTime::now());
+        self.admin.pending_audit.retain(|(s, peer, line)| {
+            if *s > seq {
+                return true;
+            }
+            out.extend_from_slice(format!("{stamp} {} {line}\n", Peer(*peer)).as_bytes());
+            false
+        });
+    }
+
+    /// The batch `seq` is durable: its audit lines are logged (`written`: the store already
+    /// wrote them to the audit log; `None`: there is no store, they are written now), every
+    /// response held for it goes out, and each connection continues with requests that waited
     /// behind it.
-    pub(super) fn admin_release_held(&mut self) {
-        for (peer, line) in std::mem::take(&mut self.admin.pending_audit) {
-            self.audit(peer, &line);
+    pub(super) fn admin_release_held(&mut self, seq: u64, written: Option<&[u8]>) {
+        match written {
+            Some(text) => {
+                for line in String::from_utf8_lossy(text).lines() {
+                    info!("admin audit: {line}");
+                }
+            }
+            None => {
+                let lines: Vec<_> = self.admin.pending_audit.drain(..).collect();
+                for (_, peer, line) in lines {
+                    self.audit(peer, &line);
+                }
+            }
         }
         let keys: Vec<usize> = self
             .admin
             .conns
             .iter()
-            .filter(|(_, c)| c.held.is_some())
+            .filter(|(_, c)| c.held.as_ref().is_some_and(|(s, _)| *s <= seq))
             .map(|(k, _)| k)
             .collect();
         if keys.is_empty() {
@@ -306,7 +339,7 @@ impl<H: Handler> LoginNode<H> {
         }
         let now = self.now();
         for key in keys {
-            let Some(bytes) = self.admin.conns[key].held.take() else {
+            let Some((_, bytes)) = self.admin.conns[key].held.take() else {
                 continue;
             };
             self.admin.conns[key].output.extend_from_slice(&bytes);
@@ -323,7 +356,10 @@ impl<H: Handler> LoginNode<H> {
         };
         let stamp = crate::logging::utc_stamp_string(std::time::SystemTime::now());
         let text = format!("{stamp} {} {line}\n", Peer(peer));
-        if let Err(e) = file.write_all(text.as_bytes()) {
+        if let Err(e) = file
+            .write_all(text.as_bytes())
+            .and_then(|_| file.sync_data())
+        {
             error!("audit log: {e}");
         }
     }

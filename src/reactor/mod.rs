@@ -22,15 +22,18 @@
 //! reading, and it is dropped. The check is on the backlog, not on the burst: one large
 //! burst (a bulk whitelist change) is taken whole by a node that keeps reading.
 //!
-//! Durability: between the timers and the flush, the journal records the turn produced are
-//! written and synced in one `fdatasync` (group commit); only then does the cluster release
-//! the frames that announce them (CROSS_ASSIGN, STATUS_PUSH, WHITELIST_DELTA) and the admin
-//! API its 200s. A failed write is retried every second; meanwhile heartbeats go on.
+//! Durability (`durability.rs`): between the timers and the flush, the records the turn
+//! produced go to the store thread as one batch (group commit; one batch in flight, the next
+//! turns accumulate the following one); when the thread reports the batch durable (waking the
+//! loop), the cluster releases the frames that announce it (CROSS_ASSIGN, CROSS_MEMBERS,
+//! STATUS_PUSH, WHITELIST_DELTA) and the admin API its 200s. A failed write is retried every
+//! second; meanwhile heartbeats go on.
 //!
 //! The admin API (`admin.rs`) shares the loop: its own listener, connections in their own
 //! slab, deadlines on the cluster's wheel.
 
 mod admin;
+mod durability;
 mod notify;
 
 use crate::admin::metrics::IoStats;
@@ -38,7 +41,7 @@ use crate::cluster::{Cluster, ConnId, Handler, NoHandler, Now, Outbox};
 use crate::config::{Config, ConfigError};
 use crate::logging::Peer;
 use crate::proto::{self, FrameError};
-use crate::state::Store;
+use crate::state::{Db, StoreThread};
 use log::{debug, error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -209,9 +212,7 @@ pub struct LoginNode<H: Handler = NoHandler> {
     waker: Arc<Waker>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     start: Instant,
-    store: Option<Store>,
-    journal_retry_at: Option<Instant>,
-    journal_error_logged_at: Option<Instant>,
+    durability: durability::Durability,
     admin: admin::AdminSide,
     io_stats: IoStats,
     reload: Option<Reload>,
@@ -381,9 +382,9 @@ impl<H: Handler> LoginNode<H> {
             unix_secs: unix_now(),
         };
         let mut cluster = Cluster::new(&config, now);
-        let store = match &config.state_dir {
+        let db = match &config.state_dir {
             Some(dir) => {
-                let (store, state) = Store::open(dir).map_err(io::Error::other)?;
+                let (db, state) = Db::open(dir).map_err(io::Error::other)?;
                 info!(
                     "state {}: {} assignments, whitelist version {} ({} entries), {} in maintenance",
                     dir.display(),
@@ -393,7 +394,7 @@ impl<H: Handler> LoginNode<H> {
                     state.maintenance.len()
                 );
                 cluster.restore(state);
-                Some(store)
+                Some(db)
             }
             None => {
                 warn!("no state directory: assignments, whitelist and flags live in memory only");
@@ -401,11 +402,21 @@ impl<H: Handler> LoginNode<H> {
             }
         };
         let admin = admin::AdminSide::bind(&config, &poll)?;
+        let mut durability = durability::Durability::default();
+        if let Some(db) = db {
+            let audit = admin.audit_file()?;
+            let wake = waker.clone();
+            durability.store = Some(StoreThread::spawn(
+                db,
+                audit,
+                Box::new(move || {
+                    let _ = wake.wake();
+                }),
+            )?);
+        }
         Ok(LoginNode {
             cluster,
-            store,
-            journal_retry_at: None,
-            journal_error_logged_at: None,
+            durability,
             admin,
             io_stats: IoStats::default(),
             reload: None,
@@ -446,18 +457,11 @@ impl<H: Handler> LoginNode<H> {
         self.reload = Some(reload);
     }
 
-    /// Test hook: while `switch` is true, journal writes fail as on a full disk.
+    /// Test hook: while `switch` is true, state writes fail as on a full disk.
     #[doc(hidden)]
     pub fn inject_journal_fault(&mut self, switch: Arc<AtomicBool>) {
-        if let Some(store) = &mut self.store {
+        if let Some(store) = &self.durability.store {
             store.inject_fault(switch);
-        }
-    }
-
-    /// The journal's compaction threshold in bytes (tests use small values).
-    pub fn set_compact_at(&mut self, bytes: u64) {
-        if let Some(store) = &mut self.store {
-            store.set_compact_at(bytes);
         }
     }
 
@@ -525,10 +529,9 @@ impl<H: Handler> LoginNode<H> {
         self.events = events;
         notify::notify("STOPPING=1");
         result?;
-        // One last attempt at records still waiting for a retry: what they announce goes out
-        // with the KICKs if it succeeds.
-        self.journal_retry_at = None;
-        self.commit_journal();
+        // The batch in flight, and one last attempt at what is pending: what they announce
+        // goes out with the KICKs if they succeed.
+        self.finish_store();
         self.shutdown_all();
         Ok(())
     }
@@ -584,66 +587,9 @@ impl<H: Handler> LoginNode<H> {
         }
         self.with_outbox(|cluster, io, handler| cluster.handle_timeout(now, io, handler));
         self.admin_timers_fired();
-        self.commit_journal();
+        self.drive_store();
         self.flush_dirty(now, false);
         log::logger().flush();
-    }
-
-    /// Group commit: one write and one `fdatasync` for every record of this turn, then the
-    /// frames and admin responses that announce them.
-    fn commit_journal(&mut self) {
-        if self.cluster.pending_journal().is_empty() {
-            return;
-        }
-        if let Some(store) = &mut self.store {
-            if self.journal_retry_at.is_some_and(|at| Instant::now() < at) {
-                return;
-            }
-            let t = Instant::now();
-            match store.commit(self.cluster.pending_journal()) {
-                Ok(()) => {
-                    self.io_stats.fsyncs += 1;
-                    self.io_stats
-                        .fsync_seconds
-                        .observe(t.elapsed().as_secs_f64());
-                    if self.journal_retry_at.take().is_some() {
-                        info!(
-                            "state {}: journal writes succeed again",
-                            store.dir().display()
-                        );
-                    }
-                }
-                Err(e) => {
-                    self.io_stats.fsync_failures += 1;
-                    self.journal_retry_at = Some(t + JOURNAL_RETRY);
-                    let log_now = self
-                        .journal_error_logged_at
-                        .is_none_or(|at| t.duration_since(at) >= Duration::from_secs(60));
-                    if log_now {
-                        error!(
-                            "state {}: journal write failed: {e}; retrying every {} s",
-                            store.dir().display(),
-                            JOURNAL_RETRY.as_secs()
-                        );
-                        self.journal_error_logged_at = Some(t);
-                    }
-                    self.cluster.journal_failed();
-                    return;
-                }
-            }
-        }
-        self.with_outbox(|cluster, io, _| cluster.journal_synced(io));
-        self.admin_release_held();
-        if let Some(store) = &mut self.store {
-            if store.wants_compaction() && self.cluster.pending_journal().is_empty() {
-                if let Err(e) = store.compact() {
-                    error!(
-                        "state {}: compaction failed: {e} (the journal keeps growing; will retry)",
-                        store.dir().display()
-                    );
-                }
-            }
-        }
     }
 
     /// Runs `f` with the cluster, an outbox over every connection (outside a read) and the
@@ -679,13 +625,7 @@ impl<H: Handler> LoginNode<H> {
         if self.accept_more || !self.pending_reads.is_empty() || !self.dirty.is_empty() {
             return Some(Duration::ZERO);
         }
-        let journal_wait = if self.cluster.pending_journal().is_empty() {
-            None
-        } else {
-            Some(self.journal_retry_at.map_or(Duration::ZERO, |at| {
-                at.saturating_duration_since(Instant::now())
-            }))
-        };
+        let journal_wait = self.store_retry_wait();
         if journal_wait == Some(Duration::ZERO) {
             return journal_wait;
         }

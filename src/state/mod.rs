@@ -1,26 +1,56 @@
-//! Durable state: what must survive a restart (cross assignments, the whitelist, maintenance
-//! flags, operator capacity overrides and drain flags).
+//! Durable state: what must survive a restart (cross assignments, every game and cross node
+//! ever heard from, the whitelist, maintenance flags, operator capacity overrides and drain
+//! flags).
 //!
-//! - [`record`]: the record format and the scanner, sans-IO.
-//! - [`State`]: the plain data a replay produces, handed to the cluster at start-up.
-//! - [`Store`]: the files — a write-ahead journal appended with one `fdatasync` per loop turn
-//!   (group commit), compacted into a snapshot (temp file, fsync, rename, fsync the
-//!   directory) when it grows past a bound, and a lock so two processes never share a
-//!   directory.
+//! The data path: the cluster appends [`Record`]s (in event order) to its pending batch while
+//! it handles a loop turn, and holds every frame that announces them (CROSS_ASSIGN,
+//! CROSS_MEMBERS, STATUS_PUSH, WHITELIST_DELTA, the admin API's 200). At the end of the turn
+//! the reactor hands the batch to the [`worker`] thread (one batch in flight; the next turns
+//! accumulate the following one), which makes it durable as one transaction and wakes the
+//! loop; only then are the held frames released.
 //!
-//! The cluster appends records to its pending journal while it handles a loop turn and holds
-//! every frame that announces them (CROSS_ASSIGN, STATUS_PUSH, WHITELIST_DELTA, the admin
-//! API's 200) until the reactor reports the records synced.
+//! - [`record`]: the record bytes (the batch format, and the files of earlier versions).
+//! - [`keys`]: the state as keys and values, shared by every backend (one key per fact).
+//! - [`db`]: the embedded database (redb): one file, one transaction per batch.
+//! - [`legacy`]: reads a state directory written by the journal of earlier versions, once.
+//! - [`worker`]: the store thread.
+//! - [`State`]: the plain data a start-up load produces, handed to the cluster.
 
+pub mod db;
+pub mod keys;
+pub mod legacy;
 pub mod record;
-mod store;
+pub mod worker;
 
+pub use db::{Db, StoreError};
 pub use record::{Corrupt, Record, MAX_ENTRY_LEN};
-pub use store::{Store, StoreError};
+pub use worker::{Batch, Done, StoreThread};
 
 use hashbrown::{HashMap, HashSet};
 
-/// Everything a replay of the state files yields.
+/// What a game node's last GAME_INFO said of itself.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GameFacts {
+    /// cross_plat.
+    pub plat: Box<str>,
+    /// open_time.
+    pub open_time: u32,
+    /// The address players use.
+    pub addr: Box<str>,
+}
+
+/// What a cross node's last CROSS_INFO said of itself.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CrossFacts {
+    /// cross_node_name.
+    pub name: Box<str>,
+    /// cross_plat.
+    pub plat: Box<str>,
+    /// The capacity it reported (0 = the default).
+    pub capacity: u16,
+}
+
+/// Everything the durable state holds.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct State {
     /// serv_id -> (cross_server_id, cross_pos).
@@ -37,6 +67,10 @@ pub struct State {
     pub capacity: HashMap<u32, u16>,
     /// Draining cross nodes.
     pub draining: HashSet<u32>,
+    /// serv_id -> what its last GAME_INFO said.
+    pub games: HashMap<u32, GameFacts>,
+    /// cross_server_id -> what its last CROSS_INFO said.
+    pub crosses: HashMap<u32, CrossFacts>,
 }
 
 impl State {
@@ -85,6 +119,36 @@ impl State {
                     self.draining.remove(cross);
                 }
             }
+            Record::Game {
+                serv,
+                plat,
+                open_time,
+                addr,
+            } => {
+                self.games.insert(
+                    *serv,
+                    GameFacts {
+                        plat: plat.clone(),
+                        open_time: *open_time,
+                        addr: addr.clone(),
+                    },
+                );
+            }
+            Record::Cross {
+                cross,
+                name,
+                plat,
+                capacity,
+            } => {
+                self.crosses.insert(
+                    *cross,
+                    CrossFacts {
+                        name: name.clone(),
+                        plat: plat.clone(),
+                        capacity: *capacity,
+                    },
+                );
+            }
             Record::End { .. } => {}
         }
     }
@@ -106,7 +170,9 @@ impl State {
         Ok(())
     }
 
-    /// Appends the whole state as snapshot records (ending with [`Record::End`]).
+    /// Appends the whole state as snapshot records of the earlier file format (ending with
+    /// [`Record::End`]); tests and the fuzzers write legacy snapshots with it.
+    #[doc(hidden)]
     pub fn encode_snapshot(&self, out: &mut Vec<u8>) {
         let mut count = 0u64;
         let mut put = |r: Record, out: &mut Vec<u8>| {
@@ -149,11 +215,35 @@ impl State {
         for &cross in &self.draining {
             put(Record::Drain { cross, on: true }, out);
         }
+        for (&serv, g) in &self.games {
+            let (plat, open_time, addr) = (g.plat.clone(), g.open_time, g.addr.clone());
+            put(
+                Record::Game {
+                    serv,
+                    plat,
+                    open_time,
+                    addr,
+                },
+                out,
+            );
+        }
+        for (&cross, c) in &self.crosses {
+            let (name, plat, capacity) = (c.name.clone(), c.plat.clone(), c.capacity);
+            put(
+                Record::Cross {
+                    cross,
+                    name,
+                    plat,
+                    capacity,
+                },
+                out,
+            );
+        }
         Record::End { count }.encode(out);
     }
 
-    /// Rebuilds a state from snapshot records (entries carry version 0 there).
-    fn load_snapshot(records: &[Record]) -> State {
+    /// Rebuilds a state from legacy snapshot records (entries carry version 0 there).
+    pub(crate) fn load_snapshot(records: &[Record]) -> State {
         let mut state = State::default();
         for r in records {
             match r {

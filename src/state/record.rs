@@ -5,9 +5,13 @@
 //! File = 8-byte magic, then records. Record = `body_len u32 LE`, `crc32(body) u32 LE`, body.
 //! Body = `type u8` then big-endian fields as on the wire (`str` = u16 length + UTF-8).
 //!
-//! Every record *sets* a value (or carries the version it produces), so replaying a journal
-//! whose records are already in the snapshot (a crash between a compaction's rename and the
-//! journal's truncation) changes nothing.
+//! The state itself lives in a database now ([`super::db`]); records are what the cluster
+//! produces during a loop turn (one batch per turn, in event order, handed to the store
+//! thread as these bytes) and what the journal and snapshot files of earlier versions hold
+//! (read once, at migration, by [`super::legacy`]).
+//!
+//! Every record *sets* a value (or carries the version it produces), so applying it twice
+//! changes nothing.
 
 use crate::proto::wire::{put_str, put_u16, put_u32, put_u64, DecodeError, Reader};
 use std::fmt;
@@ -18,8 +22,9 @@ pub const JOURNAL_MAGIC: &[u8; 8] = b"LNJRNL01";
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"LNSNAP01";
 /// Bytes before a record's body.
 pub const RECORD_HEADER: usize = 8;
-/// Largest body a record may have (a whitelist entry is at most [`MAX_ENTRY_LEN`]).
-pub const MAX_BODY: usize = 4096;
+/// Largest body a record may have: names arrive in frames of at most 65,535 bytes and are
+/// stored whole, never cut.
+pub const MAX_BODY: usize = 3 * 65_536;
 /// Longest whitelist entry, in bytes.
 pub const MAX_ENTRY_LEN: usize = 1024;
 
@@ -82,6 +87,29 @@ pub enum Record {
         /// Draining.
         on: bool,
     },
+    /// What a game node's last GAME_INFO said of itself (its platform, and what the
+    /// player-facing server list shows while it is offline).
+    Game {
+        /// serv_id.
+        serv: u32,
+        /// cross_plat.
+        plat: Box<str>,
+        /// open_time.
+        open_time: u32,
+        /// The address players use.
+        addr: Box<str>,
+    },
+    /// What a cross node's last CROSS_INFO said of itself.
+    Cross {
+        /// cross_server_id.
+        cross: u32,
+        /// cross_node_name.
+        name: Box<str>,
+        /// cross_plat.
+        plat: Box<str>,
+        /// The capacity it reported (0 = the login node's default).
+        capacity: u16,
+    },
     /// Last record of a snapshot: how many came before it (a snapshot without it is corrupt).
     End {
         /// Records before this one.
@@ -98,6 +126,8 @@ mod kind {
     pub const MAINTENANCE: u8 = 6;
     pub const CAPACITY: u8 = 7;
     pub const DRAIN: u8 = 8;
+    pub const GAME: u8 = 9;
+    pub const CROSS: u8 = 10;
     pub const END: u8 = 0xFF;
 }
 
@@ -116,7 +146,7 @@ impl Record {
             Record::Name { serv, name } => {
                 out.push(kind::NAME);
                 put_u32(out, *serv);
-                put_str(out, truncate(name, MAX_ENTRY_LEN));
+                put_str(out, name);
             }
             Record::WhitelistAdd { version, entry }
             | Record::WhitelistRemove { version, entry } => {
@@ -126,7 +156,7 @@ impl Record {
                     kind::WL_REMOVE
                 });
                 put_u32(out, *version);
-                put_str(out, truncate(entry, MAX_ENTRY_LEN));
+                put_str(out, entry);
             }
             Record::WhitelistVersion { version } => {
                 out.push(kind::WL_VERSION);
@@ -146,6 +176,30 @@ impl Record {
                 out.push(kind::DRAIN);
                 put_u32(out, *cross);
                 out.push(*on as u8);
+            }
+            Record::Game {
+                serv,
+                plat,
+                open_time,
+                addr,
+            } => {
+                out.push(kind::GAME);
+                put_u32(out, *serv);
+                put_str(out, plat);
+                put_u32(out, *open_time);
+                put_str(out, addr);
+            }
+            Record::Cross {
+                cross,
+                name,
+                plat,
+                capacity,
+            } => {
+                out.push(kind::CROSS);
+                put_u32(out, *cross);
+                put_str(out, name);
+                put_str(out, plat);
+                put_u16(out, *capacity);
             }
             Record::End { count } => {
                 out.push(kind::END);
@@ -201,6 +255,18 @@ impl Record {
                 cross: r.u32().map_err(e)?,
                 on: bool_of(r.u8().map_err(e)?)?,
             },
+            kind::GAME => Record::Game {
+                serv: r.u32().map_err(e)?,
+                plat: r.str().map_err(e)?.into(),
+                open_time: r.u32().map_err(e)?,
+                addr: r.str().map_err(e)?.into(),
+            },
+            kind::CROSS => Record::Cross {
+                cross: r.u32().map_err(e)?,
+                name: r.str().map_err(e)?.into(),
+                plat: r.str().map_err(e)?.into(),
+                capacity: r.u16().map_err(e)?,
+            },
             kind::END => Record::End {
                 count: r.u64().map_err(e)?,
             },
@@ -211,17 +277,6 @@ impl Record {
         }
         Ok(rec)
     }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// A file that cannot be trusted: the node refuses to start rather than forget state.
@@ -325,6 +380,30 @@ pub fn scan(bytes: &[u8], magic: &[u8; 8]) -> Result<Scan, Corrupt> {
     Ok(scan)
 }
 
+/// Decodes a batch: records as [`Record::encode`] wrote them, with no magic (the bytes the
+/// cluster hands the store thread). An error names the offset of the first bad record.
+pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Record>, Corrupt> {
+    let mut records = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let bad = |why: &str| Corrupt {
+            offset: at as u64,
+            why: why.into(),
+        };
+        let rest = &bytes[at..];
+        if rest.len() < RECORD_HEADER {
+            return Err(bad("truncated record header"));
+        }
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let body = rest
+            .get(RECORD_HEADER..RECORD_HEADER + len)
+            .ok_or_else(|| bad("truncated record body"))?;
+        records.push(Record::decode(body).map_err(|why| bad(&why))?);
+        at += RECORD_HEADER + len;
+    }
+    Ok(records)
+}
+
 const CRC_TABLE: [u32; 256] = {
     let mut table = [0u32; 256];
     let mut i = 0;
@@ -387,7 +466,19 @@ mod tests {
                 cross: 9001,
                 on: true,
             },
-            Record::End { count: 8 },
+            Record::Game {
+                serv: 7,
+                plat: "asia".into(),
+                open_time: 1_700_000_000,
+                addr: "10.0.0.5:8001".into(),
+            },
+            Record::Cross {
+                cross: 9001,
+                name: "cross1@10.0.0.7".into(),
+                plat: "asia".into(),
+                capacity: 0,
+            },
+            Record::End { count: 10 },
         ]
     }
 
@@ -490,5 +581,20 @@ mod tests {
         }
         assert_eq!(Record::decode(&[]), Err("body truncated".into()));
         assert!(Record::decode(&[kind::MAINTENANCE, 0, 0, 0, 1, 2]).is_err());
+    }
+
+    #[test]
+    fn batches_decode_in_order_and_long_names_stay_whole() {
+        let mut records = all_kinds();
+        records.push(Record::Name {
+            serv: 8,
+            name: "n".repeat(5000).into(),
+        });
+        let mut bytes = Vec::new();
+        records.iter().for_each(|r| r.encode(&mut bytes));
+        assert_eq!(decode_batch(&bytes).expect("decodes"), records);
+        for cut in [1, 9, bytes.len() - 1] {
+            assert!(decode_batch(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
     }
 }

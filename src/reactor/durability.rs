@@ -1,0 +1,183 @@
+//! Group commit, asynchronously: at the end of every turn the loop collects the batch the
+//! store thread finished (and releases what it announces: frames, the admin API's 200s),
+//! then hands it the records accumulated since, if none is in flight. One batch in flight at
+//! a time, so a slow commit makes the next batch larger, never the loop slower.
+//!
+//! A failed batch stays in flight (its frames held, the cluster refusing new assignments and
+//! operator changes) and is submitted again every [`JOURNAL_RETRY`]. Without a state directory
+//! every batch is durable at once.
+
+use super::{LoginNode, JOURNAL_RETRY};
+use crate::cluster::Handler;
+use crate::state::{Batch, Done, StoreThread};
+use log::{error, info};
+use std::time::{Duration, Instant};
+
+/// How long shutdown waits for the store to finish the last batches.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// The loop's side of the store.
+#[derive(Default)]
+pub(super) struct Durability {
+    pub(super) store: Option<StoreThread>,
+    /// A batch that failed, waiting for its retry at `retry_at`.
+    retry: Option<Batch>,
+    pub(super) retry_at: Option<Instant>,
+    error_logged_at: Option<Instant>,
+    /// The buffers of the last finished batch, reused for the next.
+    spare: Batch,
+}
+
+impl<H: Handler> LoginNode<H> {
+    /// Collects a finished batch, then submits the next one (end of every turn).
+    pub(super) fn drive_store(&mut self) {
+        let Some(store) = &self.durability.store else {
+            // Memory only: durable at once.
+            let mut buf = std::mem::take(&mut self.durability.spare.records);
+            if let Some(seq) = self.cluster.take_batch(&mut buf) {
+                self.with_outbox(|cluster, io, _| cluster.batch_durable(seq, io));
+                self.admin_release_held(seq, None);
+            }
+            buf.clear();
+            self.durability.spare.records = buf;
+            return;
+        };
+        if let Some(done) = store.try_done() {
+            self.batch_finished(done);
+        }
+        self.submit_next();
+    }
+
+    fn submit_next(&mut self) {
+        if self.durability.store.is_none() {
+            return;
+        }
+        if let Some(at) = self.durability.retry_at {
+            if Instant::now() < at {
+                return;
+            }
+            if let Some(batch) = self.durability.retry.take() {
+                self.durability.retry_at = None;
+                let submitted = self
+                    .durability
+                    .store
+                    .as_ref()
+                    .is_some_and(|store| store.submit(batch));
+                if !submitted {
+                    self.store_thread_died();
+                }
+                return;
+            }
+        }
+        if self.cluster.batch_in_flight() {
+            return;
+        }
+        let mut batch = std::mem::take(&mut self.durability.spare);
+        let Some(seq) = self.cluster.take_batch(&mut batch.records) else {
+            self.durability.spare = batch;
+            return;
+        };
+        batch.seq = seq;
+        batch.audit.clear();
+        batch.audit_written = false;
+        self.admin_audit_lines(seq, &mut batch.audit);
+        let submitted = self
+            .durability
+            .store
+            .as_ref()
+            .is_some_and(|store| store.submit(batch));
+        if !submitted {
+            self.store_thread_died();
+        }
+    }
+
+    fn batch_finished(&mut self, done: Done) {
+        let Done {
+            mut batch,
+            result,
+            elapsed,
+        } = done;
+        match result {
+            Ok(()) => {
+                self.io_stats.fsyncs += 1;
+                self.io_stats.fsync_seconds.observe(elapsed.as_secs_f64());
+                if self.durability.error_logged_at.take().is_some() {
+                    info!("state: writes succeed again");
+                }
+                let seq = batch.seq;
+                self.with_outbox(|cluster, io, _| cluster.batch_durable(seq, io));
+                self.admin_release_held(seq, Some(&batch.audit));
+                batch.records.clear();
+                batch.audit.clear();
+                self.durability.spare = batch;
+            }
+            Err(e) => {
+                self.io_stats.fsync_failures += 1;
+                let now = Instant::now();
+                let log_now = self
+                    .durability
+                    .error_logged_at
+                    .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(60));
+                if log_now {
+                    let dir = self.durability.store.as_ref().map(|s| s.dir().to_owned());
+                    error!(
+                        "state {}: write failed: {e}; retrying every {} s",
+                        dir.unwrap_or_default().display(),
+                        JOURNAL_RETRY.as_secs()
+                    );
+                    self.durability.error_logged_at = Some(now);
+                }
+                self.cluster.journal_failed();
+                self.durability.retry = Some(batch);
+                self.durability.retry_at = Some(now + JOURNAL_RETRY);
+            }
+        }
+    }
+
+    fn store_thread_died(&mut self) {
+        error!("state: the store thread has stopped; nothing more can be made durable");
+        self.cluster.journal_failed();
+        self.durability.retry_at = Some(Instant::now() + Duration::from_secs(3600));
+    }
+
+    /// At shutdown: waits for the batch in flight and writes what is still pending, so what
+    /// they announce goes out with the KICKs (bounded by [`SHUTDOWN_WAIT`]).
+    pub(super) fn finish_store(&mut self) {
+        let deadline = Instant::now() + SHUTDOWN_WAIT;
+        self.durability.retry_at = None;
+        if let Some(batch) = self.durability.retry.take() {
+            if let Some(store) = &self.durability.store {
+                store.submit(batch);
+            }
+        }
+        loop {
+            self.submit_next();
+            if !self.cluster.batch_in_flight() {
+                self.drive_store(); // memory-only mode: releases at once
+                return;
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let done = self
+                .durability
+                .store
+                .as_ref()
+                .and_then(|s| s.wait_done(wait));
+            let Some(done) = done else {
+                error!("state: the last batch did not finish within {SHUTDOWN_WAIT:?}");
+                return;
+            };
+            let failed = done.result.is_err();
+            self.batch_finished(done);
+            if failed {
+                return; // logged; what it announces is not sent
+            }
+        }
+    }
+
+    /// When the loop must wake for a retry of a failed batch, if one waits.
+    pub(super) fn store_retry_wait(&self) -> Option<Duration> {
+        self.durability
+            .retry_at
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+}

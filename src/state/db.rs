@@ -1,0 +1,403 @@
+//! The state directory: `LOCK` (one process per directory) and `state.redb`, an embedded
+//! [redb](https://docs.rs/redb) database holding the [`super::keys`] in one table. One write
+//! transaction per batch, committed with `Durability::Immediate` (durable when `commit`
+//! returns); redb's copy-on-write B-trees keep every committed transaction whole across a
+//! crash, so there is nothing of ours to compact or repair. Files are 0600, the directory 0700.
+
+use super::keys::{self, Op};
+use super::{legacy, record, State};
+use log::info;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// The database file inside the state directory.
+pub const DB_FILE: &str = "state.redb";
+/// Where a migration writes before the result is renamed to [`DB_FILE`].
+const MIGRATING: &str = "state.redb.migrating";
+const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+
+/// Why the state directory could not be opened; the node refuses to start.
+#[derive(Debug)]
+pub enum StoreError {
+    /// An I/O or database error on a path.
+    Io(PathBuf, io::Error),
+    /// Another process holds the directory's lock.
+    Locked(PathBuf),
+    /// A file is corrupt.
+    Corrupt(PathBuf, record::Corrupt),
+    /// The stored state breaks an invariant.
+    Inconsistent(PathBuf, String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Io(p, e) => write!(f, "state {}: {e}", p.display()),
+            StoreError::Locked(p) => write!(
+                f,
+                "state {}: locked by another login node process (one state directory per process)",
+                p.display()
+            ),
+            StoreError::Corrupt(p, c) => write!(
+                f,
+                "state {}: {c}; refusing to start rather than forget state (restore the file from a backup, or move it away to start empty)",
+                p.display()
+            ),
+            StoreError::Inconsistent(p, why) => write!(f, "state {}: {why}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn other(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
+    io::Error::other(e)
+}
+
+/// The open state directory.
+pub struct Db {
+    dir: PathBuf,
+    db: redb::Database,
+    /// Fault injection for tests: while set, commits fail as a full disk would.
+    fault: Option<Arc<AtomicBool>>,
+    _lock: File,
+}
+
+fn create_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Opens `path` as a database, creating it (0600) if absent.
+fn open_db(path: &Path) -> io::Result<redb::Database> {
+    drop(create_private(path)?);
+    redb::Database::create(path).map_err(other)
+}
+
+fn write_ops(db: &redb::Database, ops: &[Op]) -> io::Result<()> {
+    let txn = db.begin_write().map_err(other)?;
+    {
+        let mut table = txn.open_table(STATE).map_err(other)?;
+        for op in ops {
+            match op {
+                Op::Put(k, v) => {
+                    table.insert(&k[..], &v[..]).map_err(other)?;
+                }
+                Op::Delete(k) => {
+                    table.remove(&k[..]).map_err(other)?;
+                }
+            }
+        }
+    }
+    txn.commit().map_err(other)
+}
+
+impl Db {
+    /// Opens (creating if needed) the state directory and loads it. A directory written by the
+    /// journal of earlier versions is migrated first (see [`legacy`]).
+    pub fn open(dir: &Path) -> Result<(Db, State), StoreError> {
+        let io_err = |p: &Path| {
+            let p = p.to_path_buf();
+            move |e| StoreError::Io(p, e)
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err(dir))?;
+        let lock_path = dir.join("LOCK");
+        let lock = create_private(&lock_path).map_err(io_err(&lock_path))?;
+        // SAFETY: flock on a descriptor we own; it has no memory effects.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(StoreError::Locked(dir.to_path_buf()));
+        }
+        let path = dir.join(DB_FILE);
+        if !legacy::files(dir).is_empty() {
+            if !path.exists() {
+                migrate(dir, &path)?;
+            }
+            // Migrated (now, or by a start that stopped before moving the old files).
+            let aside = legacy::move_aside(dir, unix_secs())?;
+            info!(
+                "state {}: the journal and snapshot of the earlier format are migrated into {DB_FILE}; the old files are kept in {}",
+                dir.display(),
+                aside.display()
+            );
+        }
+        let db = open_db(&path).map_err(io_err(&path))?;
+        let state = load(&db).map_err(|e| match e {
+            LoadError::Io(e) => StoreError::Io(path.clone(), e),
+            LoadError::Bad(why) => StoreError::Inconsistent(path.clone(), why),
+        })?;
+        state
+            .check()
+            .map_err(|why| StoreError::Inconsistent(path.clone(), why))?;
+        let db = Db {
+            dir: dir.to_path_buf(),
+            db,
+            fault: None,
+            _lock: lock,
+        };
+        Ok((db, state))
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Makes a batch of records (as the cluster encoded them) durable: one transaction.
+    pub fn commit(&mut self, records: &[u8]) -> io::Result<()> {
+        if self
+            .fault
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+        {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        let records = record::decode_batch(records)
+            .map_err(|c| io::Error::new(io::ErrorKind::InvalidData, format!("batch {c}")))?;
+        write_ops(&self.db, &keys::ops(&records))
+    }
+
+    /// Test hook: while `switch` is true, every commit fails with ENOSPC (no disk is touched).
+    #[doc(hidden)]
+    pub fn inject_fault(&mut self, switch: Arc<AtomicBool>) {
+        self.fault = Some(switch);
+    }
+}
+
+enum LoadError {
+    Io(io::Error),
+    Bad(String),
+}
+
+fn load(db: &redb::Database) -> Result<State, LoadError> {
+    let mut state = State::default();
+    let txn = db.begin_read().map_err(|e| LoadError::Io(other(e)))?;
+    let table = match txn.open_table(STATE) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(state),
+        Err(e) => return Err(LoadError::Io(other(e))),
+    };
+    for entry in table.iter().map_err(|e| LoadError::Io(other(e)))? {
+        let (k, v) = entry.map_err(|e| LoadError::Io(other(e)))?;
+        keys::load(&mut state, k.value(), v.value()).map_err(LoadError::Bad)?;
+    }
+    Ok(state)
+}
+
+/// Writes the legacy state of `dir` into a new database at `path`: built aside, synced, then
+/// renamed into place, so a crash leaves either no database (the migration runs again) or a
+/// whole one.
+fn migrate(dir: &Path, path: &Path) -> Result<(), StoreError> {
+    let state = legacy::load(dir)?;
+    let tmp = dir.join(MIGRATING);
+    let io_err = |e| StoreError::Io(tmp.clone(), e);
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(e)),
+        _ => {}
+    }
+    {
+        let db = open_db(&tmp).map_err(io_err)?;
+        write_ops(&db, &keys::ops_of_state(&state)).map_err(io_err)?;
+    }
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err)?;
+    fs::rename(&tmp, path).map_err(io_err)?;
+    sync_dir(dir).map_err(|e| StoreError::Io(dir.to_path_buf(), e))?;
+    info!(
+        "state {}: migrated {} assignments, {} whitelist entries (version {}) from the journal",
+        dir.display(),
+        state.assignments.len(),
+        state.whitelist.len(),
+        state.whitelist_version
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::record::{JOURNAL_MAGIC, SNAPSHOT_MAGIC};
+    use crate::state::Record;
+    use std::os::unix::fs::PermissionsExt;
+
+    pub(crate) fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "login-node-db-{name}-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn encode(records: &[Record]) -> Vec<u8> {
+        let mut out = Vec::new();
+        records.iter().for_each(|r| r.encode(&mut out));
+        out
+    }
+
+    fn assign(serv: u32, cross: u32, pos: u16) -> Record {
+        Record::Assign { serv, cross, pos }
+    }
+
+    #[test]
+    fn commits_survive_reopen_and_files_are_private() {
+        let dir = temp_dir("reopen");
+        {
+            let (mut db, state) = Db::open(&dir).expect("open");
+            assert_eq!(state, State::default());
+            db.commit(&encode(&[assign(1, 10, 1)])).expect("commit");
+            db.commit(&encode(&[assign(2, 10, 2), assign(1, 11, 1)]))
+                .expect("commit");
+        }
+        let (_db, state) = Db::open(&dir).expect("reopen");
+        assert_eq!(state.assignments[&1], (11, 1));
+        assert_eq!(state.assignments[&2], (10, 2));
+        for f in [DB_FILE, "LOCK"] {
+            let mode = fs::metadata(dir.join(f))
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+        let mode = fs::metadata(&dir).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_second_process_is_refused_by_the_lock() {
+        let dir = temp_dir("lock");
+        let _first = Db::open(&dir).expect("open");
+        assert!(matches!(Db::open(&dir), Err(StoreError::Locked(_))));
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_failed_commit_changes_nothing_and_a_retry_applies_it() {
+        let dir = temp_dir("fault");
+        let switch = Arc::new(AtomicBool::new(true));
+        {
+            let (mut db, _) = Db::open(&dir).expect("open");
+            db.inject_fault(switch.clone());
+            let batch = encode(&[assign(1, 10, 1)]);
+            assert!(db.commit(&batch).is_err());
+            switch.store(false, Ordering::Relaxed);
+            db.commit(&batch).expect("retry");
+        }
+        let (_db, state) = Db::open(&dir).expect("reopen");
+        assert_eq!(state.assignments[&1], (10, 1));
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_legacy_journal_and_snapshot_are_migrated_once_and_kept_aside() {
+        let dir = temp_dir("migrate");
+        fs::create_dir_all(&dir).expect("dir");
+        let mut old = State::default();
+        old.assignments.insert(1, (10, 1));
+        old.names.insert(1, "one".into());
+        old.whitelist.insert("alice".into());
+        old.whitelist_version = 4;
+        let mut snap = SNAPSHOT_MAGIC.to_vec();
+        old.encode_snapshot(&mut snap);
+        fs::write(dir.join("snapshot"), &snap).expect("snapshot");
+        let mut journal = JOURNAL_MAGIC.to_vec();
+        let later = [
+            assign(2, 10, 2),
+            Record::WhitelistAdd {
+                version: 5,
+                entry: "bob".into(),
+            },
+            Record::Capacity {
+                cross: 10,
+                capacity: 9,
+            },
+        ];
+        later.iter().for_each(|r| r.encode(&mut journal));
+        // A torn last record (a crash mid-append) is dropped, as the journal always did.
+        let mut torn = Vec::new();
+        assign(3, 10, 3).encode(&mut torn);
+        journal.extend_from_slice(&torn[..torn.len() - 2]);
+        fs::write(dir.join("journal"), &journal).expect("journal");
+
+        let mut expected = old.clone();
+        later.iter().for_each(|r| expected.apply(r));
+        let (_db, state) = Db::open(&dir).expect("migrates");
+        assert_eq!(state, expected);
+        assert!(legacy::files(&dir).is_empty(), "old files moved aside");
+        let aside: Vec<_> = fs::read_dir(&dir)
+            .expect("ls")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("migrated-"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(
+            fs::read(aside[0].path().join("journal")).expect("kept"),
+            journal
+        );
+        drop(_db);
+        let (_db, again) = Db::open(&dir).expect("reopens without migrating again");
+        assert_eq!(again, expected);
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_migration_interrupted_before_the_rename_runs_again() {
+        let dir = temp_dir("migrate-crash");
+        fs::create_dir_all(&dir).expect("dir");
+        let mut journal = JOURNAL_MAGIC.to_vec();
+        assign(1, 10, 1).encode(&mut journal);
+        fs::write(dir.join("journal"), &journal).expect("journal");
+        fs::write(dir.join(MIGRATING), b"half a database").expect("partial");
+        let (_db, state) = Db::open(&dir).expect("migrates");
+        assert_eq!(state.assignments[&1], (10, 1));
+        assert!(!dir.join(MIGRATING).exists());
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_corrupt_legacy_journal_names_file_and_offset() {
+        let dir = temp_dir("corrupt");
+        fs::create_dir_all(&dir).expect("dir");
+        let mut journal = JOURNAL_MAGIC.to_vec();
+        assign(1, 10, 1).encode(&mut journal);
+        assign(2, 10, 2).encode(&mut journal);
+        journal[8 + record::RECORD_HEADER + 1] ^= 0xFF;
+        fs::write(dir.join("journal"), &journal).expect("journal");
+        let err = Db::open(&dir).err().expect("refuses to start");
+        let text = err.to_string();
+        assert!(
+            text.contains("journal") && text.contains("offset 8"),
+            "{text}"
+        );
+        assert!(!dir.join(DB_FILE).exists(), "nothing migrated");
+        fs::remove_dir_all(&dir).ok();
+    }
+}
