@@ -279,11 +279,12 @@ fn servers(req: &Request, cluster: &Cluster) -> Result<Response, Response> {
                 node_type: NodeType::Game,
                 node_id: serv,
             };
+            // Online: what its session says; offline: its durable record.
             let (addr, open_time) = match cluster.node(key).map(|n| n.info) {
                 Some(NodeInfo::Game {
                     addr, open_time, ..
                 }) => (json!(&**addr), json!(open_time)),
-                _ => (Value::Null, Value::Null),
+                _ => (json!(&*g.addr), json!(g.open_time)),
             };
             json!({"id": serv, "name": &*g.name, "addr": addr, "open_time": open_time,
                    "status": cluster.game_status(serv).name()})

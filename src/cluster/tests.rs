@@ -45,6 +45,8 @@ struct H {
     out: Recorder,
     app: AppLog,
     now: Now,
+    /// Every record made durable by `sync`, in order (what a database would hold).
+    synced: Vec<u8>,
 }
 
 fn config() -> Config {
@@ -166,6 +168,7 @@ impl H {
             out: Recorder::default(),
             app: AppLog::default(),
             now,
+            synced: Vec::new(),
         }
     }
 
@@ -189,6 +192,7 @@ impl H {
     /// The end of a reactor turn: the journal's records are durable.
     fn sync(&mut self) {
         if !self.c.pending_journal().is_empty() {
+            self.synced.extend_from_slice(self.c.pending_journal());
             self.c.journal_synced(&mut self.out);
         }
     }
@@ -1280,3 +1284,6 @@ fn handlers_see_infos_set_timers_and_reach_platforms_crosses_and_everyone() {
     h.c.handle_timeout(h.now, &mut h.out, &mut busy);
     assert_eq!(busy.fired, [101, 102], "the cancelled timer never fired");
 }
+
+/// Batches in flight, event order of records, restored facts.
+mod durable;

@@ -1,0 +1,107 @@
+//! A restart keeps the whole picture (over real loopback sockets, state on disk): cross nodes
+//! heard from, every game node's platform and what the server list shows of it, long names.
+
+mod common;
+
+use common::*;
+use login_node::client::ServerMessage;
+use login_node::proto::{CrossInfo, NodeType, U32List};
+use serde_json::{json, Value};
+
+fn servers(server: &Server, plat: &str) -> Vec<Value> {
+    let v = admin(server, "GET", &format!("/api/servers?plat={plat}"), None, 200);
+    v["servers"].as_array().expect("servers").clone()
+}
+
+#[test]
+fn moves_across_platforms_are_refused_before_and_after_a_restart() {
+    let dir = temp_dir("restart-plat");
+    let move_body = r#"{"serv_id": 101, "cross_server_id": 80}"#;
+    {
+        let server = start(durable_config(&dir));
+        let (_x90, _) = server.cross(9, "p", 90, 5);
+        let (_x80, _) = server.cross(8, "q", 80, 5);
+        let mut g = server.game(101, "p");
+        assert_eq!(expect_assign(&mut g), (90, 1));
+        let v = admin(&server, "POST", "/api/assign", Some(move_body), 400);
+        assert!(v["error"].as_str().expect("error").contains("platform"), "{v}");
+        server.stop().expect("stop");
+    }
+    // Nobody has reconnected: the login node still knows both platforms.
+    let server = start(durable_config(&dir));
+    let v = admin(&server, "POST", "/api/assign", Some(move_body), 400);
+    assert!(v["error"].as_str().expect("error").contains("platform"), "{v}");
+    // And a returning game node is told its cross node at once, though 90 is offline.
+    let mut g = server.game(101, "p");
+    assert_eq!(expect_assign(&mut g), (90, 1));
+    server.stop().expect("stop");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn offline_servers_stay_on_the_server_list_after_a_restart() {
+    let dir = temp_dir("restart-list");
+    let long_name = "名".repeat(700); // 2,100 bytes: longer than the old journal kept
+    {
+        let server = start(durable_config(&dir));
+        let mut c = server.connect();
+        assert_eq!(
+            c.auth(NodeType::Game, 101, "dev", TOKEN, None)
+                .expect("auth")
+                .code,
+            0
+        );
+        let mut info = game_info(101, "p");
+        info.serv_name = &long_name;
+        info.addr = "10.0.0.5:8001";
+        c.send_game_info(&info).expect("info");
+        assert_eq!(
+            c.recv(REPLY).expect("status"),
+            Some(ServerMessage::StatusPush(0))
+        );
+        let _unassigned_too = server.game(102, "p");
+        let before = servers(&server, "p");
+        assert_eq!(before.len(), 2);
+        server.stop().expect("stop");
+    }
+    let server = start(durable_config(&dir));
+    let list = servers(&server, "p");
+    assert_eq!(
+        list,
+        [
+            json!({"id": 101, "name": long_name, "addr": "10.0.0.5:8001",
+                   "open_time": 1_690_000_000, "status": "offline"}),
+            json!({"id": 102, "name": "", "addr": "127.0.0.1:1",
+                   "open_time": 1_690_000_000, "status": "offline"}),
+        ]
+    );
+    server.stop().expect("stop");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_cross_node_announcing_cross_server_id_zero_is_kicked_with_reason_5() {
+    let server = start(config());
+    let mut c = server.connect();
+    assert_eq!(
+        c.auth(NodeType::Cross, 7, "dev", TOKEN, None)
+            .expect("auth")
+            .code,
+        0
+    );
+    let info = CrossInfo {
+        id: 7,
+        cross_plat: "p",
+        cross_server_id: 0,
+        cross_node_name: "cross0@127.0.0.1",
+        capacity: 10,
+        game_server_list: U32List::EMPTY,
+    };
+    c.send_cross_info(&info, &[]).expect("info");
+    expect_kick(&mut c, 5);
+    // Nothing else is disturbed: a proper cross node of the same platform serves games.
+    let (_x, _) = server.cross(8, "p", 80, 5);
+    let mut g = server.game(101, "p");
+    assert_eq!(expect_assign(&mut g), (80, 1));
+    server.stop().expect("stop");
+}
