@@ -7,16 +7,22 @@
 //! back later in reverse order reporting cross_server_id 0, so a server that forgot its
 //! records would hand the old slots to the new nodes by the allocation rule alone.
 //!
+//! Operators change the cluster during the kills too: moves of game nodes (a 200 means the
+//! move is durable; a move whose answer was cut off by the kill may have landed or not, and
+//! the restarted node must show one of the two), capacity overrides and drains of the other
+//! cross nodes.
+//!
 //! `CRASH_CYCLES` sets the kill/restart cycles (default 6; the fault suite runs it with 50:
 //! `CRASH_CYCLES=50 cargo test --release --test crash -- --nocapture`).
 
 mod common;
 
-use common::{temp_dir, REPLY, TOKEN};
+use common::{parse_response, temp_dir, REPLY, TOKEN};
 use login_node::client::{Client, ServerMessage};
 use login_node::proto::{CrossInfo, NodeType, U32List};
 use std::collections::{BTreeMap, HashMap};
-use std::net::{SocketAddr, TcpListener};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,6 +31,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_login-node");
 const CROSSES: [u32; 3] = [90, 91, 92];
 /// Game nodes sent per burst, without waiting for answers in between.
 const BURST: u32 = 25;
+const ADMIN_TOKEN: &str = "crash-admin-token";
 
 struct Proc(Child);
 
@@ -42,17 +49,19 @@ fn free_addr() -> SocketAddr {
         .expect("addr")
 }
 
-fn start(addr: SocketAddr, dir: &Path) -> Proc {
+fn start(addr: SocketAddr, admin: SocketAddr, dir: &Path) -> Proc {
     let child = Command::new(BIN)
         .args([
+            "--admin-listen",
+            &admin.to_string(),
+            "--admin-token",
+            ADMIN_TOKEN,
             "--listen",
             &addr.to_string(),
             "--token",
             TOKEN,
             "--state-dir",
             &dir.display().to_string(),
-            "--admin-listen",
-            "off",
             "--log-level",
             "warn",
             "--default-capacity",
@@ -119,6 +128,128 @@ fn read_assign(c: &mut Client, wait: Duration) -> Option<(u32, u16)> {
     }
 }
 
+/// Sends one admin request without waiting for the answer.
+fn send_admin(admin: SocketAddr, method: &str, path: &str, body: &str) -> Option<TcpStream> {
+    let mut s = TcpStream::connect(admin).ok()?;
+    s.set_read_timeout(Some(REPLY)).ok()?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    Some(s)
+}
+
+/// The answer to a request sent with [`send_admin`], if the server gave one whole.
+fn admin_answer(s: Option<TcpStream>) -> Option<(u16, serde_json::Value)> {
+    let mut bytes = Vec::new();
+    s?.read_to_end(&mut bytes).ok()?;
+    if bytes.is_empty() {
+        return None;
+    }
+    let (status, body) = parse_response(&bytes);
+    Some((status, serde_json::from_str(&body).unwrap_or_default()))
+}
+
+/// An operator change during a burst: a move of a known game node (most often), or a
+/// capacity override or drain flag on 91 or 92 (90 stays open so arrivals are never stuck).
+enum OperatorOp {
+    /// (game, target cross).
+    Move(u32, u32),
+    Other,
+}
+
+fn start_operator_op(
+    admin: SocketAddr,
+    told: &HashMap<u32, (u32, u16)>,
+    random: &mut impl FnMut() -> u64,
+) -> (OperatorOp, Option<TcpStream>) {
+    let r = random();
+    let cross = 91 + (r / 7 % 2) as u32;
+    if r % 4 != 0 && !told.is_empty() {
+        let ids: Vec<u32> = told.keys().copied().collect();
+        let serv = ids[(r / 3 % ids.len() as u64) as usize];
+        let to = CROSSES[(r / 11 % 3) as usize];
+        let body = format!(r#"{{"serv_id": {serv}, "cross_server_id": {to}}}"#);
+        return (
+            OperatorOp::Move(serv, to),
+            send_admin(admin, "POST", "/api/assign", &body),
+        );
+    }
+    let (path, body) = if r % 8 == 0 {
+        let capacity = if r % 3 == 0 { 0 } else { 1 + r / 13 % 20_000 };
+        let body = format!(r#"{{"capacity": {capacity}}}"#);
+        (format!("/api/cross/{cross}/capacity"), body)
+    } else {
+        let on = r / 17 % 2 == 0;
+        let body = format!(r#"{{"drain": {on}}}"#);
+        (format!("/api/cross/{cross}/drain"), body)
+    };
+    (OperatorOp::Other, send_admin(admin, "PUT", &path, &body))
+}
+
+/// Every game node's recorded slot, as the admin API shows it.
+fn recorded_slots(admin: SocketAddr) -> HashMap<u32, (u32, u16)> {
+    let (status, v) = admin_answer(send_admin(admin, "GET", "/api/cross", "")).expect("answer");
+    assert_eq!(status, 200);
+    let mut slots = HashMap::new();
+    for p in v["platforms"].as_array().expect("platforms") {
+        for c in p["cross_nodes"].as_array().expect("cross nodes") {
+            let cross = c["cross_server_id"].as_u64().expect("id") as u32;
+            for m in c["members"].as_array().expect("members") {
+                let serv = m["serv_id"].as_u64().expect("serv") as u32;
+                let pos = m["cross_pos"].as_u64().expect("pos") as u16;
+                slots.insert(serv, (cross, pos));
+            }
+        }
+    }
+    slots
+}
+
+/// After a restart: each move the kill cut off either landed (the game node is on the
+/// target cross node now) or did not (it keeps its slot); nothing else.
+fn resolve(
+    told: &mut HashMap<u32, (u32, u16)>,
+    uncertain: &mut Vec<(u32, (u32, u16), u32)>,
+    admin: SocketAddr,
+) {
+    if uncertain.is_empty() {
+        return;
+    }
+    let slots = recorded_slots(admin);
+    for (serv, before, target) in uncertain.drain(..) {
+        let now = slots.get(&serv).copied().expect("still assigned");
+        assert!(
+            now == before || now.0 == target,
+            "game {serv}: was {before:?}, a move to {target} was cut off, now {now:?}"
+        );
+        told.insert(serv, now);
+    }
+}
+
+/// Reads every client round-robin until each has its CROSS_ASSIGN or is closed (bounded:
+/// the server is being killed).
+fn watch_assigns(mut clients: Vec<(u32, Client)>) -> Vec<(u32, (u32, u16))> {
+    let deadline = Instant::now() + REPLY;
+    let mut got = Vec::new();
+    while !clients.is_empty() && Instant::now() < deadline {
+        clients.retain_mut(|(id, c)| match c.recv(Duration::from_millis(1)) {
+            Ok(Some(ServerMessage::CrossAssign {
+                cross_server_id,
+                cross_pos,
+                ..
+            })) => {
+                got.push((*id, (cross_server_id, cross_pos)));
+                false
+            }
+            Ok(Some(_)) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => true,
+            _ => false,
+        });
+    }
+    got
+}
+
 fn assert_no_shared_slot(assigned: &HashMap<u32, (u32, u16)>) {
     let mut holders: BTreeMap<(u32, u16), u32> = BTreeMap::new();
     for (&serv, &slot) in assigned {
@@ -132,6 +263,10 @@ fn assert_no_shared_slot(assigned: &HashMap<u32, (u32, u16)>) {
 fn sigkill_while_nodes_arrive_loses_no_assignment_and_shares_no_slot() {
     let dir = temp_dir("crash");
     let addr = free_addr();
+    let admin = free_addr();
+    // Moves whose answer the kill cut off: (game, slot before, target cross).
+    let mut uncertain: Vec<(u32, (u32, u16), u32)> = Vec::new();
+    let (mut moves_durable, mut moves_uncertain, mut other_ops) = (0, 0, 0);
     // Every assignment any game node was ever told, across all cycles.
     let mut told: HashMap<u32, (u32, u16)> = HashMap::new();
     let mut next_id = 1u32;
@@ -150,8 +285,13 @@ fn sigkill_while_nodes_arrive_loses_no_assignment_and_shares_no_slot() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(6);
     for cycle in 0..cycles {
-        let mut server = start(addr, &dir);
+        let mut server = start(addr, admin, &dir);
         let crosses: Vec<Client> = CROSSES.iter().map(|&id| cross(addr, id)).collect();
+        // A move cut off by the last kill either landed or did not: the record says which,
+        // and it must be one of the two.
+        if !uncertain.is_empty() {
+            resolve(&mut told, &mut uncertain, admin);
+        }
 
         // 1. New game nodes first (they would take forgotten slots).
         let mut fresh = Vec::new();
@@ -200,28 +340,58 @@ fn sigkill_while_nodes_arrive_loses_no_assignment_and_shares_no_slot() {
                     send_game(addr, id).map(|c| (id, c))
                 })
                 .collect();
+            let (op, answer) = start_operator_op(admin, &told, &mut random);
             if burst == bursts_before_kill {
-                // A random instant within the burst's handling.
-                std::thread::sleep(Duration::from_micros(random() % 3_000));
+                // Read the burst's answers while the kill lands (a reset connection loses
+                // what it had not read), at a random instant within the burst's handling.
+                let sent = clients.len();
+                let watcher = std::thread::spawn(move || watch_assigns(clients));
+                std::thread::sleep(Duration::from_micros(random() % 60_000));
                 server.0.kill().expect("SIGKILL");
                 server.0.wait().expect("reaped");
+                match (op, admin_answer(answer)) {
+                    (OperatorOp::Move(serv, _), Some((200, v))) => {
+                        let slot = (
+                            v["cross_server_id"].as_u64().expect("cross") as u32,
+                            v["cross_pos"].as_u64().expect("pos") as u16,
+                        );
+                        told.insert(serv, slot);
+                        moves_durable += 1;
+                    }
+                    (OperatorOp::Move(serv, to), None) => {
+                        uncertain.push((serv, told[&serv], to));
+                        moves_uncertain += 1;
+                    }
+                    _ => other_ops += 1,
+                }
                 // Whatever was told before the kill must hold after the restart.
                 let mut told_now = 0;
-                for (id, c) in &mut clients {
-                    if let Some(got) = read_assign(c, Duration::from_millis(500)) {
-                        told.insert(*id, got);
-                        told_now += 1;
-                    }
+                for (id, got) in watcher.join().expect("watcher") {
+                    told.insert(id, got);
+                    told_now += 1;
                 }
                 eprintln!(
-                    "cycle {cycle}: killed with {} of {} game nodes of the last burst told",
-                    told_now,
-                    clients.len()
+                    "cycle {cycle}: killed with {told_now} of {sent} game nodes of the last burst told"
                 );
             } else {
                 for (id, c) in &mut clients {
                     let got = read_assign(c, REPLY).expect("assigned");
                     told.insert(*id, got);
+                }
+                match (op, admin_answer(answer)) {
+                    (OperatorOp::Move(serv, _), Some((200, v))) => {
+                        let slot = (
+                            v["cross_server_id"].as_u64().expect("cross") as u32,
+                            v["cross_pos"].as_u64().expect("pos") as u16,
+                        );
+                        told.insert(serv, slot);
+                        moves_durable += 1;
+                    }
+                    (_, Some((status, v))) => {
+                        assert!(matches!(status, 200 | 409), "{status} {v}");
+                        other_ops += 1;
+                    }
+                    (_, None) => panic!("an admin request got no answer from a live node"),
                 }
             }
         }
@@ -229,8 +399,13 @@ fn sigkill_while_nodes_arrive_loses_no_assignment_and_shares_no_slot() {
         drop(crosses);
     }
     // A last restart: everyone told anything comes back to exactly that.
-    let _server = start(addr, &dir);
+    let _server = start(addr, admin, &dir);
     let _crosses: Vec<Client> = CROSSES.iter().map(|&id| cross(addr, id)).collect();
+    resolve(&mut told, &mut uncertain, admin);
+    assert_no_shared_slot(&told);
+    eprintln!(
+        "operator changes: {moves_durable} moves answered 200, {moves_uncertain} cut off by a kill, {other_ops} capacity/drain changes or refusals"
+    );
     let mut ids: Vec<u32> = told.keys().copied().collect();
     ids.sort_unstable();
     for chunk in ids.chunks(BURST as usize) {

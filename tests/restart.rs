@@ -9,7 +9,13 @@ use login_node::proto::{CrossInfo, NodeType, U32List};
 use serde_json::{json, Value};
 
 fn servers(server: &Server, plat: &str) -> Vec<Value> {
-    let v = admin(server, "GET", &format!("/api/servers?plat={plat}"), None, 200);
+    let v = admin(
+        server,
+        "GET",
+        &format!("/api/servers?plat={plat}"),
+        None,
+        200,
+    );
     v["servers"].as_array().expect("servers").clone()
 }
 
@@ -24,13 +30,19 @@ fn moves_across_platforms_are_refused_before_and_after_a_restart() {
         let mut g = server.game(101, "p");
         assert_eq!(expect_assign(&mut g), (90, 1));
         let v = admin(&server, "POST", "/api/assign", Some(move_body), 400);
-        assert!(v["error"].as_str().expect("error").contains("platform"), "{v}");
+        assert!(
+            v["error"].as_str().expect("error").contains("platform"),
+            "{v}"
+        );
         server.stop().expect("stop");
     }
     // Nobody has reconnected: the login node still knows both platforms.
     let server = start(durable_config(&dir));
     let v = admin(&server, "POST", "/api/assign", Some(move_body), 400);
-    assert!(v["error"].as_str().expect("error").contains("platform"), "{v}");
+    assert!(
+        v["error"].as_str().expect("error").contains("platform"),
+        "{v}"
+    );
     // And a returning game node is told its cross node at once, though 90 is offline.
     let mut g = server.game(101, "p");
     assert_eq!(expect_assign(&mut g), (90, 1));

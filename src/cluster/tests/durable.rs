@@ -61,7 +61,10 @@ fn frames_of_the_next_batch_wait_for_it_not_for_the_one_in_flight() {
     h.feed_unsynced(3, &game_info(102, "S102", "p", 0, 0));
     assert_eq!(h.got(2), [Got::StatusPush(0), Got::Snapshot(0, 1, 0)]);
     assert_eq!(h.got(3), [Got::StatusPush(0), Got::Snapshot(0, 1, 0)]);
-    assert!(h.c.take_batch(&mut Vec::new()).is_none(), "one batch in flight");
+    assert!(
+        h.c.take_batch(&mut Vec::new()).is_none(),
+        "one batch in flight"
+    );
     h.c.batch_durable(first, &mut h.out);
     assert_eq!(h.got(2), [assign(90, "p", 1)]);
     assert!(h.got(3).is_empty(), "102's assignment is in the next batch");
@@ -82,7 +85,10 @@ fn a_welcome_waits_for_an_operator_change_in_flight() {
     let (seq, _) = take(&mut h);
     h.login(2, 1, 102);
     h.feed_unsynced(2, &game_info(102, "S102", "p", 0, 0));
-    assert!(h.got(2).is_empty(), "its snapshot would show an undurable entry");
+    assert!(
+        h.got(2).is_empty(),
+        "its snapshot would show an undurable entry"
+    );
     h.c.batch_durable(seq, &mut h.out);
     assert_eq!(h.deltas(1), [(1, 1, "alice".to_string())]);
     let (seq, _) = take(&mut h); // 102's own facts
@@ -104,12 +110,18 @@ fn what_is_held_for_a_connection_that_closes_is_dropped() {
     for _ in 0..50 {
         h.login(2, 1, 101);
         h.feed_unsynced(2, &game_info(101, "S101", "p", 0, 0));
-        assert!(h.got(2).is_empty(), "held: its welcome shows the undurable entry");
+        assert!(
+            h.got(2).is_empty(),
+            "held: its welcome shows the undurable entry"
+        );
         held.push(h.c.held_bytes());
         h.release(2);
     }
     assert!(held[0] > 0, "the CROSS_ASSIGN of a live connection is held");
-    assert_eq!(held[49], held[0], "held bytes do not grow with reconnects: {held:?}");
+    assert_eq!(
+        held[49], held[0],
+        "held bytes do not grow with reconnects: {held:?}"
+    );
 }
 
 #[test]
@@ -145,7 +157,11 @@ fn restored_facts_answer_returning_nodes_and_refuse_moves_across_platforms() {
     after.feed_unsynced(1, &game_info(101, &long_name, "p", 0, 0));
     assert_eq!(
         after.got(1),
-        [Got::StatusPush(0), Got::Snapshot(0, 1, 0), assign(90, "p", 1)]
+        [
+            Got::StatusPush(0),
+            Got::Snapshot(0, 1, 0),
+            assign(90, "p", 1)
+        ]
     );
     assert!(
         after.c.pending_journal().is_empty(),
