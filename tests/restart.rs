@@ -117,3 +117,81 @@ fn a_cross_node_announcing_cross_server_id_zero_is_kicked_with_reason_5() {
     assert_eq!(expect_assign(&mut g), (80, 1));
     server.stop().expect("stop");
 }
+
+/// `tests/fixtures/legacy-journal/journal` was written by the release before the database
+/// (40 game nodes over two cross nodes through the load tool, then a whitelist add and
+/// remove, maintenance for 100005, a capacity override, a drain and a move, through the
+/// admin API); `expected-cross.json` is what that node's `GET /api/cross` answered then.
+#[test]
+fn a_state_directory_written_by_the_journal_is_migrated_on_first_start() {
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/legacy-journal");
+    let journal = std::fs::read(fixture.join("journal")).expect("fixture");
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture.join("expected-cross.json")).expect("fixture"),
+    )
+    .expect("json");
+    let dir = temp_dir("migrate");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("journal"), &journal).expect("copy");
+
+    let summary = |v: &Value| -> Vec<Value> {
+        v["platforms"][0]["cross_nodes"]
+            .as_array()
+            .expect("cross nodes")
+            .iter()
+            .map(|c| {
+                let members: Vec<(u64, u64)> = c["members"]
+                    .as_array()
+                    .expect("members")
+                    .iter()
+                    .map(|m| {
+                        (
+                            m["serv_id"].as_u64().expect("id"),
+                            m["cross_pos"].as_u64().expect("pos"),
+                        )
+                    })
+                    .collect();
+                json!({"id": c["cross_server_id"], "override": c["capacity_override"],
+                       "draining": c["draining"], "members": members})
+            })
+            .collect()
+    };
+    for start_no in 0..2 {
+        let server = start(durable_config(&dir));
+        let cross = admin(&server, "GET", "/api/cross", None, 200);
+        assert_eq!(summary(&cross), summary(&expected), "start {start_no}");
+        let wl = admin(&server, "GET", "/api/whitelist", None, 200);
+        assert_eq!(
+            (wl["version"].clone(), wl["entries"].clone()),
+            (json!(4), json!(["alice", "carol"]))
+        );
+        let mut g = server.connect();
+        assert_eq!(
+            g.auth(NodeType::Game, 100005, "dev", TOKEN, None)
+                .expect("auth")
+                .code,
+            0
+        );
+        g.send_game_info(&game_info(100005, "asia")).expect("info");
+        assert_eq!(
+            g.recv(REPLY).expect("status"),
+            Some(ServerMessage::StatusPush(1)),
+            "maintenance kept"
+        );
+        server.stop().expect("stop");
+    }
+    assert!(dir.join("state.redb").exists());
+    assert!(!dir.join("journal").exists(), "moved aside");
+    let aside: Vec<_> = std::fs::read_dir(&dir)
+        .expect("ls")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("migrated-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "migrated once");
+    assert_eq!(
+        std::fs::read(aside[0].path().join("journal")).expect("kept"),
+        journal
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

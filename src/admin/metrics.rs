@@ -236,9 +236,15 @@ pub fn render(cluster: &Cluster, io: &IoStats, out: &mut String) {
         "1 while the state directory accepts writes.",
         cluster.is_writable() as u64,
     );
+    gauge(
+        out,
+        "login_node_held_bytes",
+        "Bytes of frames held until the state behind them is durable.",
+        cluster.held_bytes() as u64,
+    );
     io.fsync_seconds.render(
         "login_node_journal_fsync_seconds",
-        "Latency of one journal write and fdatasync.",
+        "Latency of one batch made durable (audit lines, then one database transaction).",
         out,
     );
     io.loop_seconds.render(
