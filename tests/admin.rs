@@ -369,7 +369,7 @@ fn a_hundred_thousand_entries_reach_game_nodes_as_deltas_and_split_snapshots() {
     got.sort();
     assert_eq!(got, entries);
     server.stop().expect("stop");
-    assert!(dir.join("state.redb").exists(), "kept in the database");
+    assert!(dir.join("state.db").exists(), "kept in the database");
 
     let server = start(durable_config(&dir));
     let (_again, _, version, got) = game_welcomed(&server, 3, "p");

@@ -486,7 +486,7 @@ fn a_corrupt_legacy_journal_or_a_locked_state_dir_refuses_to_start() {
         stderr.contains("journal") && stderr.contains(&format!("offset {second}")),
         "{stderr}"
     );
-    assert!(!legacy.join("state.redb").exists());
+    assert!(!legacy.join("state.db").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
 

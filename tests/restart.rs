@@ -181,7 +181,7 @@ fn a_state_directory_written_by_the_journal_is_migrated_on_first_start() {
         );
         server.stop().expect("stop");
     }
-    assert!(dir.join("state.redb").exists());
+    assert!(dir.join("state.db").exists());
     assert!(!dir.join("journal").exists(), "moved aside");
     let aside: Vec<_> = std::fs::read_dir(&dir)
         .expect("ls")

@@ -1,13 +1,14 @@
-//! The state directory: `LOCK` (one process per directory) and `state.redb`, an embedded
-//! [redb](https://docs.rs/redb) database holding the [`super::keys`] in one table. One write
-//! transaction per batch, committed with `Durability::Immediate` (durable when `commit`
-//! returns); redb's copy-on-write B-trees keep every committed transaction whole across a
-//! crash, so there is nothing of ours to compact or repair. Files are 0600, the directory 0700.
+//! The state directory: `LOCK` (one process per directory) and `state.db`, an SQLite
+//! database (bundled, through rusqlite) holding the [`super::keys`] in one table
+//! `state(k TEXT PRIMARY KEY, v BLOB)`. WAL mode with `synchronous=FULL`: a commit is durable
+//! when it returns (one fsync), a crash at any instant leaves the last committed transaction,
+//! and readers never block the writer, so an operator can inspect and back up the live file
+//! with Debian's `sqlite3` (`.backup`). SQLite checkpoints its WAL itself: nothing of ours to
+//! compact. Files are 0600 (SQLite gives its WAL the database's mode), the directory 0700.
 
 use super::keys::{self, Op};
 use super::{legacy, record, State};
 use log::info;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -18,10 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The database file inside the state directory.
-pub const DB_FILE: &str = "state.redb";
+pub const DB_FILE: &str = "state.db";
 /// Where a migration writes before the result is renamed to [`DB_FILE`].
-const MIGRATING: &str = "state.redb.migrating";
-const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+const MIGRATING: &str = "state.db.migrating";
 
 /// Why the state directory could not be opened; the node refuses to start.
 #[derive(Debug)]
@@ -63,14 +63,19 @@ fn unix_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn other(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
-    io::Error::other(e)
+fn other(e: rusqlite::Error) -> io::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
+            io::Error::from_raw_os_error(libc::ENOSPC)
+        }
+        e => io::Error::other(e),
+    }
 }
 
 /// The open state directory.
 pub struct Db {
     dir: PathBuf,
-    db: redb::Database,
+    conn: rusqlite::Connection,
     /// Fault injection for tests: while set, commits fail as a full disk would.
     fault: Option<Arc<AtomicBool>>,
     _lock: File,
@@ -90,28 +95,47 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Opens `path` as a database, creating it (0600) if absent.
-fn open_db(path: &Path) -> io::Result<redb::Database> {
+/// Opens `path` as the state database, creating it (0600) if absent.
+fn open_db(path: &Path) -> io::Result<rusqlite::Connection> {
     drop(create_private(path)?);
-    redb::Database::create(path).map_err(other)
+    let conn = rusqlite::Connection::open(path).map_err(other)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(other)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(io::Error::other(format!("journal_mode is {mode}, not wal")));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous=FULL;
+         CREATE TABLE IF NOT EXISTS state (k TEXT PRIMARY KEY NOT NULL, v BLOB NOT NULL) WITHOUT ROWID;",
+    )
+    .map_err(other)?;
+    Ok(conn)
 }
 
-fn write_ops(db: &redb::Database, ops: &[Op]) -> io::Result<()> {
-    let txn = db.begin_write().map_err(other)?;
+fn key_text(k: &[u8]) -> io::Result<&str> {
+    std::str::from_utf8(k).map_err(|_| io::Error::other("a key is not UTF-8"))
+}
+
+fn write_ops(conn: &mut rusqlite::Connection, ops: &[Op]) -> io::Result<()> {
+    let tx = conn.transaction().map_err(other)?;
     {
-        let mut table = txn.open_table(STATE).map_err(other)?;
+        let mut put = tx
+            .prepare_cached(
+                "INSERT INTO state (k, v) VALUES (?1, ?2) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+            )
+            .map_err(other)?;
+        let mut delete = tx
+            .prepare_cached("DELETE FROM state WHERE k = ?1")
+            .map_err(other)?;
         for op in ops {
             match op {
-                Op::Put(k, v) => {
-                    table.insert(&k[..], &v[..]).map_err(other)?;
-                }
-                Op::Delete(k) => {
-                    table.remove(&k[..]).map_err(other)?;
-                }
-            }
+                Op::Put(k, v) => put.execute((key_text(k)?, &v[..])).map_err(other)?,
+                Op::Delete(k) => delete.execute([key_text(k)?]).map_err(other)?,
+            };
         }
     }
-    txn.commit().map_err(other)
+    tx.commit().map_err(other)
 }
 
 impl Db {
@@ -146,8 +170,8 @@ impl Db {
                 aside.display()
             );
         }
-        let db = open_db(&path).map_err(io_err(&path))?;
-        let state = load(&db).map_err(|e| match e {
+        let conn = open_db(&path).map_err(io_err(&path))?;
+        let state = load(&conn).map_err(|e| match e {
             LoadError::Io(e) => StoreError::Io(path.clone(), e),
             LoadError::Bad(why) => StoreError::Inconsistent(path.clone(), why),
         })?;
@@ -156,7 +180,7 @@ impl Db {
             .map_err(|why| StoreError::Inconsistent(path.clone(), why))?;
         let db = Db {
             dir: dir.to_path_buf(),
-            db,
+            conn,
             fault: None,
             _lock: lock,
         };
@@ -179,7 +203,7 @@ impl Db {
         }
         let records = record::decode_batch(records)
             .map_err(|c| io::Error::new(io::ErrorKind::InvalidData, format!("batch {c}")))?;
-        write_ops(&self.db, &keys::ops(&records))
+        write_ops(&mut self.conn, &keys::ops(&records))
     }
 
     /// Test hook: while `switch` is true, every commit fails with ENOSPC (no disk is touched).
@@ -194,17 +218,21 @@ enum LoadError {
     Bad(String),
 }
 
-fn load(db: &redb::Database) -> Result<State, LoadError> {
+fn load(conn: &rusqlite::Connection) -> Result<State, LoadError> {
     let mut state = State::default();
-    let txn = db.begin_read().map_err(|e| LoadError::Io(other(e)))?;
-    let table = match txn.open_table(STATE) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(state),
-        Err(e) => return Err(LoadError::Io(other(e))),
-    };
-    for entry in table.iter().map_err(|e| LoadError::Io(other(e)))? {
-        let (k, v) = entry.map_err(|e| LoadError::Io(other(e)))?;
-        keys::load(&mut state, k.value(), v.value()).map_err(LoadError::Bad)?;
+    let io = |e| LoadError::Io(other(e));
+    let mut query = conn.prepare("SELECT k, v FROM state").map_err(io)?;
+    let mut rows = query.query([]).map_err(io)?;
+    while let Some(row) = rows.next().map_err(io)? {
+        let k = row.get_ref(0).map_err(io)?;
+        let k = k
+            .as_str()
+            .map_err(|e| LoadError::Bad(format!("a key is not text: {e}")))?;
+        let v = row.get_ref(1).map_err(io)?;
+        let v = v
+            .as_blob()
+            .map_err(|e| LoadError::Bad(format!("key {k:?}: {e}")))?;
+        keys::load(&mut state, k.as_bytes(), v).map_err(LoadError::Bad)?;
     }
     Ok(state)
 }
@@ -216,13 +244,22 @@ fn migrate(dir: &Path, path: &Path) -> Result<(), StoreError> {
     let state = legacy::load(dir)?;
     let tmp = dir.join(MIGRATING);
     let io_err = |e| StoreError::Io(tmp.clone(), e);
-    match fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(e)),
-        _ => {}
+    for stale in [
+        tmp.clone(),
+        dir.join(format!("{MIGRATING}-wal")),
+        dir.join(format!("{MIGRATING}-shm")),
+    ] {
+        match fs::remove_file(&stale) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(e)),
+            _ => {}
+        }
     }
     {
-        let db = open_db(&tmp).map_err(io_err)?;
-        write_ops(&db, &keys::ops_of_state(&state)).map_err(io_err)?;
+        let mut conn = open_db(&tmp).map_err(io_err)?;
+        write_ops(&mut conn, &keys::ops_of_state(&state)).map_err(io_err)?;
+        // Everything into the main file, so the rename moves the whole database.
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE;")
+            .map_err(|e| io_err(other(e)))?;
     }
     File::open(&tmp)
         .and_then(|f| f.sync_all())

@@ -11,7 +11,7 @@
 //!
 //! - [`record`]: the record bytes (the batch format, and the files of earlier versions).
 //! - [`keys`]: the state as keys and values, shared by every backend (one key per fact).
-//! - [`db`]: the embedded database (redb): one file, one transaction per batch.
+//! - [`db`]: the embedded database (SQLite in WAL mode): one file, one transaction per batch.
 //! - [`legacy`]: reads a state directory written by the journal of earlier versions, once.
 //! - [`worker`]: the store thread.
 //! - [`State`]: the plain data a start-up load produces, handed to the cluster.
