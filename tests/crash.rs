@@ -166,7 +166,7 @@ fn start_operator_op(
 ) -> (OperatorOp, Option<TcpStream>) {
     let r = random();
     let cross = 91 + (r / 7 % 2) as u32;
-    if r % 4 != 0 && !told.is_empty() {
+    if !r.is_multiple_of(4) && !told.is_empty() {
         let ids: Vec<u32> = told.keys().copied().collect();
         let serv = ids[(r / 3 % ids.len() as u64) as usize];
         let to = CROSSES[(r / 11 % 3) as usize];
@@ -176,12 +176,16 @@ fn start_operator_op(
             send_admin(admin, "POST", "/api/assign", &body),
         );
     }
-    let (path, body) = if r % 8 == 0 {
-        let capacity = if r % 3 == 0 { 0 } else { 1 + r / 13 % 20_000 };
+    let (path, body) = if r.is_multiple_of(8) {
+        let capacity = if r.is_multiple_of(3) {
+            0
+        } else {
+            1 + r / 13 % 20_000
+        };
         let body = format!(r#"{{"capacity": {capacity}}}"#);
         (format!("/api/cross/{cross}/capacity"), body)
     } else {
-        let on = r / 17 % 2 == 0;
+        let on = (r / 17).is_multiple_of(2);
         let body = format!(r#"{{"drain": {on}}}"#);
         (format!("/api/cross/{cross}/drain"), body)
     };

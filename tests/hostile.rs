@@ -430,7 +430,7 @@ fn a_reconnect_storm_leaks_nothing() {
                         continue;
                     }
                     // Half the sessions wait for their welcome, half hang up at once.
-                    if id % 2 == 0 {
+                    if id.is_multiple_of(2) {
                         let _ = c.recv(REPLY);
                     }
                     sessions += 1;
