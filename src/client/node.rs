@@ -132,8 +132,31 @@ enum Command {
 struct Whitelist {
     version: u32,
     entries: HashSet<String>,
-    /// A snapshot being received (frames until `last`).
-    loading: Option<HashSet<String>>,
+    /// A snapshot being received (its version, and the entries of its frames so far). It
+    /// replaces `entries` only when its `last` frame arrives; a disconnect discards it.
+    loading: Option<(u32, HashSet<String>)>,
+}
+
+impl Whitelist {
+    /// One WHITELIST_SNAPSHOT frame; true when it completed a snapshot.
+    fn snapshot_frame(&mut self, version: u32, last: bool, entries: Vec<String>) -> bool {
+        // A frame of another version starts a new snapshot: never merge two.
+        if self.loading.as_ref().is_some_and(|(v, _)| *v != version) {
+            self.loading = None;
+        }
+        let (_, set) = self
+            .loading
+            .get_or_insert_with(|| (version, HashSet::new()));
+        set.extend(entries);
+        if !last {
+            return false;
+        }
+        if let Some((_, set)) = self.loading.take() {
+            self.entries = set;
+        }
+        self.version = version;
+        true
+    }
 }
 
 /// A node kept logged in by a background thread.
@@ -253,6 +276,10 @@ impl Worker {
         let mut seed = (self.spec.node_id as u64) << 32 | unix_time() as u64 | 1;
         loop {
             let (end, was_online) = self.session();
+            // A snapshot cut off by the disconnect is never merged into the next one.
+            if let Ok(mut w) = self.whitelist.lock() {
+                w.loading = None;
+            }
             let reason = match end {
                 End::Stop => break,
                 End::Retry(reason) => reason,
@@ -396,12 +423,9 @@ impl Worker {
                 let Ok(mut w) = self.whitelist.lock() else {
                     return;
                 };
-                w.loading.get_or_insert_with(HashSet::new).extend(entries);
-                if !last {
+                if !w.snapshot_frame(version, last, entries) {
                     return;
                 }
-                w.entries = w.loading.take().unwrap_or_default();
-                w.version = version;
                 ClientEvent::WhitelistLoaded {
                     version,
                     entries: w.entries.len(),
