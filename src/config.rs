@@ -570,19 +570,7 @@ impl Config {
 
     /// Checks rules that involve more than one key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.token == DEFAULT_TOKEN && !self.listen.ip().is_loopback() {
-            return err(format!(
-                "token: refusing to listen on non-loopback {} with the default token; set token",
-                self.listen
-            ));
-        }
-        if let Some(admin) = self.admin_listen {
-            if self.admin_token == DEFAULT_ADMIN_TOKEN && !admin.ip().is_loopback() {
-                return err(format!(
-                    "admin_token: refusing a non-loopback admin listener {admin} with the default admin token; set admin_token"
-                ));
-            }
-        }
+        self.check_dev_tokens(self.listen, self.admin_listen)?;
         if self.full_threshold < self.busy_threshold {
             return err(format!(
                 "full_threshold: {} must not be below busy_threshold {}",
@@ -594,6 +582,29 @@ impl Config {
                 "heartbeat_timeout: {} must exceed heartbeat_interval {}",
                 self.heartbeat_timeout, self.heartbeat_interval
             ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a development token on a listener that is not loopback. `listen` and `admin`
+    /// are the addresses judged: the configured ones at start, the ones actually bound on a
+    /// reload (`listen` needs a restart, so a reloaded file's own `listen` proves nothing).
+    pub fn check_dev_tokens(
+        &self,
+        listen: SocketAddr,
+        admin: Option<SocketAddr>,
+    ) -> Result<(), ConfigError> {
+        if self.token == DEFAULT_TOKEN && !listen.ip().is_loopback() {
+            return err(format!(
+                "token: refusing to listen on non-loopback {listen} with the default token; set token"
+            ));
+        }
+        if let Some(admin) = admin {
+            if self.admin_token == DEFAULT_ADMIN_TOKEN && !admin.ip().is_loopback() {
+                return err(format!(
+                    "admin_token: refusing a non-loopback admin listener {admin} with the default admin token; set admin_token"
+                ));
+            }
         }
         Ok(())
     }

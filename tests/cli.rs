@@ -391,6 +391,113 @@ fn sighup_reloads_reloadable_keys_and_rejects_a_bad_file_whole() {
 }
 
 #[test]
+fn sighup_cannot_bring_a_development_token_to_a_public_listener() {
+    // Bound to 0.0.0.0 (every address, loopback included) with real tokens; a reloaded file
+    // claims loopback addresses (those need a restart) and drops a token: rejected whole.
+    let dir = scratch_dir();
+    let file = dir.join("node.toml");
+    let (port, admin_port) = (free_port(), free_port());
+    let write = |listen: &str, admin_listen: &str, tokens: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "listen = \"{listen}:{port}\"\nadmin_listen = \"{admin_listen}:{admin_port}\"\nstate_dir = \"{}\"\n{tokens}",
+                dir.join("state").display()
+            ),
+        )
+        .expect("write config")
+    };
+    let both =
+        "heartbeat_interval = 4\ntoken = \"node-secret-1\"\nadmin_token = \"admin-secret-1\"\n";
+    write("0.0.0.0", "0.0.0.0", both);
+    // Not `spawn`: its --admin-listen flag would override the file's on every reload too.
+    let run_dir = scratch_dir();
+    let mut p = Proc(
+        Command::new(BIN)
+            .args(["--config", file.to_str().expect("utf8")])
+            .current_dir(&run_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+        run_dir,
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let admin_addr: SocketAddr = format!("127.0.0.1:{admin_port}").parse().expect("addr");
+    connect_when_up(addr);
+    // The admin listener is bound just after the node port.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(admin_addr).is_err() {
+        assert!(Instant::now() < deadline, "the admin API never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rejected = |n: u32| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, text) = common::http(admin_addr, "GET", "/metrics", None, None);
+            if text.contains(&format!(
+                "login_node_config_reloads_total{{result=\"rejected\"}} {n}"
+            )) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "reload {n} never rejected: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    write(
+        "127.0.0.1",
+        "0.0.0.0",
+        "heartbeat_interval = 5\nadmin_token = \"admin-secret-1\"\n",
+    );
+    signal(&p, "-HUP");
+    rejected(1);
+    assert_eq!(auth_code(addr, 1, DEFAULT_TOKEN), 1, "no development token");
+    assert_eq!(auth_code(addr, 2, "node-secret-1"), 0);
+
+    write(
+        "0.0.0.0",
+        "127.0.0.1",
+        "heartbeat_interval = 6\ntoken = \"node-secret-1\"\n",
+    );
+    signal(&p, "-HUP");
+    rejected(2);
+    let dev = login_node::config::DEFAULT_ADMIN_TOKEN;
+    let (code, _) = common::http(admin_addr, "GET", "/api/nodes", Some(dev), None);
+    assert_eq!(code, 401, "no development admin token");
+    let (code, _) = common::http(
+        admin_addr,
+        "GET",
+        "/api/nodes",
+        Some("admin-secret-1"),
+        None,
+    );
+    assert_eq!(code, 200);
+    let mut c = Client::connect(addr, REPLY).expect("connect");
+    let r = c
+        .auth(NodeType::Game, 3, "dev", "node-secret-1", None)
+        .expect("auth");
+    assert_eq!(
+        r.heartbeat_interval, 4,
+        "rejected whole: nothing else applied"
+    );
+    sigterm(&p);
+    assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
+    let stderr = stderr_of(&mut p);
+    assert!(
+        stderr.contains("refusing to listen on non-loopback 0.0.0.0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("refusing a non-loopback admin listener 0.0.0.0"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn systemd_is_told_ready_and_stopping() {
     let dir = scratch_dir();
     let sock_path = dir.join("notify.sock");

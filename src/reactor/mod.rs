@@ -728,7 +728,9 @@ impl<H: Handler> LoginNode<H> {
             warn!("SIGHUP: no configuration source to reload from (started without one)");
             return;
         };
-        let new = match reload() {
+        // Judged against the listeners actually bound, not the file's own addresses.
+        let bound = (self.local_addr, self.admin.local_addr());
+        let new = match reload().and_then(|c| c.check_dev_tokens(bound.0, bound.1).map(|()| c)) {
             Ok(c) => c,
             Err(e) => {
                 error!("SIGHUP: configuration rejected, keeping the running one: {e}");
