@@ -332,6 +332,9 @@ struct Session {
     key: NodeKey,
     peer: SocketAddr,
     last_heard_ms: u64,
+    /// The heartbeat_timeout its AUTH_RESULT announced, in ms: it governs this session even
+    /// if a reload changes the setting (the contract: the timeout the node was told).
+    heartbeat_timeout_ms: u64,
     connected_unix: u64,
     timer: Option<TimerId>,
     /// The plat field of its AUTH, interned.
@@ -351,6 +354,7 @@ impl Session {
             },
             peer: SocketAddr::from(([0, 0, 0, 0], 0)),
             last_heard_ms: 0,
+            heartbeat_timeout_ms: 0,
             connected_unix: 0,
             timer: None,
             auth_plat: 0,
@@ -896,13 +900,13 @@ impl Cluster {
                     self.end_session(conn, now, out, handler);
                 }
                 Phase::AwaitInfo | Phase::Online => {
-                    let deadline = s.last_heard_ms + self.heartbeat_timeout_ms;
+                    let deadline = s.last_heard_ms + s.heartbeat_timeout_ms;
                     if deadline <= now.mono_ms {
                         info!(
                             "{} ({}): silent for {} s, kicking",
                             s.key,
                             Peer(s.peer),
-                            self.heartbeat_timeout
+                            s.heartbeat_timeout_ms / 1000
                         );
                         self.stats.heartbeat_timeouts += 1;
                         self.kick(conn, KickReason::HeartbeatTimeout, now, out, handler);
@@ -1098,6 +1102,7 @@ impl Cluster {
         s.key = key;
         s.auth_plat = plat;
         s.last_heard_ms = now.mono_ms;
+        s.heartbeat_timeout_ms = self.heartbeat_timeout_ms;
         match s.timer {
             Some(t) => {
                 self.wheel.reschedule(t, deadline);

@@ -1399,3 +1399,41 @@ fn a_stale_timer_id_cancels_nothing_not_even_a_heartbeat_timer() {
         "the silent node was kicked"
     );
 }
+
+#[test]
+fn a_reload_keeps_the_heartbeat_timeout_each_session_was_told() {
+    // Told 4 s / 9 s; the reload says 1 s / 2 s.
+    let mut h = H::with(Config {
+        heartbeat_interval: 4,
+        heartbeat_timeout: 9,
+        ..config()
+    });
+    h.game(1, 101, "p");
+    h.c.reconfigure(&Config {
+        heartbeat_interval: 1,
+        heartbeat_timeout: 2,
+        ..config()
+    });
+    // The old session follows the interval it was told: a heartbeat every 4 s is fine.
+    for _ in 0..5 {
+        h.advance(4_000);
+        h.feed(1, &hb(1));
+    }
+    assert!(
+        !h.got(1).contains(&Got::Kick(2)),
+        "announced values govern the session"
+    );
+    assert!(!h.is_closed(1));
+    // A session that authenticates after the reload gets (and is held to) the new values.
+    h.game(2, 102, "p");
+    h.advance(1_000);
+    h.feed(1, &hb(2));
+    h.advance(1_100);
+    assert!(h.got(2).contains(&Got::Kick(2)), "2 s of silence kicks it");
+    // And the old one is still held to 9 s.
+    h.feed(1, &hb(3));
+    h.advance(8_000);
+    assert!(!h.is_closed(1));
+    h.advance(1_100);
+    assert!(h.got(1).contains(&Got::Kick(2)), "after 9 s of silence");
+}
