@@ -239,6 +239,7 @@ fn fast() -> Options {
         connect_timeout: Duration::from_secs(2),
         backoff_initial: Duration::from_millis(50),
         backoff_max: Duration::from_millis(400),
+        ..Options::default()
     }
 }
 
@@ -274,7 +275,7 @@ fn an_interrupted_snapshot_leaves_no_stale_entries() {
             frames: vec![snapshot(6, true, &["new1"])],
         },
     ]);
-    let (client, events) = NodeClient::start(fake.addr, game_spec(1), fast());
+    let (client, events) = NodeClient::start(fake.addr, game_spec(1), fast()).expect("start");
     let loaded = wait_for(&events, "snapshot", Duration::from_secs(10), |e| {
         matches!(e, ClientEvent::WhitelistLoaded { .. })
     });
@@ -293,4 +294,130 @@ fn an_interrupted_snapshot_leaves_no_stale_entries() {
     assert_eq!(client.whitelist_version(), 6);
     assert_eq!(fake.connections(), 2);
     client.stop();
+}
+
+fn reason_of(e: ClientEvent) -> String {
+    match e {
+        ClientEvent::Disconnected { reason, .. } => reason,
+        other => panic!("not a disconnect: {other:?}"),
+    }
+}
+
+#[test]
+fn no_auth_result_means_a_dead_login_node() {
+    let fake = FakeLogin::start(vec![Mode::SilentAfterAccept]);
+    let options = Options {
+        auth_timeout: Duration::from_millis(300),
+        ..fast()
+    };
+    let (client, events) = NodeClient::start(fake.addr, game_spec(1), options).expect("start");
+    let gone = wait_for(&events, "disconnect", Duration::from_secs(5), |e| {
+        matches!(e, ClientEvent::Disconnected { .. })
+    });
+    assert!(reason_of(gone).contains("AUTH_RESULT"));
+    client.stop();
+}
+
+#[test]
+fn a_login_node_silent_for_its_heartbeat_timeout_is_left() {
+    let fake = FakeLogin::start(vec![Mode::SilentAfterAuth {
+        interval: 1,
+        timeout: 2,
+    }]);
+    let (client, events) = NodeClient::start(fake.addr, game_spec(1), fast()).expect("start");
+    wait_for(&events, "online", Duration::from_secs(5), |e| {
+        matches!(e, ClientEvent::Online { .. })
+    });
+    let online_at = Instant::now();
+    let gone = wait_for(&events, "disconnect", Duration::from_secs(6), |e| {
+        matches!(e, ClientEvent::Disconnected { .. })
+    });
+    let after = online_at.elapsed();
+    assert!(reason_of(gone).contains("silent"));
+    assert!(
+        after >= Duration::from_millis(1_900) && after < Duration::from_secs(4),
+        "{after:?}"
+    );
+    client.stop();
+}
+
+#[test]
+fn stop_returns_while_the_login_node_does_not_read() {
+    let fake = FakeLogin::start(vec![Mode::NeverReads {
+        interval: 1,
+        timeout: 30,
+    }]);
+    let options = Options {
+        write_timeout: Duration::from_millis(300),
+        ..fast()
+    };
+    let (client, events) = NodeClient::start(fake.addr, game_spec(1), options).expect("start");
+    wait_for(&events, "online", Duration::from_secs(5), |e| {
+        matches!(e, ClientEvent::Online { .. })
+    });
+    // Far more than loopback socket buffers hold: the writes back up.
+    let body = vec![0u8; 60_000];
+    for _ in 0..600 {
+        client.send_app(0x1000, &body);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let t = Instant::now();
+    std::thread::spawn(move || {
+        client.stop();
+        let _ = done_tx.send(());
+    });
+    done.recv_timeout(Duration::from_secs(5))
+        .expect("stop() returned within the write timeout and a bit");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}
+
+#[test]
+fn a_kick_right_after_login_does_not_reset_the_backoff() {
+    let fake = FakeLogin::start(vec![Mode::KickAfterAuth]);
+    let (client, events) = NodeClient::start(fake.addr, game_spec(1), fast()).expect("start");
+    std::thread::sleep(Duration::from_secs(2));
+    client.stop();
+    // 50, 100, 200, 400, 400 ... ms (jittered down to half): about 8 in 2 s; a reset after
+    // every login made about 40.
+    let n = fake.connections();
+    assert!((2..=12).contains(&n), "{n} connections in 2 s");
+    let waits: Vec<Duration> = events
+        .try_iter()
+        .filter_map(|e| match e {
+            ClientEvent::Disconnected { retry_in, .. } => Some(retry_in),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        waits
+            .iter()
+            .skip(3)
+            .all(|w| *w >= Duration::from_millis(200)),
+        "the backoff grew: {waits:?}"
+    );
+}
+
+#[test]
+fn a_zero_backoff_is_refused() {
+    let addr: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    for options in [
+        Options {
+            backoff_initial: Duration::ZERO,
+            ..fast()
+        },
+        Options {
+            backoff_max: Duration::from_millis(10),
+            ..fast()
+        },
+        Options {
+            write_timeout: Duration::ZERO,
+            ..fast()
+        },
+    ] {
+        let e = NodeClient::start(addr, game_spec(1), options.clone())
+            .err()
+            .unwrap_or_else(|| panic!("accepted {options:?}"));
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    }
 }
