@@ -69,7 +69,7 @@ stop(Pid) -> gen_server:stop(Pid).
 
 %% True when Entry (binary) is on the whitelist as last received. Reads the client's ETS
 %% table directly (never waits for the gen_server); false once the client is gone.
-is_whitelisted(Pid, Entry) when is_binary(Entry) ->
+is_whitelisted(Pid, Entry) ->
     read_table(Pid, fun(T) -> ets:member(T, Entry) end, false).
 
 whitelist_version(Pid) ->
