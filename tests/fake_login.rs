@@ -36,6 +36,9 @@ enum Mode {
     NeverReads { interval: u16, timeout: u16 },
     /// AUTH_RESULT 0, then KICK 3 at once.
     KickAfterAuth,
+    /// AUTH_RESULT 0 announcing (1 s, `timeout` s), heartbeats answered for `ms`, then
+    /// closed.
+    OnlineFor { timeout: u16, ms: u64 },
 }
 
 /// A fake login node on an ephemeral loopback port; connection `i` uses `modes[i]` (the
@@ -196,6 +199,22 @@ fn serve(mut s: TcpStream, mode: Mode, halt: &AtomicBool) {
             send(&mut s, &auth_result(0, interval, timeout));
             while !halt.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Mode::OnlineFor { timeout, ms } => {
+            send(&mut s, &auth_result(0, 1, timeout));
+            let until = Instant::now() + Duration::from_millis(ms);
+            while Instant::now() < until {
+                let left = until.saturating_duration_since(Instant::now());
+                match read_frame(&mut s, left, halt) {
+                    Some(p) if p.len() >= 10 && p[..2] == [0, 4] => {
+                        let ack = [&[0x80, 0x04][..], &p[2..10]].concat();
+                        send(&mut s, &ack);
+                    }
+                    Some(_) => {}
+                    None if Instant::now() < until => return,
+                    None => {}
+                }
             }
         }
         Mode::KickAfterAuth => {
@@ -420,4 +439,27 @@ fn a_zero_backoff_is_refused() {
             .unwrap_or_else(|| panic!("accepted {options:?}"));
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     }
+}
+
+#[test]
+fn a_connection_that_stayed_online_a_heartbeat_timeout_resets_the_backoff() {
+    let fake = FakeLogin::start(vec![Mode::OnlineFor {
+        timeout: 1,
+        ms: 1_300,
+    }]);
+    let (client, events) = NodeClient::start(fake.addr, game_spec(1), fast()).expect("start");
+    let mut waits = Vec::new();
+    while waits.len() < 3 {
+        let e = wait_for(&events, "disconnect", Duration::from_secs(10), |e| {
+            matches!(e, ClientEvent::Disconnected { .. })
+        });
+        if let ClientEvent::Disconnected { retry_in, .. } = e {
+            waits.push(retry_in);
+        }
+    }
+    client.stop();
+    assert!(
+        waits.iter().all(|w| *w <= Duration::from_millis(50)),
+        "each session stayed online 1.3 s > its 1 s timeout: {waits:?}"
+    );
 }
