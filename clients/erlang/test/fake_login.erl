@@ -9,6 +9,9 @@
 %%   silent_after_accept                   read AUTH, answer nothing
 %%   {silent_after_auth, I, T}             AUTH_RESULT 0, then read everything, answer nothing
 %%   kick_after_auth                       AUTH_RESULT 0 (1 s / 3 s), then KICK 3 at once
+%%   {online_for, Timeout, Ms}             AUTH_RESULT 0 (1 s / Timeout s), heartbeats answered
+%%                                         for Ms, then closed
+%%   {never_reads, I, T}                   AUTH_RESULT 0, then never reads again
 %%   {reset_after_auth, TestPid}           after AUTH: sends {fake_login, waiting, self()} to
 %%                                         TestPid, waits for `go`, then AUTH_RESULT 0 and a
 %%                                         reset (the client's next send fails)
@@ -89,6 +92,13 @@ after_auth(S, kick_after_auth) ->
     _ = gen_tcp:send(S, auth_result(0, 1, 3)),
     _ = gen_tcp:send(S, <<16#80FF:16, 3:8>>),
     gen_tcp:close(S);
+after_auth(S, {online_for, T, Ms}) ->
+    ok = gen_tcp:send(S, auth_result(0, 1, T)),
+    answer_until(S, erlang:monotonic_time(millisecond) + Ms);
+after_auth(S, {never_reads, I, T}) ->
+    ok = gen_tcp:send(S, auth_result(0, I, T)),
+    receive never -> ok after 30000 -> ok end,
+    gen_tcp:close(S);
 after_auth(S, {reset_after_auth, TestPid}) ->
     TestPid ! {fake_login, waiting, self()},
     receive go -> ok after 10000 -> ok end,
@@ -99,6 +109,20 @@ after_auth(S, {reset_after_auth, TestPid}) ->
 drain(S) ->
     case recv(S) of
         {ok, _} -> drain(S);
+        _ -> gen_tcp:close(S)
+    end.
+
+answer_until(S, Until) ->
+    case Until - erlang:monotonic_time(millisecond) of
+        Left when Left > 0 ->
+            case gen_tcp:recv(S, 0, Left) of
+                {ok, <<16#0004:16, Ts:64, _/binary>>} ->
+                    _ = gen_tcp:send(S, <<16#8004:16, Ts:64>>),
+                    answer_until(S, Until);
+                {ok, _} -> answer_until(S, Until);
+                {error, timeout} -> gen_tcp:close(S);
+                _ -> gen_tcp:close(S)
+            end;
         _ -> gen_tcp:close(S)
     end.
 

@@ -101,6 +101,34 @@ a_kick_right_after_login_backs_off_test_() ->
         ?assert(N =< 15)
     end).
 
+a_session_online_for_a_heartbeat_timeout_resets_the_backoff_test_() ->
+    with_fake("a session online for a heartbeat timeout resets the backoff",
+              [{online_for, 2, 2300}], fun(Fake) ->
+        {ok, C} = client(Fake, #{}),
+        ?assertEqual(1, expect(C, online, 5000)),
+        Gaps = [begin
+                    _ = expect(C, offline, 5000),
+                    T0 = erlang:monotonic_time(millisecond),
+                    ?assertEqual(1, expect(C, online, 5000)),
+                    erlang:monotonic_time(millisecond) - T0
+                end || _ <- [1, 2, 3]],
+        ok = login_client:stop(C),
+        %% Each session outlived its 2 s timeout, so each wait is the initial 25..50 ms; a
+        %% growing backoff would make the third 200..400 ms.
+        ?assert(lists:max(Gaps) < 150)
+    end).
+
+stop_returns_while_the_login_node_does_not_read_test_() ->
+    with_fake("stop returns while the login node does not read",
+              [{never_reads, 1, 30}], fun(Fake) ->
+        {ok, C} = client(Fake, #{send_timeout_ms => 300}),
+        ?assertEqual(1, expect(C, online, 5000)),
+        Body = binary:copy(<<0>>, 60000),
+        [login_client:send_app(C, 16#1000, Body) || _ <- lists:seq(1, 600)],
+        {Us, ok} = timer:tc(fun() -> login_client:stop(C) end),
+        ?assert(Us < 5000000)
+    end).
+
 zero_backoff_is_refused_test() ->
     process_flag(trap_exit, true),
     Opts = #{host => "127.0.0.1", port => 1, token => <<"t">>, node_type => game,
