@@ -392,16 +392,16 @@ fn sighup_reloads_reloadable_keys_and_rejects_a_bad_file_whole() {
 
 #[test]
 fn sighup_cannot_bring_a_development_token_to_a_public_listener() {
-    // Bound to 0.0.0.0 (every address, loopback included) with real tokens; a reloaded file
-    // claims loopback addresses (those need a restart) and drops a token: rejected whole.
+    // Bound to 0.0.0.0 (every address, loopback included) with real tokens, on ports the
+    // kernel picks (no race with parallel tests); a reloaded file claims loopback addresses
+    // (those need a restart) and drops a token: rejected whole.
     let dir = scratch_dir();
     let file = dir.join("node.toml");
-    let (port, admin_port) = (free_port(), free_port());
     let write = |listen: &str, admin_listen: &str, tokens: &str| {
         std::fs::write(
             &file,
             format!(
-                "listen = \"{listen}:{port}\"\nadmin_listen = \"{admin_listen}:{admin_port}\"\nstate_dir = \"{}\"\n{tokens}",
+                "listen = \"{listen}:0\"\nadmin_listen = \"{admin_listen}:0\"\nstate_dir = \"{}\"\n{tokens}",
                 dir.join("state").display()
             ),
         )
@@ -422,15 +422,17 @@ fn sighup_cannot_bring_a_development_token_to_a_public_listener() {
             .expect("spawn"),
         run_dir,
     );
+    // The node binds its port first, then the admin API: their ports in descriptor order.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (port, admin_port) = loop {
+        if let [node, admin] = listening_ports(p.0.id())[..] {
+            break (node, admin);
+        }
+        assert!(Instant::now() < deadline, "the node never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let admin_addr: SocketAddr = format!("127.0.0.1:{admin_port}").parse().expect("addr");
-    connect_when_up(addr);
-    // The admin listener is bound just after the node port.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(admin_addr).is_err() {
-        assert!(Instant::now() < deadline, "the admin API never came up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let rejected = |n: u32| {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -486,15 +488,56 @@ fn sighup_cannot_bring_a_development_token_to_a_public_listener() {
     );
     sigterm(&p);
     assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
-    let stderr = stderr_of(&mut p);
+    let log = stderr_of(&mut p);
     assert!(
-        stderr.contains("refusing to listen on non-loopback 0.0.0.0"),
-        "{stderr}"
+        log.contains("refusing to listen on non-loopback 0.0.0.0"),
+        "{log}"
     );
     assert!(
-        stderr.contains("refusing a non-loopback admin listener 0.0.0.0"),
-        "{stderr}"
+        log.contains("refusing a non-loopback admin listener 0.0.0.0"),
+        "{log}"
     );
+}
+
+/// The TCP ports process `pid` listens on, in the order of its descriptors (from /proc).
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let mut listening = std::collections::HashMap::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if let (Some(local), Some(&"0A"), Some(inode)) = (f.get(1), f.get(3), f.get(9)) {
+                let port = local
+                    .rsplit(':')
+                    .next()
+                    .and_then(|h| u16::from_str_radix(h, 16).ok());
+                if let Some(port) = port {
+                    listening.insert(inode.to_string(), port);
+                }
+            }
+        }
+    }
+    let mut fds: Vec<(u32, u16)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| {
+                    let fd = e.file_name().to_str()?.parse().ok()?;
+                    let target = std::fs::read_link(e.path()).ok()?;
+                    let inode = target
+                        .to_str()?
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .to_string();
+                    Some((fd, *listening.get(&inode)?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort_unstable();
+    fds.into_iter().map(|(_, port)| port).collect()
 }
 
 #[test]
