@@ -568,21 +568,13 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Checks rules that involve more than one key.
+    /// Checks every rule, one key at a time and then those that involve several keys. The
+    /// one validation: [`Self::from_args`] (the binary, and its reloads) and
+    /// `LoginNode::builder().build()` both call it, so code cannot build a node the binary
+    /// would refuse.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.token == DEFAULT_TOKEN && !self.listen.ip().is_loopback() {
-            return err(format!(
-                "token: refusing to listen on non-loopback {} with the default token; set token",
-                self.listen
-            ));
-        }
-        if let Some(admin) = self.admin_listen {
-            if self.admin_token == DEFAULT_ADMIN_TOKEN && !admin.ip().is_loopback() {
-                return err(format!(
-                    "admin_token: refusing a non-loopback admin listener {admin} with the default admin token; set admin_token"
-                ));
-            }
-        }
+        self.check_ranges()?;
+        self.check_dev_tokens(self.listen, self.admin_listen)?;
         if self.full_threshold < self.busy_threshold {
             return err(format!(
                 "full_threshold: {} must not be below busy_threshold {}",
@@ -594,6 +586,92 @@ impl Config {
                 "heartbeat_timeout: {} must exceed heartbeat_interval {}",
                 self.heartbeat_timeout, self.heartbeat_interval
             ));
+        }
+        Ok(())
+    }
+
+    /// The ranges [`Self::set`] enforces on text, for a `Config` built in code.
+    fn check_ranges(&self) -> Result<(), ConfigError> {
+        let ints: [(&str, u64, u64, u64); 12] = [
+            (
+                "heartbeat_interval",
+                self.heartbeat_interval.into(),
+                1,
+                65_535,
+            ),
+            (
+                "heartbeat_timeout",
+                self.heartbeat_timeout.into(),
+                1,
+                65_535,
+            ),
+            ("auth_timeout (ms)", self.auth_timeout_ms, 1, 86_400_000),
+            ("max_frame", self.max_frame as u64, 16, 65_535),
+            (
+                "max_connections",
+                self.max_connections as u64,
+                1,
+                100_000_000,
+            ),
+            (
+                "max_write_buffer",
+                self.max_write_buffer as u64,
+                65_536,
+                1 << 32,
+            ),
+            ("default_capacity", self.default_capacity.into(), 1, 65_535),
+            (
+                "busy_threshold",
+                self.busy_threshold.into(),
+                1,
+                u32::MAX.into(),
+            ),
+            (
+                "full_threshold",
+                self.full_threshold.into(),
+                1,
+                u32::MAX.into(),
+            ),
+            ("auth_fail_limit", self.auth_fail_limit.into(), 0, 1_000_000),
+            ("auth_fail_window", self.auth_fail_window.into(), 1, 86_400),
+            ("auth_window", self.auth_window.into(), 0, u32::MAX.into()),
+        ];
+        for (key, v, min, max) in ints {
+            if v < min || v > max {
+                return err(format!("{key}: {v} is out of range ({min}..={max})"));
+            }
+        }
+        if self.token.is_empty() {
+            return err("token: must not be empty");
+        }
+        if self.admin_token.is_empty() {
+            return err("admin_token: must not be empty");
+        }
+        if self.previous_token.as_deref() == Some("") {
+            return err("previous_token: must not be empty (use None)");
+        }
+        Ok(())
+    }
+
+    /// Refuses a development token on a listener that is not loopback. `listen` and `admin`
+    /// are the addresses judged: the configured ones at start, the ones actually bound on a
+    /// reload (`listen` needs a restart, so a reloaded file's own `listen` proves nothing).
+    pub fn check_dev_tokens(
+        &self,
+        listen: SocketAddr,
+        admin: Option<SocketAddr>,
+    ) -> Result<(), ConfigError> {
+        if self.token == DEFAULT_TOKEN && !listen.ip().is_loopback() {
+            return err(format!(
+                "token: refusing to listen on non-loopback {listen} with the default token; set token"
+            ));
+        }
+        if let Some(admin) = admin {
+            if self.admin_token == DEFAULT_ADMIN_TOKEN && !admin.ip().is_loopback() {
+                return err(format!(
+                    "admin_token: refusing a non-loopback admin listener {admin} with the default admin token; set admin_token"
+                ));
+            }
         }
         Ok(())
     }

@@ -21,12 +21,18 @@ const NONE: u32 = u32::MAX;
 /// List index of the expired list (after the LEVELS * SLOTS slot lists).
 const EXPIRED: u16 = (LEVELS * SLOTS) as u16;
 
-/// Identifies a scheduled timer until it fires or is cancelled; after that the id may be
-/// reused for another timer, so holders must forget it then.
+/// Identifies a scheduled timer until it fires or is cancelled. It carries a generation: once
+/// its timer is gone, the id matches nothing, even after the slot holds another timer, so a
+/// stale id cancels or moves nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TimerId(u32);
+pub struct TimerId {
+    key: u32,
+    generation: u32,
+}
 
 struct Entry<T> {
+    /// Which insert made this entry (matched against [`TimerId::generation`]).
+    generation: u32,
     /// Deadline in ticks.
     deadline: u64,
     prev: u32,
@@ -45,6 +51,9 @@ pub struct TimerWheel<T> {
     heads: Box<[u32]>,
     expired_tail: u32,
     entries: Slab<Entry<T>>,
+    /// The generation the next insert gets (wraps after 4 billion inserts; an id that old
+    /// matching a new timer in the same slot is out of scope).
+    next_generation: u32,
 }
 
 impl<T: Copy> TimerWheel<T> {
@@ -58,6 +67,7 @@ impl<T: Copy> TimerWheel<T> {
             heads: vec![NONE; LEVELS * SLOTS + 1].into_boxed_slice(),
             expired_tail: NONE,
             entries: Slab::new(),
+            next_generation: 0,
         }
     }
 
@@ -84,7 +94,10 @@ impl<T: Copy> TimerWheel<T> {
     /// Schedules `payload` to fire at `deadline_ms` (or at the next poll if that has passed).
     pub fn insert(&mut self, deadline_ms: u64, payload: T) -> TimerId {
         let deadline = deadline_ms.div_ceil(self.tick_ms);
+        let generation = self.next_generation;
+        self.next_generation = generation.wrapping_add(1);
         let key = self.entries.insert(Entry {
+            generation,
             deadline,
             prev: NONE,
             next: NONE,
@@ -94,35 +107,45 @@ impl<T: Copy> TimerWheel<T> {
         // Slab keys are dense; a wheel holding 4 billion timers is out of scope.
         let key = u32::try_from(key).unwrap_or(NONE - 1);
         self.place(key);
-        TimerId(key)
+        TimerId { key, generation }
     }
 
-    /// Cancels a timer; returns its payload if it was still scheduled.
+    /// The entry `id` names, if its timer is still scheduled.
+    fn live(&self, id: TimerId) -> Option<&Entry<T>> {
+        self.entries
+            .get(id.key as usize)
+            .filter(|e| e.generation == id.generation)
+    }
+
+    /// The payload of a scheduled timer.
+    pub fn payload(&self, id: TimerId) -> Option<T> {
+        self.live(id).map(|e| e.payload)
+    }
+
+    /// Cancels a timer; returns its payload if it was still scheduled. A stale id (its timer
+    /// fired or was cancelled) cancels nothing.
     pub fn cancel(&mut self, id: TimerId) -> Option<T> {
-        if !self.entries.contains(id.0 as usize) {
-            return None;
-        }
-        self.unlink(id.0);
-        Some(self.entries.remove(id.0 as usize).payload)
+        self.live(id)?;
+        self.unlink(id.key);
+        Some(self.entries.remove(id.key as usize).payload)
     }
 
-    /// Moves a scheduled timer to a new deadline without reallocating; false if `id` is unknown.
+    /// Moves a scheduled timer to a new deadline without reallocating; false if `id` is unknown
+    /// or stale.
     pub fn reschedule(&mut self, id: TimerId, deadline_ms: u64) -> bool {
         let deadline = deadline_ms.div_ceil(self.tick_ms);
-        match self.entries.get_mut(id.0 as usize) {
-            Some(e) => e.deadline = deadline,
-            None => return false,
+        if self.live(id).is_none() {
+            return false;
         }
-        self.unlink(id.0);
-        self.place(id.0);
+        self.entries[id.key as usize].deadline = deadline;
+        self.unlink(id.key);
+        self.place(id.key);
         true
     }
 
     /// The deadline (ms) of a scheduled timer.
     pub fn deadline_ms(&self, id: TimerId) -> Option<u64> {
-        self.entries
-            .get(id.0 as usize)
-            .map(|e| e.deadline * self.tick_ms)
+        self.live(id).map(|e| e.deadline * self.tick_ms)
     }
 
     /// When the caller should next call [`Self::poll`]: a time in ms (possibly already past),
@@ -146,7 +169,14 @@ impl<T: Copy> TimerWheel<T> {
             return None;
         }
         self.unlink(key);
-        Some((TimerId(key), self.entries.remove(key as usize).payload))
+        let e = self.entries.remove(key as usize);
+        Some((
+            TimerId {
+                key,
+                generation: e.generation,
+            },
+            e.payload,
+        ))
     }
 
     /// The lowest non-empty level's next slot: (level, slot, the tick the wheel reaches it).
@@ -388,6 +418,29 @@ mod tests {
         let a = w.insert(100, 1);
         assert_eq!(w.poll(100), Some((a, 1)));
         let b = w.insert(200, 2);
-        assert_eq!(a, b, "slab slot reused: no allocation on refresh");
+        assert_eq!(a.key, b.key, "slab slot reused: no allocation on refresh");
+        assert_ne!(a, b, "but not the id");
+    }
+
+    #[test]
+    fn a_stale_id_cancels_and_moves_nothing() {
+        let mut w = TimerWheel::new(10, 0);
+        let old = w.insert(100, 1);
+        assert_eq!(w.cancel(old), Some(1));
+        let new = w.insert(500, 2);
+        assert_eq!(old.key, new.key, "the slot now belongs to another timer");
+        assert_eq!(w.cancel(old), None);
+        assert!(!w.reschedule(old, 1_000));
+        assert_eq!(w.deadline_ms(old), None);
+        assert_eq!(w.payload(old), None);
+        let fired = w.poll(100);
+        assert!(fired.is_none());
+        assert_eq!(drain(&mut w, 500), [2]);
+        // The id of a timer that fired is stale too.
+        let c = w.insert(600, 3);
+        assert_eq!(w.poll(600), Some((c, 3)));
+        let d = w.insert(700, 4);
+        assert_eq!(w.cancel(c), None);
+        assert_eq!(w.payload(d), Some(4));
     }
 }

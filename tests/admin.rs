@@ -216,7 +216,7 @@ fn operators_drive_the_cluster_and_every_change_survives_a_restart() {
     );
     assert_eq!(
         v,
-        json!({"serv_id": 102, "cross_server_id": 80, "cross_pos": 4})
+        json!({"serv_id": 102, "cross_server_id": 80, "cross_pos": 4, "changed": true})
     );
     match g102.recv(REPLY).expect("assign") {
         Some(ServerMessage::CrossAssign {
@@ -646,4 +646,60 @@ fn a_change_is_audited_even_if_its_client_left_before_it_was_durable() {
         "{audit}"
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn ambiguous_or_non_canonical_admin_input_is_refused_and_a_no_op_move_changes_nothing() {
+    let dir = temp_dir("admin-input");
+    let server = start(durable_config(&dir));
+    let (mut x90, _) = server.cross(9, "p", 90, 5);
+    let (mut g101, _, _, _) = game_welcomed(&server, 101, "p");
+    assert_eq!(expect_assign(&mut g101), (90, 1));
+    while !matches!(x90.recv(REPLY).expect("members"), Some(ServerMessage::CrossMembers(m)) if m.len() == 1)
+    {
+    }
+
+    for body in [
+        r#"{"entry": 5, "entries": ["x"]}"#,
+        r#"{"entry": "a", "entries": ["x"]}"#,
+        r#"{"entry": 5}"#,
+        r#"{"entry": "nul\u0000inside"}"#,
+        r#"{"entries": ["ok", "new\nline"]}"#,
+        r#"{"entry": "esc\u001b[31m"}"#,
+        r#"{"entry": "del\u007f"}"#,
+    ] {
+        admin(&server, "POST", "/api/whitelist", Some(body), 400);
+    }
+    let wl = admin(&server, "GET", "/api/whitelist", None, 200);
+    assert_eq!(wl["version"], 0, "nothing was applied: {wl}");
+
+    for id in ["+101", "0101", "00", "-1", "1e2", " 101", "4294967296"] {
+        let path = format!("/api/nodes/game/{id}/kick");
+        admin(&server, "POST", &path, None, 400);
+    }
+    admin(
+        &server,
+        "PUT",
+        "/api/nodes/game/0101/maintenance",
+        Some(r#"{"maintenance": true}"#),
+        400,
+    );
+    expect_quiet(&mut g101, Duration::from_millis(200));
+
+    // Moving 101 to where it is: no CROSS_ASSIGN, no CROSS_MEMBERS, no audit line.
+    for body in [
+        r#"{"serv_id": 101, "cross_server_id": 90}"#,
+        r#"{"serv_id": 101, "cross_server_id": 90, "cross_pos": 1}"#,
+    ] {
+        let v = admin(&server, "POST", "/api/assign", Some(body), 200);
+        assert_eq!(
+            v,
+            json!({"serv_id": 101, "cross_server_id": 90, "cross_pos": 1, "changed": false})
+        );
+    }
+    expect_quiet(&mut g101, Duration::from_millis(300));
+    expect_quiet(&mut x90, Duration::from_millis(100));
+    drop(server);
+    let audit = std::fs::read_to_string(dir.join("audit.log")).unwrap_or_default();
+    assert!(!audit.contains("moved"), "{audit}");
 }

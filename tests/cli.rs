@@ -391,6 +391,156 @@ fn sighup_reloads_reloadable_keys_and_rejects_a_bad_file_whole() {
 }
 
 #[test]
+fn sighup_cannot_bring_a_development_token_to_a_public_listener() {
+    // Bound to 0.0.0.0 (every address, loopback included) with real tokens, on ports the
+    // kernel picks (no race with parallel tests); a reloaded file claims loopback addresses
+    // (those need a restart) and drops a token: rejected whole.
+    let dir = scratch_dir();
+    let file = dir.join("node.toml");
+    let write = |listen: &str, admin_listen: &str, tokens: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "listen = \"{listen}:0\"\nadmin_listen = \"{admin_listen}:0\"\nstate_dir = \"{}\"\n{tokens}",
+                dir.join("state").display()
+            ),
+        )
+        .expect("write config")
+    };
+    let both =
+        "heartbeat_interval = 4\ntoken = \"node-secret-1\"\nadmin_token = \"admin-secret-1\"\n";
+    write("0.0.0.0", "0.0.0.0", both);
+    // Not `spawn`: its --admin-listen flag would override the file's on every reload too.
+    let run_dir = scratch_dir();
+    let mut p = Proc(
+        Command::new(BIN)
+            .args(["--config", file.to_str().expect("utf8")])
+            .current_dir(&run_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+        run_dir,
+    );
+    // The node binds its port first, then the admin API: their ports in descriptor order.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (port, admin_port) = loop {
+        if let [node, admin] = listening_ports(p.0.id())[..] {
+            break (node, admin);
+        }
+        assert!(Instant::now() < deadline, "the node never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let admin_addr: SocketAddr = format!("127.0.0.1:{admin_port}").parse().expect("addr");
+    let rejected = |n: u32| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, text) = common::http(admin_addr, "GET", "/metrics", None, None);
+            if text.contains(&format!(
+                "login_node_config_reloads_total{{result=\"rejected\"}} {n}"
+            )) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "reload {n} never rejected: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    write(
+        "127.0.0.1",
+        "0.0.0.0",
+        "heartbeat_interval = 5\nadmin_token = \"admin-secret-1\"\n",
+    );
+    signal(&p, "-HUP");
+    rejected(1);
+    assert_eq!(auth_code(addr, 1, DEFAULT_TOKEN), 1, "no development token");
+    assert_eq!(auth_code(addr, 2, "node-secret-1"), 0);
+
+    write(
+        "0.0.0.0",
+        "127.0.0.1",
+        "heartbeat_interval = 6\ntoken = \"node-secret-1\"\n",
+    );
+    signal(&p, "-HUP");
+    rejected(2);
+    let dev = login_node::config::DEFAULT_ADMIN_TOKEN;
+    let (code, _) = common::http(admin_addr, "GET", "/api/nodes", Some(dev), None);
+    assert_eq!(code, 401, "no development admin token");
+    let (code, _) = common::http(
+        admin_addr,
+        "GET",
+        "/api/nodes",
+        Some("admin-secret-1"),
+        None,
+    );
+    assert_eq!(code, 200);
+    let mut c = Client::connect(addr, REPLY).expect("connect");
+    let r = c
+        .auth(NodeType::Game, 3, "dev", "node-secret-1", None)
+        .expect("auth");
+    assert_eq!(
+        r.heartbeat_interval, 4,
+        "rejected whole: nothing else applied"
+    );
+    sigterm(&p);
+    assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
+    let log = stderr_of(&mut p);
+    assert!(
+        log.contains("refusing to listen on non-loopback 0.0.0.0"),
+        "{log}"
+    );
+    assert!(
+        log.contains("refusing a non-loopback admin listener 0.0.0.0"),
+        "{log}"
+    );
+}
+
+/// The TCP ports process `pid` listens on, in the order of its descriptors (from /proc).
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let mut listening = std::collections::HashMap::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if let (Some(local), Some(&"0A"), Some(inode)) = (f.get(1), f.get(3), f.get(9)) {
+                let port = local
+                    .rsplit(':')
+                    .next()
+                    .and_then(|h| u16::from_str_radix(h, 16).ok());
+                if let Some(port) = port {
+                    listening.insert(inode.to_string(), port);
+                }
+            }
+        }
+    }
+    let mut fds: Vec<(u32, u16)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| {
+                    let fd = e.file_name().to_str()?.parse().ok()?;
+                    let target = std::fs::read_link(e.path()).ok()?;
+                    let inode = target
+                        .to_str()?
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .to_string();
+                    Some((fd, *listening.get(&inode)?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort_unstable();
+    fds.into_iter().map(|(_, port)| port).collect()
+}
+
+#[test]
 fn systemd_is_told_ready_and_stopping() {
     let dir = scratch_dir();
     let sock_path = dir.join("notify.sock");

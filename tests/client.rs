@@ -44,6 +44,7 @@ fn fast() -> Options {
         connect_timeout: Duration::from_secs(2),
         backoff_initial: Duration::from_millis(50),
         backoff_max: Duration::from_millis(400),
+        ..Options::default()
     }
 }
 
@@ -75,11 +76,11 @@ fn the_client_stays_online_follows_the_whitelist_and_reconnects() {
     };
     let server = start(cfg.clone());
     let addr = server.addr;
-    let (cross, cross_events) = NodeClient::start(addr, cross_spec(90), fast());
+    let (cross, cross_events) = NodeClient::start(addr, cross_spec(90), fast()).expect("start");
     wait_for(&cross_events, "cross online", |e| {
         matches!(e, ClientEvent::Online { .. })
     });
-    let (game, events) = NodeClient::start(addr, game_spec(101), fast());
+    let (game, events) = NodeClient::start(addr, game_spec(101), fast()).expect("start");
     assert_eq!(
         wait_for(&events, "online", |e| matches!(
             e,
@@ -205,11 +206,11 @@ fn the_client_stays_online_follows_the_whitelist_and_reconnects() {
 #[test]
 fn kick_1_ends_the_client_instead_of_fighting_the_newer_login() {
     let server = start(config());
-    let (_first, events) = NodeClient::start(server.addr, game_spec(7), fast());
+    let (_first, events) = NodeClient::start(server.addr, game_spec(7), fast()).expect("start");
     wait_for(&events, "online", |e| {
         matches!(e, ClientEvent::Online { .. })
     });
-    let (_second, events2) = NodeClient::start(server.addr, game_spec(7), fast());
+    let (_second, events2) = NodeClient::start(server.addr, game_spec(7), fast()).expect("start");
     wait_for(&events2, "second online", |e| {
         matches!(e, ClientEvent::Online { .. })
     });

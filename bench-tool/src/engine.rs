@@ -9,7 +9,7 @@ use login_node::client::{unix_time, ServerMessage};
 use login_node::timer::TimerWheel;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -58,10 +58,24 @@ struct Node {
     started: Instant,
     online: bool,
     worker: usize,
+    /// The ts of each heartbeat sent and not yet ACKed, oldest first (ACKs come in order).
+    unacked: VecDeque<u64>,
 }
+
+/// How long, once the run is over, outstanding heartbeats may take to be ACKed before each
+/// counts as a failure.
+const ACK_GRACE: Duration = Duration::from_secs(2);
 
 const HEARTBEAT: u8 = 0;
 const HS_TIMEOUT: u8 = 1;
+
+/// Server (CPU seconds, RSS bytes) samples: at the ramp's start and end, and CPU seconds at
+/// the window's start and end.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct ServerSamples {
+    pub ramp: Option<((f64, i64), (f64, i64))>,
+    pub window: Option<(f64, f64)>,
+}
 
 /// Everything measured.
 #[derive(Default)]
@@ -78,6 +92,8 @@ pub struct Stats {
     pub server_cpu_us_handshakes: Option<f64>,
     pub server_cpu_us_window: Option<f64>,
     pub server_rss_growth: Option<i64>,
+    /// The raw server samples behind those figures, so worker processes' can be merged.
+    pub server_samples: ServerSamples,
     pub online_at_end: u64,
 }
 
@@ -164,6 +180,8 @@ pub struct Engine {
     buf: Vec<u8>,
     server_at_ramp: Option<(f64, i64)>,
     server_at_window: Option<(f64, i64)>,
+    /// The run is over: no new heartbeats, only waiting for the outstanding ACKs.
+    draining: bool,
     /// The parent of worker processes: keep running until this returns true.
     pub keep_running: Option<Box<dyn FnMut() -> bool>>,
 }
@@ -197,6 +215,7 @@ impl Engine {
             buf: vec![0; 64 * 1024],
             server_at_ramp: None,
             server_at_window: None,
+            draining: false,
             keep_running: None,
             plan,
         })
@@ -282,6 +301,7 @@ impl Engine {
             started: Instant::now(),
             online: false,
             worker,
+            unacked: VecDeque::new(),
         });
         self.handshaking += 1;
         if group == Group::Churn {
@@ -438,15 +458,47 @@ impl Engine {
         }
     }
 
+    /// Sends a heartbeat and remembers its ts for the ACK.
+    fn beat(&mut self, key: usize, ts: u64) {
+        let n = &mut self.nodes[key];
+        n.m.send_heartbeat(ts);
+        n.unacked.push_back(ts);
+    }
+
+    /// An ACK counts only if it echoes the oldest unanswered heartbeat's ts.
     fn ack(&mut self, key: usize, ts: u64) {
         let now = self.now_ns();
-        let counted = self.in_window();
-        if counted {
-            self.stats.rtt.record(now.saturating_sub(ts));
-            self.stats.acks += 1;
+        match self.nodes[key].unacked.pop_front() {
+            Some(sent) if sent == ts => {
+                if self.in_window() {
+                    self.stats.rtt.record(now.saturating_sub(ts));
+                    self.stats.acks += 1;
+                }
+            }
+            Some(_) => self.stats.fail("heartbeat ACK echoed a wrong ts"),
+            None => self.stats.fail("heartbeat ACK without a heartbeat"),
         }
-        if self.nodes[key].group == Group::Pump {
-            self.nodes[key].m.send_heartbeat(now);
+        if self.nodes[key].group == Group::Pump && !self.draining {
+            self.beat(key, now);
+        }
+    }
+
+    /// Heartbeats still unanswered, counted once as failures and forgotten.
+    fn count_unanswered(&mut self) {
+        let mut missing = 0;
+        for (_, n) in self.nodes.iter_mut() {
+            missing += n.unacked.len() as u64;
+            n.unacked.clear();
+        }
+        if missing > 0 {
+            *self
+                .stats
+                .failures
+                .entry(format!(
+                    "heartbeat never ACKed (within {} s of the end)",
+                    ACK_GRACE.as_secs()
+                ))
+                .or_default() += missing;
         }
     }
 
@@ -481,7 +533,7 @@ impl Engine {
             Group::Pump => {
                 let now = self.now_ns();
                 for _ in 0..self.plan.pipeline {
-                    self.nodes[key].m.send_heartbeat(now);
+                    self.beat(key, now);
                 }
             }
             Group::Churn => {
@@ -524,8 +576,10 @@ impl Engine {
                 continue;
             }
             match what {
+                HEARTBEAT if self.draining => {}
                 HEARTBEAT => {
                     n.m.send_heartbeat(ts);
+                    n.unacked.push_back(ts);
                     let next = now + self.hold_interval_ms(key);
                     self.wheel.insert(next, (key, gen, HEARTBEAT));
                     self.flush(key);
@@ -580,6 +634,7 @@ impl Engine {
                 .ramp_start
                 .map_or(0.0, |s| done.duration_since(s).as_secs_f64());
             let sample = self.plan.server_pid.and_then(sample_process);
+            self.stats.server_samples.ramp = self.server_at_ramp.zip(sample);
             if let (Some((c0, r0)), Some((c1, r1))) = (self.server_at_ramp, sample) {
                 if self.stats.handshakes > 0 {
                     self.stats.server_cpu_us_handshakes =
@@ -621,29 +676,10 @@ impl Engine {
         let mut events = Events::with_capacity(1024);
         let mut last = (Instant::now(), 0, 0, 0);
         let ramp_deadline = Instant::now() + self.plan.hs_timeout * 4 + Duration::from_secs(10);
+        self.draining = false;
         loop {
             self.ramp();
-            let timeout = self
-                .wheel
-                .next_wakeup_ms()
-                .map(|at| Duration::from_millis(at.saturating_sub(self.now_ms())))
-                .unwrap_or(Duration::from_millis(100))
-                .min(Duration::from_millis(100));
-            match self.poll.poll(&mut events, Some(timeout)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            for ev in events.iter() {
-                let key = ev.token().0;
-                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    self.readable(key);
-                }
-                if ev.is_writable() {
-                    self.flush(key);
-                }
-            }
-            self.timers();
+            self.poll_once(&mut events)?;
             self.tick_window_sample();
             if last.0.elapsed() >= Duration::from_secs(1) {
                 self.progress(&mut last);
@@ -662,15 +698,50 @@ impl Engine {
         }
         self.stats.window_secs = self.plan.duration.as_secs_f64();
         self.stats.online_at_end = (self.online[1] + self.online[2]) as u64;
-        if let (Some((c0, _)), Some((c1, _))) = (
-            self.server_at_window,
-            self.plan.server_pid.and_then(sample_process),
-        ) {
+        let end_sample = self.plan.server_pid.and_then(sample_process);
+        if let (Some((c0, _)), Some((c1, _))) = (self.server_at_window, end_sample) {
             let ops = self.stats.acks + self.stats.sessions;
             if ops > 0 {
                 self.stats.server_cpu_us_window = Some((c1 - c0) * 1e6 / ops as f64);
             }
         }
+        self.stats.server_samples.window = self
+            .server_at_window
+            .zip(end_sample)
+            .map(|((c0, _), (c1, _))| (c0, c1));
+        // Every heartbeat sent gets its ACK or counts as a failure.
+        self.draining = true;
+        let grace = Instant::now() + ACK_GRACE;
+        while Instant::now() < grace && self.nodes.iter().any(|(_, n)| !n.unacked.is_empty()) {
+            self.poll_once(&mut events)?;
+        }
+        self.count_unanswered();
+        Ok(())
+    }
+
+    /// One poll: socket events, then due timers.
+    fn poll_once(&mut self, events: &mut Events) -> io::Result<()> {
+        let timeout = self
+            .wheel
+            .next_wakeup_ms()
+            .map(|at| Duration::from_millis(at.saturating_sub(self.now_ms())))
+            .unwrap_or(Duration::from_millis(100))
+            .min(Duration::from_millis(100));
+        match self.poll.poll(events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        for ev in events.iter() {
+            let key = ev.token().0;
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                self.readable(key);
+            }
+            if ev.is_writable() {
+                self.flush(key);
+            }
+        }
+        self.timers();
         Ok(())
     }
 

@@ -4,12 +4,13 @@
 //! in flight), `churn` (connect, auth, info, close in a loop), `mixed` (all three at once).
 //! One thread per process; `--procs P` splits the nodes over P worker processes when one
 //! process's open-file limit is the bound. Progress each second on stderr, a summary at the
-//! end, `--json` for scripts; the exit code is 1 when anything failed.
+//! end, `--json` for scripts; the exit code is 1 when anything failed (an unanswered or
+//! wrongly echoed heartbeat ACK included).
 
 mod engine;
 mod hist;
 
-use engine::{Engine, Plan, Stats};
+use engine::{Engine, Plan, ServerSamples, Stats};
 use hist::Hist;
 use serde_json::{json, Value};
 use std::process::{Command, ExitCode, Stdio};
@@ -199,6 +200,10 @@ fn report(mode: &str, s: &Stats) -> Value {
         "server_cpu_us_per_handshake": s.server_cpu_us_handshakes,
         "server_cpu_us_per_op": s.server_cpu_us_window,
         "server_rss_growth_bytes": s.server_rss_growth,
+        "server_samples": {
+            "ramp": s.server_samples.ramp.map(|((c0, r0), (c1, r1))| json!([[c0, r0], [c1, r1]])),
+            "window": s.server_samples.window.map(|(c0, c1)| json!([c0, c1])),
+        },
         "hist": {"handshake": s.handshake.to_json(), "rtt": s.rtt.to_json(), "session": s.session.to_json()},
         "ramp_secs": s.ramp_secs,
         "window_secs": s.window_secs,
@@ -221,6 +226,45 @@ fn merge(into: &mut Stats, v: &Value) {
     if let Some(f) = v["failures"].as_object() {
         for (k, n) in f {
             *into.failures.entry(k.clone()).or_default() += n.as_u64().unwrap_or(0);
+        }
+    }
+    merge_samples(&mut into.server_samples, &v["server_samples"]);
+}
+
+/// Worker processes sample the same server over overlapping intervals: the merged interval
+/// runs from the earliest start to the latest end (never a sum of overlapping deltas).
+fn merge_samples(into: &mut ServerSamples, v: &Value) {
+    let f = |v: &Value| v.as_f64();
+    let r = &v["ramp"];
+    if let (Some(c0), Some(r0), Some(c1), Some(r1)) =
+        (f(&r[0][0]), r[0][1].as_i64(), f(&r[1][0]), r[1][1].as_i64())
+    {
+        into.ramp = Some(match into.ramp {
+            None => ((c0, r0), (c1, r1)),
+            Some(((a0, b0), (a1, b1))) => ((a0.min(c0), b0.min(r0)), (a1.max(c1), b1.max(r1))),
+        });
+    }
+    let w = &v["window"];
+    if let (Some(c0), Some(c1)) = (f(&w[0]), f(&w[1])) {
+        into.window = Some(match into.window {
+            None => (c0, c1),
+            Some((a0, a1)) => (a0.min(c0), a1.max(c1)),
+        });
+    }
+}
+
+/// The server figures from merged samples (what one process computes as it goes).
+fn derive_server_figures(s: &mut Stats) {
+    if let Some(((c0, r0), (c1, r1))) = s.server_samples.ramp {
+        if s.handshakes > 0 {
+            s.server_cpu_us_handshakes = Some((c1 - c0) * 1e6 / s.handshakes as f64);
+        }
+        s.server_rss_growth = Some(r1 - r0);
+    }
+    if let Some((c0, c1)) = s.server_samples.window {
+        let ops = s.acks + s.sessions;
+        if ops > 0 {
+            s.server_cpu_us_window = Some((c1 - c0) * 1e6 / ops as f64);
         }
     }
 }
@@ -332,7 +376,6 @@ fn run_workers(a: &Args, p: &Plan, procs: usize) -> Result<Stats, String> {
         "workers",
         "pump-nodes",
         "cross",
-        "server-pid",
     ];
     let share = |total: usize, i: usize| total / procs + usize::from(i < total % procs);
     let nodes: usize = a.num("nodes", 1000)?;
@@ -416,6 +459,7 @@ fn run_workers(a: &Args, p: &Plan, procs: usize) -> Result<Stats, String> {
             }
         }
     }
+    derive_server_figures(&mut total);
     Ok(total)
 }
 
@@ -444,6 +488,7 @@ fn main() -> ExitCode {
         }
     };
     raise_nofile();
+    let server_pid = plan.server_pid;
     let procs: usize = args.num("procs", 1).unwrap_or(1).max(1);
     let stats = if procs > 1 {
         match run_workers(&args, &plan, procs) {
@@ -467,6 +512,17 @@ fn main() -> ExitCode {
         }
         engine.stats
     };
+    let mut stats = stats;
+    if let Some(pid) = server_pid {
+        if stats.server_samples.ramp.is_none() {
+            *stats
+                .failures
+                .entry(format!(
+                    "--server-pid {pid}: no server sample (is it running?)"
+                ))
+                .or_default() += 1;
+        }
+    }
     let r = report(&args.mode, &stats);
     if args.has("json") {
         println!("{r}");

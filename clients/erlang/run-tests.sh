@@ -11,7 +11,7 @@ trap 'rm -rf "$out"' EXIT
 erlc -Wall -Werror -o "$out" "$here"/src/login_client_handler.erl
 erlc -Wall -Werror -pa "$out" -o "$out" "$here"/src/*.erl "$here"/test/*.erl
 LOGIN_NODE_BIN="$bin" erl -noshell -pa "$out" -eval '
-    case eunit:test([login_client_tests], [verbose]) of
+    case eunit:test([login_client_tests, login_client_fake_tests], [verbose]) of
         ok -> halt(0);
         _ -> halt(1)
     end.'

@@ -95,9 +95,17 @@ fn field_u64(v: &Value, name: &str, max: u64) -> Result<u64, Response> {
     }
 }
 
+/// An id in a path: canonical decimal only (no sign, no leading zeros), so one node has one
+/// spelling in URLs and in the audit log.
 fn parse_id(s: &str) -> Result<u32, Response> {
-    s.parse()
-        .map_err(|_| Response::error(400, format!("{s:?} is not an id (0..=4294967295)")))
+    let canonical =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    canonical.then(|| s.parse().ok()).flatten().ok_or_else(|| {
+        Response::error(
+            400,
+            format!("{s:?} is not an id (decimal 0..=4294967295, no sign or leading zeros)"),
+        )
+    })
 }
 
 fn method_not_allowed(allowed: &str) -> Outcome {
@@ -309,9 +317,18 @@ fn whitelist(cluster: &Cluster) -> Response {
 
 fn whitelist_change(req: &Request, api: &mut Api<'_>, add: bool) -> Result<Outcome, Response> {
     let body = body_json(req)?;
+    if body.get("entry").is_some() && body.get("entries").is_some() {
+        return Err(Response::error(
+            400,
+            "give either \"entry\" or \"entries\", not both",
+        ));
+    }
     let mut entries: Vec<&str> = Vec::new();
-    if let Some(e) = body.get("entry").and_then(Value::as_str) {
-        entries.push(e);
+    if let Some(e) = body.get("entry") {
+        entries.push(
+            e.as_str()
+                .ok_or_else(|| Response::error(400, "field \"entry\" must be a string"))?,
+        );
     }
     if let Some(list) = body.get("entries") {
         let list = list
@@ -327,6 +344,14 @@ fn whitelist_change(req: &Request, api: &mut Api<'_>, add: bool) -> Result<Outco
         return Err(Response::error(
             400,
             "give \"entry\": \"...\" or \"entries\": [...]",
+        ));
+    }
+    // Entries are player ids shown in logs and compared by game code: no control characters
+    // (NUL, newlines, escapes) that would truncate or forge what an operator reads.
+    if let Some(bad) = entries.iter().find(|e| e.chars().any(char::is_control)) {
+        return Err(Response::error(
+            400,
+            format!("whitelist entry {bad:?} contains a control character"),
         ));
     }
     let (changed, version) = api
@@ -427,6 +452,16 @@ fn assign(req: &Request, api: &mut Api<'_>) -> Result<Outcome, Response> {
         .allocator()
         .game(serv)
         .and_then(|g| g.assignment);
+    if let Some((c, p)) = before {
+        if c == cross && (pos == 0 || pos == p) {
+            // Already there: nothing to move, announce or audit.
+            return Ok(Response::json(
+                200,
+                &json!({"serv_id": serv, "cross_server_id": c, "cross_pos": p, "changed": false}),
+            )
+            .into());
+        }
+    }
     let (to, at) = api
         .cluster
         .move_game(serv, cross, pos, api.out)
@@ -434,7 +469,7 @@ fn assign(req: &Request, api: &mut Api<'_>) -> Result<Outcome, Response> {
     Ok(Outcome {
         response: Response::json(
             200,
-            &json!({"serv_id": serv, "cross_server_id": to, "cross_pos": at}),
+            &json!({"serv_id": serv, "cross_server_id": to, "cross_pos": at, "changed": true}),
         ),
         audit: Some(format!(
             "game {serv} moved from {} to cross {to} slot {at}",

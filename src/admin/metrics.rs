@@ -157,6 +157,12 @@ pub fn render(cluster: &Cluster, io: &IoStats, out: &mut String) {
     );
     counter(
         out,
+        "login_node_handler_panics_total",
+        "Embedder handler calls that panicked (caught; the node kept serving).",
+        stats.handler_panics,
+    );
+    counter(
+        out,
         "login_node_connections_throttled_total",
         "Connections closed at accept: their address failed AUTH too often.",
         stats.connections_throttled,

@@ -3,6 +3,22 @@
 //! with exponential backoff and jitter when the connection ends, keeps the whitelist as a
 //! set the game can query, and reports what happens as [`ClientEvent`]s on a channel.
 //!
+//! Reconnect, liveness and backoff:
+//! - a login node that sends no AUTH_RESULT within [`Options::auth_timeout`], or that is silent
+//!   (no frame at all, heartbeat ACKs included) for the heartbeat_timeout its AUTH_RESULT
+//!   announced, is taken for dead: the client closes and reconnects;
+//! - a write that makes no progress for [`Options::write_timeout`] ends the connection, so
+//!   [`NodeClient::stop`] returns within about that long even when the peer does not read;
+//! - reconnects wait [`Options::backoff_initial`] (must be non-zero), doubling up to
+//!   [`Options::backoff_max`], with jitter; the backoff starts over only after a connection
+//!   that stayed online for one announced heartbeat_timeout, so a login node that kicks right
+//!   after login does not get a reconnect storm;
+//! - a whitelist snapshot replaces the set only once complete; a disconnect discards a partial
+//!   one.
+//!
+//! The client runs no user code on its thread: events go to the channel, so a consumer that
+//! panics only drops the receiver (the thread then keeps the node online until stopped).
+//!
 //! ```no_run
 //! use login_node::client::machine::{NodeInfoSpec, NodeSpec};
 //! use login_node::client::node::{ClientEvent, NodeClient, Options};
@@ -16,7 +32,8 @@
 //!         cross_server_id: 0, cross_pos: 0, addr: "10.0.0.5:8001".into(),
 //!     },
 //! };
-//! let (client, events) = NodeClient::start("10.0.0.1:7700".parse().unwrap(), spec, Options::default());
+//! let (client, events) =
+//!     NodeClient::start("10.0.0.1:7700".parse().unwrap(), spec, Options::default())?;
 //! for event in events.iter() {
 //!     match event {
 //!         ClientEvent::CrossAssign { cross_node_name, .. } => println!("cross node: {cross_node_name}"),
@@ -25,6 +42,7 @@
 //!     }
 //!     if client.is_whitelisted("player-42") { /* let them in during maintenance */ }
 //! }
+//! # Ok::<(), std::io::Error>(())
 //! ```
 //!
 //! The thread stops on [`NodeClient::stop`] (or when the client is dropped), and on KICK 1
@@ -49,6 +67,10 @@ pub struct Options {
     pub backoff_initial: Duration,
     /// Longest wait between attempts.
     pub backoff_max: Duration,
+    /// How long to wait for AUTH_RESULT before taking the login node for dead.
+    pub auth_timeout: Duration,
+    /// How long one write may make no progress before the connection is dropped.
+    pub write_timeout: Duration,
 }
 
 impl Default for Options {
@@ -57,7 +79,36 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(5),
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
+            auth_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+impl Options {
+    /// Refuses zero durations (a zero backoff reconnects in a tight loop) and a
+    /// `backoff_max` below `backoff_initial`.
+    pub fn validate(&self) -> io::Result<()> {
+        let bad = |what: &str| {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                what.to_string(),
+            ))
+        };
+        for (name, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("backoff_initial", self.backoff_initial),
+            ("auth_timeout", self.auth_timeout),
+            ("write_timeout", self.write_timeout),
+        ] {
+            if d.is_zero() {
+                return bad(&format!("{name} must not be zero"));
+            }
+        }
+        if self.backoff_max < self.backoff_initial {
+            return bad("backoff_max must not be below backoff_initial");
+        }
+        Ok(())
     }
 }
 
@@ -132,8 +183,31 @@ enum Command {
 struct Whitelist {
     version: u32,
     entries: HashSet<String>,
-    /// A snapshot being received (frames until `last`).
-    loading: Option<HashSet<String>>,
+    /// A snapshot being received (its version, and the entries of its frames so far). It
+    /// replaces `entries` only when its `last` frame arrives; a disconnect discards it.
+    loading: Option<(u32, HashSet<String>)>,
+}
+
+impl Whitelist {
+    /// One WHITELIST_SNAPSHOT frame; true when it completed a snapshot.
+    fn snapshot_frame(&mut self, version: u32, last: bool, entries: Vec<String>) -> bool {
+        // A frame of another version starts a new snapshot: never merge two.
+        if self.loading.as_ref().is_some_and(|(v, _)| *v != version) {
+            self.loading = None;
+        }
+        let (_, set) = self
+            .loading
+            .get_or_insert_with(|| (version, HashSet::new()));
+        set.extend(entries);
+        if !last {
+            return false;
+        }
+        if let Some((_, set)) = self.loading.take() {
+            self.entries = set;
+        }
+        self.version = version;
+        true
+    }
 }
 
 /// A node kept logged in by a background thread.
@@ -144,12 +218,14 @@ pub struct NodeClient {
 }
 
 impl NodeClient {
-    /// Starts the thread; events arrive on the returned channel.
+    /// Starts the thread; events arrive on the returned channel. Fails (`InvalidInput`) on
+    /// options [`Options::validate`] refuses.
     pub fn start(
         addr: SocketAddr,
         spec: NodeSpec,
         options: Options,
-    ) -> (NodeClient, Receiver<ClientEvent>) {
+    ) -> io::Result<(NodeClient, Receiver<ClientEvent>)> {
+        options.validate()?;
         let (commands, command_rx) = mpsc::channel();
         let (event_tx, events) = mpsc::channel();
         let whitelist = Arc::new(Mutex::new(Whitelist::default()));
@@ -166,14 +242,14 @@ impl NodeClient {
             }
             .run()
         });
-        (
+        Ok((
             NodeClient {
                 commands,
                 whitelist,
                 thread: Some(thread),
             },
             events,
-        )
+        ))
     }
 
     /// True when `entry` is on the whitelist as last received.
@@ -252,12 +328,16 @@ impl Worker {
         let mut backoff = self.options.backoff_initial;
         let mut seed = (self.spec.node_id as u64) << 32 | unix_time() as u64 | 1;
         loop {
-            let (end, was_online) = self.session();
+            let (end, stayed_online) = self.session();
+            // A snapshot cut off by the disconnect is never merged into the next one.
+            if let Ok(mut w) = self.whitelist.lock() {
+                w.loading = None;
+            }
             let reason = match end {
                 End::Stop => break,
                 End::Retry(reason) => reason,
             };
-            if was_online {
+            if stayed_online {
                 backoff = self.options.backoff_initial;
             }
             // Full jitter in [backoff/2, backoff]: reconnecting nodes spread out.
@@ -286,24 +366,55 @@ impl Worker {
         self.emit(ClientEvent::Stopped);
     }
 
-    /// One connection, from connect to its end; also says whether it got online.
+    /// One connection, from connect to its end; also says whether it stayed online for the
+    /// announced heartbeat timeout (the backoff starts over only then).
     fn session(&mut self) -> (End, bool) {
+        let mut online_since = None;
+        let mut silence_limit = Duration::MAX;
+        let end = self.connection(&mut online_since, &mut silence_limit);
+        let stayed = online_since.is_some_and(|at: Instant| at.elapsed() >= silence_limit);
+        (end, stayed)
+    }
+
+    /// Drives one connection; records when it got online and the announced silence limit.
+    fn connection(
+        &mut self,
+        online_since: &mut Option<Instant>,
+        silence_limit: &mut Duration,
+    ) -> End {
         let mut stream = match TcpStream::connect_timeout(&self.addr, self.options.connect_timeout)
         {
             Ok(s) => s,
-            Err(e) => return (End::Retry(format!("connect {}: {e}", self.addr)), false),
+            Err(e) => return End::Retry(format!("connect {}: {e}", self.addr)),
         };
         let _ = stream.set_nodelay(true);
         // A short read timeout lets one thread interleave reads, commands and heartbeats.
-        if let Err(e) = stream.set_read_timeout(Some(Duration::from_millis(20))) {
-            return (End::Retry(e.to_string()), false);
+        // The write timeout bounds a write to a peer that does not read (and so stop()).
+        if let Err(e) = stream
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .and_then(|()| stream.set_write_timeout(Some(self.options.write_timeout)))
+        {
+            return End::Retry(e.to_string());
         }
         let start = Instant::now();
         let mut m = NodeMachine::new(self.spec.clone(), unix_time(), true);
         let mut online = false;
+        let mut last_input = start;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let now_ms = start.elapsed().as_millis() as u64;
+            if !online && start.elapsed() >= self.options.auth_timeout {
+                return End::Retry(format!(
+                    "no AUTH_RESULT within {:?}",
+                    self.options.auth_timeout
+                ));
+            }
+            if online && last_input.elapsed() >= *silence_limit {
+                return End::Retry(format!(
+                    "login node silent for {} s (its heartbeat timeout)",
+                    silence_limit.as_secs()
+                ));
+            }
             m.handle_timeout(now_ms);
             if online {
                 for c in std::mem::take(&mut self.pending) {
@@ -312,15 +423,13 @@ impl Worker {
                             let _ = m.send_app(cmd, &body);
                         }
                         Command::Status(n) => m.send_status(n),
-                        Command::Stop => return (End::Stop, online),
+                        Command::Stop => return End::Stop,
                     }
                 }
             }
             loop {
                 match self.commands.try_recv() {
-                    Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => {
-                        return (End::Stop, online)
-                    }
+                    Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return End::Stop,
                     Ok(other) => self.pending.push(other),
                     Err(mpsc::TryRecvError::Empty) => break,
                 }
@@ -329,13 +438,16 @@ impl Worker {
             if !out.is_empty() {
                 let n = out.len();
                 if let Err(e) = stream.write_all(out) {
-                    return (End::Retry(format!("write: {e}")), online);
+                    return End::Retry(format!("write: {e}"));
                 }
                 m.advance_transmit(n);
             }
             match stream.read(&mut buf) {
-                Ok(0) => return (End::Retry("closed by the login node".into()), online),
-                Ok(n) => m.handle_input(&buf[..n], start.elapsed().as_millis() as u64),
+                Ok(0) => return End::Retry("closed by the login node".into()),
+                Ok(n) => {
+                    last_input = Instant::now();
+                    m.handle_input(&buf[..n], start.elapsed().as_millis() as u64)
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -343,29 +455,33 @@ impl Worker {
                             | io::ErrorKind::TimedOut
                             | io::ErrorKind::Interrupted
                     ) => {}
-                Err(e) => return (End::Retry(format!("read: {e}")), online),
+                Err(e) => return End::Retry(format!("read: {e}")),
             }
             while let Some(event) = m.poll_event() {
                 match event {
                     NodeEvent::Authenticated {
-                        heartbeat_interval, ..
+                        heartbeat_interval,
+                        heartbeat_timeout,
+                        ..
                     } => {
                         online = true;
+                        *online_since = Some(Instant::now());
+                        *silence_limit = Duration::from_secs(heartbeat_timeout.max(1).into());
                         self.emit(ClientEvent::Online { heartbeat_interval });
                     }
                     NodeEvent::AuthRejected(code) => {
                         self.emit(ClientEvent::AuthRejected(code));
-                        return (End::Retry(format!("AUTH refused with code {code}")), online);
+                        return End::Retry(format!("AUTH refused with code {code}"));
                     }
                     NodeEvent::Kicked(reason) => {
                         self.emit(ClientEvent::Kicked(reason));
                         if reason == 1 {
-                            return (End::Stop, online);
+                            return End::Stop;
                         }
-                        return (End::Retry(format!("kicked, reason {reason}")), online);
+                        return End::Retry(format!("kicked, reason {reason}"));
                     }
                     NodeEvent::ProtocolError(why) => {
-                        return (End::Retry(format!("protocol error: {why}")), online)
+                        return End::Retry(format!("protocol error: {why}"))
                     }
                     NodeEvent::Message(msg) => self.on_message(msg),
                 }
@@ -396,12 +512,9 @@ impl Worker {
                 let Ok(mut w) = self.whitelist.lock() else {
                     return;
                 };
-                w.loading.get_or_insert_with(HashSet::new).extend(entries);
-                if !last {
+                if !w.snapshot_frame(version, last, entries) {
                     return;
                 }
-                w.entries = w.loading.take().unwrap_or_default();
-                w.version = version;
                 ClientEvent::WhitelistLoaded {
                     version,
                     entries: w.entries.len(),

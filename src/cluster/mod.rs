@@ -23,6 +23,7 @@
 
 pub mod alloc;
 pub mod guard;
+mod handler_guard;
 mod operator;
 
 use crate::config::{Config, DuplicatePolicy};
@@ -98,6 +99,12 @@ impl fmt::Display for NodeKey {
 /// Hooks for an embedding application. Every method has a default that does nothing, so
 /// `impl Handler for MyApp {}` compiles. Handlers run on the poll loop's thread, inline:
 /// keep them short (no blocking I/O); use [`Context::set_timer`] for later work.
+///
+/// A panic inside a handler call is caught at that call: it is logged (error level) with the
+/// event and node, counted in `/metrics` (`login_node_handler_panics_total`), and the loop
+/// keeps serving every node; the event that panicked is not handled further, and the
+/// handler's own state is whatever the panic left. (Built with `panic = "abort"`, the process
+/// aborts instead.)
 pub trait Handler {
     /// A node sent its INFO and is online; `info` is what its INFO said.
     fn node_online(&mut self, _ctx: &mut Context<'_>, _node: NodeKey, _info: &OnlineInfo<'_>) {}
@@ -174,16 +181,21 @@ impl Context<'_> {
     }
 
     /// Calls [`Handler::timer`] with `token` after `after_ms` (10 ms resolution; timers due
-    /// in the same tick fire in no particular order).
+    /// in the same tick fire in no particular order). A timer is never due at once: even with
+    /// `after_ms` 0 it fires on a later tick, so a timer that re-arms itself from
+    /// [`Handler::timer`] runs once per loop turn instead of stalling the loop.
     pub fn set_timer(&mut self, after_ms: u64, token: u64) -> TimerId {
         self.wheel
-            .insert(self.now_ms + after_ms, Timer::Handler(token))
+            .insert(self.now_ms + after_ms.max(1), Timer::Handler(token))
     }
 
-    /// Cancels a timer set with [`Self::set_timer`] that has not fired. A `TimerId` is
-    /// reused after its timer fires or is cancelled: cancel only ids that are still pending.
+    /// Cancels a timer set with [`Self::set_timer`] that has not fired; true if it did. An id
+    /// whose timer already fired or was cancelled is stale and cancels nothing.
     pub fn cancel_timer(&mut self, id: TimerId) -> bool {
-        matches!(self.wheel.cancel(id), Some(Timer::Handler(_)))
+        if !matches!(self.wheel.payload(id), Some(Timer::Handler(_))) {
+            return false;
+        }
+        self.wheel.cancel(id).is_some()
     }
 
     /// The online cross node that serves game node `serv_id`, if it has an assignment and
@@ -320,6 +332,9 @@ struct Session {
     key: NodeKey,
     peer: SocketAddr,
     last_heard_ms: u64,
+    /// The heartbeat_timeout its AUTH_RESULT announced, in ms: it governs this session even
+    /// if a reload changes the setting (the contract: the timeout the node was told).
+    heartbeat_timeout_ms: u64,
     connected_unix: u64,
     timer: Option<TimerId>,
     /// The plat field of its AUTH, interned.
@@ -339,6 +354,7 @@ impl Session {
             },
             peer: SocketAddr::from(([0, 0, 0, 0], 0)),
             last_heard_ms: 0,
+            heartbeat_timeout_ms: 0,
             connected_unix: 0,
             timer: None,
             auth_plat: 0,
@@ -384,6 +400,8 @@ pub struct ClusterStats {
     pub online_game: u64,
     /// Online cross nodes.
     pub online_cross: u64,
+    /// Handler calls that panicked (caught; the loop kept serving).
+    pub handler_panics: u64,
 }
 
 /// The whitelist: entries and a version bumped by one per change.
@@ -934,8 +952,16 @@ impl Cluster {
                     }
                     (c, Phase::Online, _) if cmd::is_app(c) => {
                         let from = self.sessions[conn].key;
-                        let mut ctx = self.context(out, now.mono_ms);
-                        handler.app_command(&mut ctx, from, c, body);
+                        let panicked = handler_guard::catch(|| {
+                            let mut ctx = self.context(out, now.mono_ms);
+                            handler.app_command(&mut ctx, from, c, body);
+                        });
+                        if let Some(why) = panicked {
+                            self.handler_panicked(
+                                format_args!("app_command {c:#06x} from {from}"),
+                                &why,
+                            );
+                        }
                     }
                     (c, _, _) => {
                         let why = describe_unexpected(c, phase, node_type);
@@ -956,8 +982,13 @@ impl Cluster {
                     continue;
                 }
                 Timer::Handler(token) => {
-                    let mut ctx = self.context(out, now.mono_ms);
-                    handler.timer(&mut ctx, token);
+                    let panicked = handler_guard::catch(|| {
+                        let mut ctx = self.context(out, now.mono_ms);
+                        handler.timer(&mut ctx, token);
+                    });
+                    if let Some(why) = panicked {
+                        self.handler_panicked(format_args!("timer {token}"), &why);
+                    }
                     continue;
                 }
             };
@@ -975,13 +1006,13 @@ impl Cluster {
                     self.end_session(conn, now, out, handler);
                 }
                 Phase::AwaitInfo | Phase::Online => {
-                    let deadline = s.last_heard_ms + self.heartbeat_timeout_ms;
+                    let deadline = s.last_heard_ms + s.heartbeat_timeout_ms;
                     if deadline <= now.mono_ms {
                         info!(
                             "{} ({}): silent for {} s, kicking",
                             s.key,
                             Peer(s.peer),
-                            self.heartbeat_timeout
+                            s.heartbeat_timeout_ms / 1000
                         );
                         self.stats.heartbeat_timeouts += 1;
                         self.kick(conn, KickReason::HeartbeatTimeout, now, out, handler);
@@ -1177,6 +1208,7 @@ impl Cluster {
         s.key = key;
         s.auth_plat = plat;
         s.last_heard_ms = now.mono_ms;
+        s.heartbeat_timeout_ms = self.heartbeat_timeout_ms;
         match s.timer {
             Some(t) => {
                 self.wheel.reschedule(t, deadline);
@@ -1344,8 +1376,19 @@ impl Cluster {
         handler: &mut dyn Handler,
     ) {
         self.announce(out);
-        let mut ctx = self.context(out, now.mono_ms);
-        handler.node_online(&mut ctx, key, info);
+        let panicked = handler_guard::catch(|| {
+            let mut ctx = self.context(out, now.mono_ms);
+            handler.node_online(&mut ctx, key, info);
+        });
+        if let Some(why) = panicked {
+            self.handler_panicked(format_args!("node_online of {key}"), &why);
+        }
+    }
+
+    /// Logs and counts a handler call that panicked (see [`Handler`]).
+    fn handler_panicked(&mut self, what: fmt::Arguments<'_>, why: &str) {
+        self.stats.handler_panics += 1;
+        error!("handler panicked in {what}: {why}; the event is dropped, serving goes on");
     }
 
     /// A handler's view of the cluster for one event.
@@ -1666,8 +1709,13 @@ impl Cluster {
             NodeInfo::None => {}
         }
         info!("{key} ({peer}) offline");
-        let mut ctx = self.context(out, now.mono_ms);
-        handler.node_offline(&mut ctx, key);
+        let panicked = handler_guard::catch(|| {
+            let mut ctx = self.context(out, now.mono_ms);
+            handler.node_offline(&mut ctx, key);
+        });
+        if let Some(why) = panicked {
+            self.handler_panicked(format_args!("node_offline of {key}"), &why);
+        }
     }
 
     /// Game nodes of a platform waiting for a slot (for tests and the admin surface).

@@ -1285,5 +1285,169 @@ fn handlers_see_infos_set_timers_and_reach_platforms_crosses_and_everyone() {
     assert_eq!(busy.fired, [101, 102], "the cancelled timer never fired");
 }
 
+/// A handler that misbehaves: re-arms a 0 ms timer from inside `timer`, panics on command
+/// 0x1001 and in `node_online` of node 666, and cancels a timer id after it went stale.
+#[derive(Default)]
+struct Hostile {
+    fired: u32,
+    stale: Option<TimerId>,
+    stale_cancelled: Option<bool>,
+}
+
+impl Handler for Hostile {
+    fn node_online(&mut self, _ctx: &mut Context<'_>, node: NodeKey, _info: &OnlineInfo<'_>) {
+        if node.node_id == 666 {
+            panic!("node_online exploded");
+        }
+    }
+
+    fn timer(&mut self, ctx: &mut Context<'_>, token: u64) {
+        if token == 1 {
+            self.fired += 1;
+            // Bounded so that the test ends even where the loop would spin.
+            if self.fired < 1_000 {
+                ctx.set_timer(0, 1);
+            }
+        }
+    }
+
+    fn app_command(&mut self, ctx: &mut Context<'_>, _from: NodeKey, cmd: u16, _body: &[u8]) {
+        match cmd {
+            0x1001 => panic!("app_command exploded"),
+            0x1002 => self.stale = Some(ctx.set_timer(10, 2)),
+            0x1003 => self.stale_cancelled = self.stale.map(|id| ctx.cancel_timer(id)),
+            0x1004 => {
+                ctx.set_timer(0, 1);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn app(cmd: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    proto::Message::App { cmd, body: b"" }
+        .encode(&mut f)
+        .expect("fits");
+    f
+}
+
+fn feed_with(h: &mut H, handler: &mut dyn Handler, conn: ConnId, frame: &[u8]) {
+    let (payload, _) = proto::parse_frame(frame, 65535)
+        .expect("valid")
+        .expect("whole");
+    h.c.handle_frame(conn, payload, h.now, &mut h.out, handler);
+    h.sync();
+}
+
+fn hostile_game(h: &mut H, hostile: &mut Hostile, conn: ConnId, id: u32) {
+    h.open(conn);
+    feed_with(h, hostile, conn, &auth(1, id, T0 as u32, TOKEN));
+    feed_with(h, hostile, conn, &game_info(id, "S", "p", 0, 0));
+    h.got(conn);
+}
+
+#[test]
+fn a_timer_set_while_timers_fire_is_due_no_earlier_than_the_next_turn() {
+    let mut h = H::new();
+    let mut hostile = Hostile::default();
+    hostile_game(&mut h, &mut hostile, 1, 101);
+    feed_with(&mut h, &mut hostile, 1, &app(0x1004));
+    h.now.mono_ms += 10;
+    h.c.handle_timeout(h.now, &mut h.out, &mut hostile);
+    assert_eq!(
+        hostile.fired, 1,
+        "one turn, one firing: the re-armed timer waits"
+    );
+    for turn in 2..=5 {
+        let next = h.c.next_timeout().expect("the timer is scheduled");
+        assert!(next > h.now.mono_ms, "due in the future, not at once");
+        h.now.mono_ms = next;
+        h.c.handle_timeout(h.now, &mut h.out, &mut hostile);
+        assert_eq!(hostile.fired, turn);
+    }
+}
+
+#[test]
+fn a_panicking_handler_is_caught_counted_and_the_node_served_on() {
+    let mut h = H::new();
+    let mut hostile = Hostile::default();
+    hostile_game(&mut h, &mut hostile, 1, 101);
+    feed_with(&mut h, &mut hostile, 1, &app(0x1001));
+    assert_eq!(h.c.stats().handler_panics, 1);
+    assert!(!h.is_closed(1));
+    feed_with(&mut h, &mut hostile, 1, &hb(7));
+    assert_eq!(h.got(1), [Got::Ack(7)], "still served");
+    // A panic in node_online: the node stays online all the same.
+    h.open(2);
+    feed_with(&mut h, &mut hostile, 2, &auth(1, 666, T0 as u32, TOKEN));
+    feed_with(&mut h, &mut hostile, 2, &game_info(666, "S", "p", 0, 0));
+    assert_eq!(h.c.stats().handler_panics, 2);
+    assert!(!h.is_closed(2));
+    assert_eq!(h.c.registered(), 2);
+}
+
+#[test]
+fn a_stale_timer_id_cancels_nothing_not_even_a_heartbeat_timer() {
+    let mut h = H::new();
+    let mut hostile = Hostile::default();
+    hostile_game(&mut h, &mut hostile, 1, 101);
+    feed_with(&mut h, &mut hostile, 1, &app(0x1002));
+    h.now.mono_ms += 20;
+    h.c.handle_timeout(h.now, &mut h.out, &mut hostile);
+    // The fired timer's slot is reused by a new session's auth/heartbeat timer.
+    hostile_game(&mut h, &mut hostile, 2, 102);
+    feed_with(&mut h, &mut hostile, 1, &app(0x1003));
+    assert_eq!(hostile.stale_cancelled, Some(false));
+    // Node 102 stays silent: its heartbeat timer still kicks it.
+    for _ in 0..40 {
+        h.now.mono_ms += 100;
+        feed_with(&mut h, &mut hostile, 1, &hb(1));
+        h.c.handle_timeout(h.now, &mut h.out, &mut hostile);
+    }
+    assert!(
+        h.got(2).contains(&Got::Kick(2)),
+        "the silent node was kicked"
+    );
+}
+
+#[test]
+fn a_reload_keeps_the_heartbeat_timeout_each_session_was_told() {
+    // Told 4 s / 9 s; the reload says 1 s / 2 s.
+    let mut h = H::with(Config {
+        heartbeat_interval: 4,
+        heartbeat_timeout: 9,
+        ..config()
+    });
+    h.game(1, 101, "p");
+    h.c.reconfigure(&Config {
+        heartbeat_interval: 1,
+        heartbeat_timeout: 2,
+        ..config()
+    });
+    // The old session follows the interval it was told: a heartbeat every 4 s is fine.
+    for _ in 0..5 {
+        h.advance(4_000);
+        h.feed(1, &hb(1));
+    }
+    assert!(
+        !h.got(1).contains(&Got::Kick(2)),
+        "announced values govern the session"
+    );
+    assert!(!h.is_closed(1));
+    // A session that authenticates after the reload gets (and is held to) the new values.
+    h.game(2, 102, "p");
+    h.advance(1_000);
+    h.feed(1, &hb(2));
+    h.advance(1_100);
+    assert!(h.got(2).contains(&Got::Kick(2)), "2 s of silence kicks it");
+    // And the old one is still held to 9 s.
+    h.feed(1, &hb(3));
+    h.advance(8_000);
+    assert!(!h.is_closed(1));
+    h.advance(1_100);
+    assert!(h.got(1).contains(&Got::Kick(2)), "after 9 s of silence");
+}
+
 /// Batches in flight, event order of records, restored facts.
 mod durable;

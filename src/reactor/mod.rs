@@ -360,16 +360,18 @@ impl<H: Handler> Builder<H> {
     /// Validates the configuration (as the binary does: an error names the key), opens the
     /// state directory and binds the listeners.
     pub fn build(self) -> io::Result<LoginNode<H>> {
-        self.config
-            .validate()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
         LoginNode::with_handler(self.config, self.handler)
     }
 }
 
 impl<H: Handler> LoginNode<H> {
-    /// Binds the node port of `config`, handing application events to `handler`.
+    /// Binds the node port of `config`, handing application events to `handler`. The
+    /// configuration is first checked by [`Config::validate`], as the binary checks its own
+    /// (an `InvalidInput` error names the key).
     pub fn with_handler(config: Config, handler: H) -> io::Result<Self> {
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
         let poll = Poll::new()?;
         let mut listener = TcpListener::from_std(bind_listener(config.listen)?);
         let local_addr = listener.local_addr()?;
@@ -525,6 +527,10 @@ impl<H: Handler> LoginNode<H> {
         }
         notify::notify("READY=1\nSTATUS=serving");
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        if events.capacity() == 0 {
+            // A panic escaped an earlier run() before the buffer was put back.
+            events = Events::with_capacity(1024);
+        }
         let result = self.run_loop(&mut events);
         self.events = events;
         notify::notify("STOPPING=1");
@@ -668,7 +674,9 @@ impl<H: Handler> LoginNode<H> {
             warn!("SIGHUP: no configuration source to reload from (started without one)");
             return;
         };
-        let new = match reload() {
+        // Judged against the listeners actually bound, not the file's own addresses.
+        let bound = (self.local_addr, self.admin.local_addr());
+        let new = match reload().and_then(|c| c.check_dev_tokens(bound.0, bound.1).map(|()| c)) {
             Ok(c) => c,
             Err(e) => {
                 error!("SIGHUP: configuration rejected, keeping the running one: {e}");
