@@ -20,6 +20,9 @@ pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddr
     7701,
 ));
 
+/// The default key prefix of a failover group in etcd.
+pub const DEFAULT_ETCD_PREFIX: &str = "/login-node/default";
+
 /// Keys SIGHUP applies to a running node; the others need a restart.
 pub const RELOADABLE: &[&str] = &[
     "token",
@@ -127,6 +130,14 @@ pub struct Config {
     pub auth_fail_limit: u32,
     /// The window of `auth_fail_limit`, in seconds.
     pub auth_fail_window: u32,
+    /// etcd client URLs of a failover group; empty = no group (the local state directory).
+    pub etcd: Vec<String>,
+    /// The group's key prefix in etcd.
+    pub etcd_prefix: String,
+    /// This member's name in the group; `None` = the node listener's host:port.
+    pub member_name: Option<String>,
+    /// The group lease's TTL in seconds.
+    pub lease_ttl: u64,
 }
 
 impl Default for Config {
@@ -154,6 +165,10 @@ impl Default for Config {
             allow: Vec::new(),
             auth_fail_limit: 20,
             auth_fail_window: 60,
+            etcd: Vec::new(),
+            etcd_prefix: DEFAULT_ETCD_PREFIX.to_string(),
+            member_name: None,
+            lease_ttl: 5,
         }
     }
 }
@@ -200,6 +215,10 @@ struct FileConfig {
     allow: Option<toml::Value>,
     auth_fail_limit: Option<i64>,
     auth_fail_window: Option<i64>,
+    etcd: Option<toml::Value>,
+    etcd_prefix: Option<String>,
+    member_name: Option<String>,
+    lease_ttl: Option<i64>,
 }
 
 /// One line per flag for `--help`: (flag, value name, description).
@@ -318,6 +337,26 @@ pub const FLAGS: &[(&str, &str, &str)] = &[
         "--auth-fail-window",
         "SECS",
         "the window of --auth-fail-limit [default: 60]",
+    ),
+    (
+        "--etcd",
+        "URLS",
+        "etcd client URLs (comma-separated): join a failover group, state in etcd [default: none]",
+    ),
+    (
+        "--etcd-prefix",
+        "PREFIX",
+        "the group's key prefix in etcd [default: /login-node/default]",
+    ),
+    (
+        "--member-name",
+        "NAME",
+        "this member's name in the group [default: host:port of --listen]",
+    ),
+    (
+        "--lease-ttl",
+        "SECS",
+        "group lease TTL: a dead active member is replaced after about this long [default: 5]",
     ),
 ];
 
@@ -459,6 +498,38 @@ impl Config {
             "auth_fail_window" => {
                 self.auth_fail_window = int_in(key, parse_int(key, value)?, 1, 86_400)?
             }
+            "etcd" => {
+                self.etcd = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        if s.starts_with("http://") {
+                            Ok(s.trim_end_matches('/').to_string())
+                        } else {
+                            err(format!(
+                                "etcd: {s:?} is not an http:// URL (TLS is not supported)"
+                            ))
+                        }
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "etcd_prefix" => {
+                let p = value.trim_end_matches('/');
+                if !p.starts_with('/') || p.len() < 2 {
+                    return err(format!(
+                        "etcd_prefix: {value:?} must start with / and name a prefix"
+                    ));
+                }
+                self.etcd_prefix = p.to_string();
+            }
+            "member_name" => {
+                if value.is_empty() || value.len() > 200 {
+                    return err("member_name: 1..200 characters");
+                }
+                self.member_name = Some(value.to_string());
+            }
+            "lease_ttl" => self.lease_ttl = int_in(key, parse_int(key, value)?, 2, 600)?,
             _ => return err(format!("unknown key {key:?}")),
         }
         Ok(())
@@ -478,6 +549,8 @@ impl Config {
             ("admin_listen", file.admin_listen),
             ("admin_token", file.admin_token),
             ("audit_log", file.audit_log),
+            ("etcd_prefix", file.etcd_prefix),
+            ("member_name", file.member_name),
         ];
         for (key, v) in strings {
             if let Some(v) = v {
@@ -496,11 +569,27 @@ impl Config {
             ("full_threshold", file.full_threshold),
             ("auth_fail_limit", file.auth_fail_limit),
             ("auth_fail_window", file.auth_fail_window),
+            ("lease_ttl", file.lease_ttl),
         ];
         for (key, v) in ints {
             if let Some(v) = v {
                 self.set(key, &v.to_string())?;
             }
+        }
+        match file.etcd {
+            None => {}
+            Some(toml::Value::String(s)) => self.set("etcd", &s)?,
+            Some(toml::Value::Array(items)) => {
+                let urls: Result<Vec<String>, ConfigError> = items
+                    .into_iter()
+                    .map(|i| match i {
+                        toml::Value::String(s) => Ok(s),
+                        other => err(format!("etcd: expected URL strings, got {other}")),
+                    })
+                    .collect();
+                self.set("etcd", &urls?.join(","))?;
+            }
+            Some(other) => return err(format!("etcd: expected URL strings, got {other}")),
         }
         match file.allow {
             None => {}

@@ -50,9 +50,28 @@ fn operator_error(e: OperatorError) -> Response {
         OperatorError::BadRequest(_) => 400,
         OperatorError::NotFound(_) => 404,
         OperatorError::Conflict(_) => 409,
-        OperatorError::Unavailable => 503,
+        OperatorError::Unavailable | OperatorError::NotActive(_) => 503,
     };
     Response::error(status, e.to_string())
+}
+
+/// 200 on a single node or the active member (with `"degraded"` while state cannot be
+/// written), 503 on a standby, naming the active member: a load balancer sends nodes to the
+/// member that answers 200.
+fn healthz(cluster: &Cluster) -> Response {
+    let writable = cluster.is_writable();
+    let status = if writable { "ok" } else { "degraded" };
+    match cluster.role() {
+        crate::cluster::Role::Standby { active } => Response::json(
+            503,
+            &json!({"status": "standby", "role": "standby", "active": active.as_deref(),
+                    "state_writable": false}),
+        ),
+        role => Response::json(
+            200,
+            &json!({"status": status, "role": role.name(), "state_writable": writable}),
+        ),
+    }
 }
 
 fn authorized(req: &Request, token: &str) -> bool {
@@ -117,14 +136,7 @@ pub fn handle(req: &Request, api: &mut Api<'_>) -> Outcome {
     let path = req.path.trim_end_matches('/');
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     match (req.method.as_str(), segments.as_slice()) {
-        ("GET", ["healthz"]) => {
-            let writable = api.cluster.is_writable();
-            return Response::json(
-                200,
-                &json!({"status": if writable { "ok" } else { "degraded" }, "state_writable": writable}),
-            )
-            .into();
-        }
+        ("GET", ["healthz"]) => return healthz(api.cluster).into(),
         ("GET", ["metrics"]) => {
             let mut text = String::with_capacity(4096);
             metrics::render(api.cluster, api.io, &mut text);
@@ -154,6 +166,7 @@ pub fn handle(req: &Request, api: &mut Api<'_>) -> Outcome {
         ("PUT", ["api", "cross", id, "capacity"]) => capacity(req, api, id),
         ("PUT", ["api", "cross", id, "drain"]) => drain(req, api, id),
         ("POST", ["api", "assign"]) => assign(req, api),
+        ("POST", ["api", "step-down"]) => step_down(api),
         (_, ["api", "nodes"] | ["api", "cross"] | ["api", "servers"]) => {
             Ok(method_not_allowed("GET"))
         }
@@ -303,6 +316,22 @@ fn servers(req: &Request, cluster: &Cluster) -> Result<Response, Response> {
         200,
         &json!({ "plat": plat, "servers": list }),
     ))
+}
+
+/// Hands the active role over at once (rolling upgrades): KICK 6 to every node, the lease
+/// revoked, a standby takes over.
+fn step_down(api: &mut Api<'_>) -> Result<Outcome, Response> {
+    if !api.cluster.request_step_down() {
+        let why = match api.cluster.role() {
+            crate::cluster::Role::Single => "this login node is not in a failover group",
+            _ => "this login node is not the active member",
+        };
+        return Err(Response::error(409, why));
+    }
+    Ok(Outcome {
+        response: Response::json(200, &json!({"stepped_down": true})),
+        audit: Some("stepped down as the active member".into()),
+    })
 }
 
 fn whitelist(cluster: &Cluster) -> Response {

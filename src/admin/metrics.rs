@@ -242,6 +242,14 @@ pub fn render(cluster: &Cluster, io: &IoStats, out: &mut String) {
         "1 while the state directory accepts writes.",
         cluster.is_writable() as u64,
     );
+    let _ = writeln!(
+        out,
+        "# HELP login_node_role 1 for the role this login node has (a failover group's active member or a standby, or single).\n# TYPE login_node_role gauge"
+    );
+    for role in ["single", "active", "standby"] {
+        let on = (cluster.role().name() == role) as u64;
+        let _ = writeln!(out, "login_node_role{{role=\"{role}\"}} {on}");
+    }
     gauge(
         out,
         "login_node_held_bytes",

@@ -244,6 +244,12 @@ impl Allocator {
         }
     }
 
+    /// Forgets every record (a failover member that lost its role, or is about to load the
+    /// group's state).
+    pub fn reset(&mut self) {
+        *self = Allocator::new(self.default_capacity);
+    }
+
     /// The record of a game node.
     pub fn game(&self, serv: ServId) -> Option<&GameRecord> {
         self.games.get(&serv)

@@ -25,6 +25,9 @@ pub mod alloc;
 pub mod guard;
 mod handler_guard;
 mod operator;
+mod role;
+
+pub use role::Role;
 
 use crate::config::{Config, DuplicatePolicy};
 use crate::logging::Peer;
@@ -385,7 +388,7 @@ pub struct NodeView<'a> {
 #[derive(Debug, Default, Clone)]
 pub struct ClusterStats {
     /// AUTH results sent, by code (0..=6).
-    pub auth_results: [u64; 7],
+    pub auth_results: [u64; 8],
     /// Nodes dropped for heartbeat timeout.
     pub heartbeat_timeouts: u64,
     /// Protocol errors (KICK 5).
@@ -525,6 +528,10 @@ pub struct Cluster {
     operator_seq: u64,
     /// False after a failed journal write, until one succeeds.
     writable: bool,
+    /// Single login node, or the active or a standby member of a failover group.
+    role: Role,
+    /// An operator asked the active member to hand over (the reactor tells the store).
+    step_down_requested: bool,
     whitelist: Whitelist,
     maintenance: HashSet<ServId>,
     busy_threshold: u32,
@@ -565,6 +572,12 @@ impl Cluster {
             durable_seq: 0,
             operator_seq: 0,
             writable: true,
+            role: if config.etcd.is_empty() {
+                Role::Single
+            } else {
+                Role::Standby { active: None }
+            },
+            step_down_requested: false,
             whitelist: Whitelist::default(),
             maintenance: HashSet::new(),
             busy_threshold: config.busy_threshold,
@@ -1081,7 +1094,7 @@ impl Cluster {
     }
 
     fn auth_result(&mut self, conn: ConnId, code: AuthCode, now: Now, out: &mut dyn Outbox) {
-        self.stats.auth_results[(code as usize).min(6)] += 1;
+        self.stats.auth_results[(code as usize).min(7)] += 1;
         self.scratch.clear();
         AuthResult {
             code: code as u8,
@@ -1184,6 +1197,11 @@ impl Cluster {
                 out,
                 handler,
             );
+        }
+        if let Role::Standby { active } = &self.role {
+            let active = active.as_deref().unwrap_or("unknown").to_string();
+            let who = format_args!("{key} (standby; the active member is {active})");
+            return self.refuse(conn, AuthCode::Standby, &who, now, out, handler);
         }
         let existing = self.registry.get(&key).copied();
         if existing.is_some() && self.duplicate_policy == DuplicatePolicy::Reject {

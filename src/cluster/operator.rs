@@ -20,6 +20,8 @@ pub enum OperatorError {
     Conflict(String),
     /// State cannot be made durable right now (HTTP 503).
     Unavailable,
+    /// A standby of a failover group takes no changes (HTTP 503): the active member's name.
+    NotActive(Option<Box<str>>),
 }
 
 impl fmt::Display for OperatorError {
@@ -31,6 +33,11 @@ impl fmt::Display for OperatorError {
             OperatorError::Unavailable => {
                 f.write_str("state is not writable (journal write failed); try again later")
             }
+            OperatorError::NotActive(active) => write!(
+                f,
+                "this login node is a standby; send changes to the active member ({})",
+                active.as_deref().unwrap_or("being elected")
+            ),
         }
     }
 }
@@ -74,6 +81,9 @@ fn check_entry(e: &str) -> Result<(), OperatorError> {
 
 impl Cluster {
     fn ensure_writable(&self) -> Result<(), OperatorError> {
+        if let super::Role::Standby { active } = &self.role {
+            return Err(OperatorError::NotActive(active.clone()));
+        }
         if self.writable {
             Ok(())
         } else {

@@ -90,6 +90,8 @@ pub enum AuthCode {
     ServerFull = 5,
     /// Unknown node_type or malformed AUTH.
     BadRequest = 6,
+    /// This login node is a standby of its group: try another configured login node.
+    Standby = 7,
 }
 
 impl AuthCode {
@@ -103,6 +105,7 @@ impl AuthCode {
             4 => AuthCode::AddressNotAllowed,
             5 => AuthCode::ServerFull,
             6 => AuthCode::BadRequest,
+            7 => AuthCode::Standby,
             _ => return None,
         })
     }
@@ -117,6 +120,7 @@ impl AuthCode {
             AuthCode::AddressNotAllowed => "address not allowed",
             AuthCode::ServerFull => "server full",
             AuthCode::BadRequest => "bad request",
+            AuthCode::Standby => "standby: not the active login node of its group",
         }
     }
 }
@@ -134,6 +138,8 @@ pub enum KickReason {
     Shutdown = 4,
     /// The node broke the protocol.
     ProtocolError = 5,
+    /// This login node stopped being the active one of its group: connect to another.
+    NotActive = 6,
 }
 
 impl KickReason {
@@ -145,6 +151,7 @@ impl KickReason {
             3 => KickReason::Operator,
             4 => KickReason::Shutdown,
             5 => KickReason::ProtocolError,
+            6 => KickReason::NotActive,
             _ => return None,
         })
     }
@@ -157,6 +164,7 @@ impl KickReason {
             KickReason::Operator => "operator kick",
             KickReason::Shutdown => "shutdown",
             KickReason::ProtocolError => "protocol error",
+            KickReason::NotActive => "no longer the active login node of its group",
         }
     }
 }

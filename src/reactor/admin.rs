@@ -349,6 +349,26 @@ impl<H: Handler> LoginNode<H> {
         }
     }
 
+    /// The changes held for durability will never be made durable here (the role is lost):
+    /// each waiting client gets 503 with `why`, and their audit lines are dropped.
+    pub(super) fn admin_abandon_held(&mut self, why: &str) {
+        self.admin.pending_audit.clear();
+        let keys: Vec<usize> = self
+            .admin
+            .conns
+            .iter()
+            .filter(|(_, c)| c.held.is_some())
+            .map(|(k, _)| k)
+            .collect();
+        for key in keys {
+            let c = &mut self.admin.conns[key];
+            c.held = None;
+            Response::error(503, why).write(false, &mut c.output);
+            c.close_after_output = true;
+            self.admin_flush(key);
+        }
+    }
+
     fn audit(&mut self, peer: SocketAddr, line: &str) {
         info!("admin {}: {line}", Peer(peer));
         let Some(file) = &mut self.admin.audit else {

@@ -8,8 +8,8 @@
 //! every batch is durable at once.
 
 use super::{LoginNode, JOURNAL_RETRY};
-use crate::cluster::Handler;
-use crate::state::{Batch, Done, StoreThread};
+use crate::cluster::{Handler, Now, Role};
+use crate::state::{Batch, Done, StoreEvent, StoreThread};
 use log::{error, info};
 use std::time::{Duration, Instant};
 
@@ -26,11 +26,22 @@ pub(super) struct Durability {
     error_logged_at: Option<Instant>,
     /// The buffers of the last finished batch, reused for the next.
     spare: Batch,
+    /// A failover group's active member must stop by then unless its lease is renewed.
+    pub(super) lease_deadline: Option<Instant>,
+}
+
+impl Durability {
+    /// The role is lost: nothing pending will be retried.
+    pub(super) fn abandon_batches(&mut self) {
+        self.retry = None;
+        self.retry_at = None;
+    }
 }
 
 impl<H: Handler> LoginNode<H> {
-    /// Collects a finished batch, then submits the next one (end of every turn).
-    pub(super) fn drive_store(&mut self) {
+    /// Collects what the store reported (finished batches, role changes), then submits the
+    /// next batch (end of every turn).
+    pub(super) fn drive_store(&mut self, now: Now) {
         let Some(store) = &self.durability.store else {
             // Memory only: durable at once.
             let mut buf = std::mem::take(&mut self.durability.spare.records);
@@ -42,9 +53,15 @@ impl<H: Handler> LoginNode<H> {
             self.durability.spare.records = buf;
             return;
         };
-        if let Some(done) = store.try_done() {
-            self.batch_finished(done);
+        let mut events = Vec::new();
+        while let Some(event) = store.try_event() {
+            events.push(event);
         }
+        for event in events {
+            self.store_event(event, now);
+        }
+        self.step_down_if_asked(now);
+        self.check_lease(now);
         self.submit_next();
     }
 
@@ -69,7 +86,7 @@ impl<H: Handler> LoginNode<H> {
                 return;
             }
         }
-        if self.cluster.batch_in_flight() {
+        if self.cluster.batch_in_flight() || matches!(self.cluster.role(), Role::Standby { .. }) {
             return;
         }
         let mut batch = std::mem::take(&mut self.durability.spare);
@@ -89,6 +106,15 @@ impl<H: Handler> LoginNode<H> {
         if !submitted {
             self.store_thread_died();
         }
+    }
+
+    fn store_event(&mut self, event: StoreEvent, now: Now) {
+        match event {
+            StoreEvent::Done(done) => self.batch_finished(done),
+            #[cfg(feature = "etcd")]
+            StoreEvent::Role(change) => self.role_changed(change, now),
+        }
+        let _ = now;
     }
 
     fn batch_finished(&mut self, done: Done) {
@@ -150,25 +176,22 @@ impl<H: Handler> LoginNode<H> {
                 store.submit(batch);
             }
         }
+        let now = self.now();
         loop {
             self.submit_next();
             if !self.cluster.batch_in_flight() {
-                self.drive_store(); // memory-only mode: releases at once
+                self.drive_store(now); // memory-only mode: releases at once
                 return;
             }
             let wait = deadline.saturating_duration_since(Instant::now());
-            let done = self
-                .durability
-                .store
-                .as_ref()
-                .and_then(|s| s.wait_done(wait));
-            let Some(done) = done else {
+            let store = self.durability.store.as_ref();
+            let Some(event) = store.and_then(|s| s.wait_event(wait)) else {
                 error!("state: the last batch did not finish within {SHUTDOWN_WAIT:?}");
                 return;
             };
-            let failed = done.result.is_err();
-            self.batch_finished(done);
-            if failed {
+            let failed = matches!(&event, StoreEvent::Done(d) if d.result.is_err());
+            self.store_event(event, now);
+            if failed || matches!(self.cluster.role(), Role::Standby { .. }) {
                 return; // logged; what it announces is not sent
             }
         }

@@ -34,6 +34,7 @@
 
 mod admin;
 mod durability;
+mod failover;
 mod notify;
 
 use crate::admin::metrics::IoStats;
@@ -241,6 +242,42 @@ fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// The store thread of a failover group member (contract §6).
+#[cfg(feature = "etcd")]
+fn spawn_group(
+    config: &Config,
+    member: String,
+    audit: Option<std::fs::File>,
+    wake: Box<dyn Fn() + Send>,
+) -> io::Result<StoreThread> {
+    let cfg = crate::state::group::GroupConfig {
+        endpoints: config.etcd.clone(),
+        prefix: config.etcd_prefix.clone(),
+        member,
+        lease_ttl: config.lease_ttl,
+    };
+    info!(
+        "failover group {} on {}: member {}, lease {} s; standing by until elected",
+        cfg.prefix,
+        cfg.endpoints.join(","),
+        cfg.member,
+        cfg.lease_ttl
+    );
+    StoreThread::spawn_group(cfg, audit, wake)
+}
+
+#[cfg(not(feature = "etcd"))]
+fn spawn_group(
+    _config: &Config,
+    _member: String,
+    _audit: Option<std::fs::File>,
+    _wake: Box<dyn Fn() + Send>,
+) -> io::Result<StoreThread> {
+    Err(io::Error::other(
+        "--etcd: this build has no failover support (the `etcd` cargo feature is off)",
+    ))
+}
+
 fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -385,6 +422,9 @@ impl<H: Handler> LoginNode<H> {
         };
         let mut cluster = Cluster::new(&config, now);
         let db = match &config.state_dir {
+            // A failover group keeps its state in etcd (the state directory holds only the
+            // audit log then).
+            _ if !config.etcd.is_empty() => None,
             Some(dir) => {
                 let (db, state) = Db::open(dir).map_err(io::Error::other)?;
                 info!(
@@ -405,16 +445,18 @@ impl<H: Handler> LoginNode<H> {
         };
         let admin = admin::AdminSide::bind(&config, &poll)?;
         let mut durability = durability::Durability::default();
+        let wake = waker.clone();
+        let wake: Box<dyn Fn() + Send> = Box::new(move || {
+            let _ = wake.wake();
+        });
         if let Some(db) = db {
-            let audit = admin.audit_file()?;
-            let wake = waker.clone();
-            durability.store = Some(StoreThread::spawn(
-                db,
-                audit,
-                Box::new(move || {
-                    let _ = wake.wake();
-                }),
-            )?);
+            durability.store = Some(StoreThread::spawn(db, admin.audit_file()?, wake)?);
+        } else if !config.etcd.is_empty() {
+            let member = config
+                .member_name
+                .clone()
+                .unwrap_or_else(|| local_addr.to_string());
+            durability.store = Some(spawn_group(&config, member, admin.audit_file()?, wake)?);
         }
         Ok(LoginNode {
             cluster,
@@ -538,6 +580,13 @@ impl<H: Handler> LoginNode<H> {
         // The batch in flight, and one last attempt at what is pending: what they announce
         // goes out with the KICKs if they succeed.
         self.finish_store();
+        if self.cluster.role() != &crate::cluster::Role::Single {
+            // A group member hands over: KICK 6 (connect to another member), then the store
+            // thread revokes the lease as it ends, so a standby takes over at once.
+            let now = self.now();
+            self.lose_role("shutting down", now);
+            self.durability.store = None;
+        }
         self.shutdown_all();
         Ok(())
     }
@@ -593,7 +642,7 @@ impl<H: Handler> LoginNode<H> {
         }
         self.with_outbox(|cluster, io, handler| cluster.handle_timeout(now, io, handler));
         self.admin_timers_fired();
-        self.drive_store();
+        self.drive_store(now);
         self.flush_dirty(now, false);
         log::logger().flush();
     }
@@ -631,7 +680,10 @@ impl<H: Handler> LoginNode<H> {
         if self.accept_more || !self.pending_reads.is_empty() || !self.dirty.is_empty() {
             return Some(Duration::ZERO);
         }
-        let journal_wait = self.store_retry_wait();
+        let journal_wait = match (self.store_retry_wait(), self.lease_wait()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if journal_wait == Some(Duration::ZERO) {
             return journal_wait;
         }

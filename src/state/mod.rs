@@ -17,6 +17,10 @@
 //! - [`State`]: the plain data a start-up load produces, handed to the cluster.
 
 pub mod db;
+#[cfg(feature = "etcd")]
+pub mod etcd;
+#[cfg(feature = "etcd")]
+pub mod group;
 pub mod keys;
 pub mod legacy;
 pub mod record;
@@ -24,7 +28,7 @@ pub mod worker;
 
 pub use db::{Db, StoreError};
 pub use record::{Corrupt, Record, MAX_ENTRY_LEN};
-pub use worker::{Batch, Done, StoreThread};
+pub use worker::{Batch, Done, StoreEvent, StoreThread};
 
 use hashbrown::{HashMap, HashSet};
 

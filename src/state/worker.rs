@@ -43,16 +43,28 @@ pub struct Done {
     pub elapsed: Duration,
 }
 
-enum Msg {
+pub(super) enum Msg {
     Batch(Batch),
     Fault(Arc<AtomicBool>),
+    /// Give up the role of the group's active member (a failover group only).
+    StepDown,
+}
+
+/// What the store thread tells the loop.
+#[derive(Debug)]
+pub enum StoreEvent {
+    /// A batch is finished.
+    Done(Done),
+    /// The role in a failover group changed.
+    #[cfg(feature = "etcd")]
+    Role(super::group::RoleChange),
 }
 
 /// The handle the loop keeps: a channel each way and the thread.
 pub struct StoreThread {
     dir: PathBuf,
     tx: Option<mpsc::Sender<Msg>>,
-    rx: mpsc::Receiver<Done>,
+    rx: mpsc::Receiver<StoreEvent>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -66,7 +78,7 @@ impl StoreThread {
     ) -> io::Result<StoreThread> {
         let dir = db.dir().to_path_buf();
         let (tx, batches) = mpsc::channel::<Msg>();
-        let (results, rx) = mpsc::channel::<Done>();
+        let (results, rx) = mpsc::channel::<StoreEvent>();
         let thread = std::thread::Builder::new()
             .name("login-node-store".into())
             .spawn(move || {
@@ -77,6 +89,7 @@ impl StoreThread {
                             db.inject_fault(switch);
                             continue;
                         }
+                        Msg::StepDown => continue,
                     };
                     let start = Instant::now();
                     let result = write_audit(&mut audit, &mut batch)
@@ -86,7 +99,7 @@ impl StoreThread {
                         result,
                         elapsed: start.elapsed(),
                     };
-                    if results.send(done).is_err() {
+                    if results.send(StoreEvent::Done(done)).is_err() {
                         return; // the loop is gone
                     }
                     wake();
@@ -100,9 +113,38 @@ impl StoreThread {
         })
     }
 
-    /// The state directory.
+    /// Starts the store thread of a failover group member (see [`super::group`]): it
+    /// campaigns at once and reports its role through [`StoreEvent::Role`].
+    #[cfg(feature = "etcd")]
+    pub fn spawn_group(
+        cfg: super::group::GroupConfig,
+        audit: Option<File>,
+        wake: Box<dyn Fn() + Send>,
+    ) -> io::Result<StoreThread> {
+        let dir = PathBuf::from(format!("etcd:{}", cfg.prefix));
+        let (tx, batches) = mpsc::channel::<Msg>();
+        let (results, rx) = mpsc::channel::<StoreEvent>();
+        let thread = std::thread::Builder::new()
+            .name("login-node-group".into())
+            .spawn(move || super::group::run(cfg, batches, results, wake, audit))?;
+        Ok(StoreThread {
+            dir,
+            tx: Some(tx),
+            rx,
+            thread: Some(thread),
+        })
+    }
+
+    /// Where the state lives (a directory, or `etcd:<prefix>`).
     pub fn dir(&self) -> &std::path::Path {
         &self.dir
+    }
+
+    /// Gives up the active role of a failover group (nothing for a local database).
+    pub fn step_down(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::StepDown);
+        }
     }
 
     /// Hands a batch to the thread. False if the thread has died (the batch is lost to it;
@@ -113,13 +155,13 @@ impl StoreThread {
             .is_some_and(|tx| tx.send(Msg::Batch(batch)).is_ok())
     }
 
-    /// A finished batch, if one is ready (never blocks).
-    pub fn try_done(&self) -> Option<Done> {
+    /// The next thing the thread reported, if any (never blocks).
+    pub fn try_event(&self) -> Option<StoreEvent> {
         self.rx.try_recv().ok()
     }
 
-    /// Waits up to `timeout` for a finished batch (shutdown only).
-    pub fn wait_done(&self, timeout: Duration) -> Option<Done> {
+    /// Waits up to `timeout` for the thread's next report (shutdown only).
+    pub fn wait_event(&self, timeout: Duration) -> Option<StoreEvent> {
         self.rx.recv_timeout(timeout).ok()
     }
 
@@ -196,13 +238,17 @@ mod tests {
             audit_written: false,
         };
         assert!(store.submit(batch));
-        let done = store.wait_done(Duration::from_secs(10)).expect("done");
+        let Some(StoreEvent::Done(done)) = store.wait_event(Duration::from_secs(10)) else {
+            panic!("no batch done");
+        };
         assert!(done.result.is_err(), "the disk is full");
         assert_eq!(done.batch.seq, 1);
         assert!(done.batch.audit_written, "audit lines are written once");
         fault.store(false, Ordering::Relaxed);
         assert!(store.submit(done.batch));
-        let done = store.wait_done(Duration::from_secs(10)).expect("done");
+        let Some(StoreEvent::Done(done)) = store.wait_event(Duration::from_secs(10)) else {
+            panic!("no batch done");
+        };
         done.result.expect("durable on retry");
         drop(store); // joins the thread: every wake has happened
         assert_eq!(woken.load(Ordering::SeqCst), 2);

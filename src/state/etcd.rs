@@ -1,0 +1,336 @@
+//! A small blocking client for etcd's v3 JSON gateway (`/v3/kv/*`, `/v3/lease/*`), enough for
+//! one group of login nodes: leases, an election key created only if absent, paged range
+//! reads at a fixed revision, and transactions fenced by a compare on the election key.
+//!
+//! Keys and values travel base64-encoded, 64-bit integers as decimal strings (the gateway's
+//! JSON mapping of the protobuf messages). Every call has a timeout; on a connection error the
+//! next endpoint is tried, so one etcd member down costs one failed attempt, not an outage.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use serde_json::{json, Value};
+use std::fmt;
+use std::time::Duration;
+
+/// Most operations etcd accepts in one transaction (its `--max-txn-ops` default).
+pub const MAX_TXN_OPS: usize = 128;
+/// Keys per page of a range read.
+const PAGE: usize = 5000;
+
+/// Why a call failed.
+#[derive(Debug)]
+pub enum EtcdError {
+    /// No endpoint answered (connection refused, timeout): the outcome of a write is unknown.
+    Unreachable(String),
+    /// An endpoint answered with an error.
+    Refused(String),
+    /// The answer could not be understood.
+    Bad(String),
+}
+
+impl fmt::Display for EtcdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EtcdError::Unreachable(e) => write!(f, "etcd unreachable: {e}"),
+            EtcdError::Refused(e) => write!(f, "etcd refused: {e}"),
+            EtcdError::Bad(e) => write!(f, "etcd answer not understood: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EtcdError {}
+
+/// One change in a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOp {
+    /// Put `key` = `value`.
+    Put(Vec<u8>, Vec<u8>),
+    /// Delete `key`.
+    Delete(Vec<u8>),
+}
+
+/// Keys (with the prefix removed) and their values.
+pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The outcome of a campaign for the election key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Campaign {
+    /// We hold the key, created at this revision (the fence of every later write).
+    Won {
+        /// The key's create revision.
+        create_revision: i64,
+    },
+    /// Another member holds it.
+    Lost {
+        /// Its value: the holder's member name.
+        holder: String,
+    },
+}
+
+/// The gateway client.
+pub struct Gateway {
+    agent: ureq::Agent,
+    endpoints: Vec<String>,
+    current: usize,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    B64.encode(bytes)
+}
+
+fn unb64(v: &Value) -> Result<Vec<u8>, EtcdError> {
+    let s = v.as_str().unwrap_or("");
+    B64.decode(s)
+        .map_err(|e| EtcdError::Bad(format!("base64: {e}")))
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::String(s) => s.parse().unwrap_or(0),
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The key just after every key that starts with `prefix` (etcd's `range_end` for a prefix).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0] // every key
+}
+
+impl Gateway {
+    /// A client for `endpoints` (`http://host:port`), each call bounded by `timeout`.
+    pub fn new(endpoints: &[String], timeout: Duration) -> Gateway {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .build();
+        Gateway {
+            agent: ureq::Agent::new_with_config(config),
+            endpoints: endpoints
+                .iter()
+                .map(|e| e.trim_end_matches('/').to_string())
+                .collect(),
+            current: 0,
+        }
+    }
+
+    /// POSTs `body` to `path` on the current endpoint, moving on to the next on a connection
+    /// error (each endpoint tried once).
+    fn call(&mut self, path: &str, body: &Value) -> Result<Value, EtcdError> {
+        let text = body.to_string();
+        let mut last = String::new();
+        for _ in 0..self.endpoints.len().max(1) {
+            let Some(base) = self.endpoints.get(self.current) else {
+                return Err(EtcdError::Unreachable("no endpoints".into()));
+            };
+            let url = format!("{base}{path}");
+            match self
+                .agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(text.as_str())
+            {
+                Ok(mut resp) => {
+                    let status = resp.status().as_u16();
+                    let answer = resp
+                        .body_mut()
+                        .with_config()
+                        .limit(256 << 20)
+                        .read_to_string()
+                        .map_err(|e| EtcdError::Unreachable(format!("{url}: {e}")))?;
+                    let v: Value = serde_json::from_str(&answer)
+                        .map_err(|e| EtcdError::Bad(format!("{url}: {e}")))?;
+                    if status != 200 || v.get("error").is_some() {
+                        let msg = v
+                            .get("message")
+                            .or_else(|| v.get("error"))
+                            .map_or_else(|| answer.clone(), |m| m.to_string());
+                        // A member without a leader (election in progress) is unreachable in
+                        // effect: try another.
+                        if msg.contains("no leader") || status >= 500 {
+                            last = format!("{url}: {status} {msg}");
+                            self.current = (self.current + 1) % self.endpoints.len();
+                            continue;
+                        }
+                        return Err(EtcdError::Refused(format!("{url}: {status} {msg}")));
+                    }
+                    return Ok(v);
+                }
+                Err(e) => {
+                    last = format!("{url}: {e}");
+                    self.current = (self.current + 1) % self.endpoints.len();
+                }
+            }
+        }
+        Err(EtcdError::Unreachable(last))
+    }
+
+    /// Grants a lease of `ttl` seconds; returns its id.
+    pub fn grant(&mut self, ttl: u64) -> Result<i64, EtcdError> {
+        let v = self.call("/v3/lease/grant", &json!({ "TTL": ttl.to_string() }))?;
+        match int(&v["ID"]) {
+            0 => Err(EtcdError::Bad(format!("lease grant: {v}"))),
+            id => Ok(id),
+        }
+    }
+
+    /// Renews a lease: its remaining TTL, or `None` when it has expired (the gateway answers
+    /// an expired lease's keepalive without a TTL).
+    pub fn keepalive(&mut self, lease: i64) -> Result<Option<i64>, EtcdError> {
+        let v = self.call("/v3/lease/keepalive", &json!({ "ID": lease.to_string() }))?;
+        let ttl = int(&v["result"]["TTL"]);
+        Ok((ttl > 0).then_some(ttl))
+    }
+
+    /// Revokes a lease (its keys are deleted at once).
+    pub fn revoke(&mut self, lease: i64) -> Result<(), EtcdError> {
+        self.call("/v3/lease/revoke", &json!({ "ID": lease.to_string() }))
+            .map(|_| ())
+    }
+
+    /// Creates `key` = `member` attached to `lease` if the key does not exist.
+    pub fn campaign(
+        &mut self,
+        key: &[u8],
+        member: &str,
+        lease: i64,
+    ) -> Result<Campaign, EtcdError> {
+        let k = b64(key);
+        let v = self.call(
+            "/v3/kv/txn",
+            &json!({
+                "compare": [{"key": k, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+                "success": [
+                    {"requestPut": {"key": k, "value": b64(member.as_bytes()), "lease": lease.to_string()}},
+                    {"requestRange": {"key": k}}
+                ],
+                "failure": [{"requestRange": {"key": k}}],
+            }),
+        )?;
+        let won = v["succeeded"].as_bool().unwrap_or(false);
+        let responses = v["responses"].as_array().cloned().unwrap_or_default();
+        let kv = responses.iter().find_map(|r| {
+            r["response_range"]["kvs"]
+                .as_array()
+                .and_then(|a| a.first())
+                .cloned()
+        });
+        match (won, kv) {
+            (true, Some(kv)) => Ok(Campaign::Won {
+                create_revision: int(&kv["create_revision"]),
+            }),
+            (false, Some(kv)) => Ok(Campaign::Lost {
+                holder: String::from_utf8_lossy(&unb64(&kv["value"])?).into_owned(),
+            }),
+            // Lost, and the holder's key vanished meanwhile: try again.
+            (false, None) => Ok(Campaign::Lost {
+                holder: String::new(),
+            }),
+            (true, None) => Err(EtcdError::Bad(format!("campaign: {v}"))),
+        }
+    }
+
+    /// The value of `key`, if it exists.
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, EtcdError> {
+        let v = self.call("/v3/kv/range", &json!({ "key": b64(key) }))?;
+        match v["kvs"].as_array().and_then(|a| a.first()) {
+            Some(kv) => Ok(Some(unb64(&kv["value"])?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every key under `prefix` with its value, read at `revision` (one consistent picture
+    /// over all pages), keys with the prefix removed.
+    pub fn range_prefix(&mut self, prefix: &[u8], revision: i64) -> Result<KeyValues, EtcdError> {
+        let end = b64(&prefix_end(prefix));
+        let mut from = prefix.to_vec();
+        let mut out = Vec::new();
+        loop {
+            let v = self.call(
+                "/v3/kv/range",
+                &json!({"key": b64(&from), "range_end": end, "limit": PAGE.to_string(),
+                        "revision": revision.to_string()}),
+            )?;
+            let kvs = v["kvs"].as_array().cloned().unwrap_or_default();
+            for kv in &kvs {
+                let key = unb64(&kv["key"])?;
+                let value = unb64(&kv["value"])?;
+                out.push((key[prefix.len().min(key.len())..].to_vec(), value));
+            }
+            if !v["more"].as_bool().unwrap_or(false) || kvs.is_empty() {
+                return Ok(out);
+            }
+            // The next page starts just after the last key.
+            let mut next = unb64(&kvs[kvs.len() - 1]["key"])?;
+            next.push(0);
+            from = next;
+        }
+    }
+
+    /// Applies `ops` (at most [`MAX_TXN_OPS`]) under `prefix` if the election key still has
+    /// `create_revision`: `Ok(true)` applied, `Ok(false)` the fence failed (another member
+    /// holds the role, or our lease expired).
+    pub fn fenced_txn(
+        &mut self,
+        leader_key: &[u8],
+        create_revision: i64,
+        prefix: &[u8],
+        ops: &[TxnOp],
+    ) -> Result<bool, EtcdError> {
+        let full = |k: &[u8]| {
+            let mut key = prefix.to_vec();
+            key.extend_from_slice(k);
+            b64(&key)
+        };
+        let success: Vec<Value> = ops
+            .iter()
+            .map(|op| match op {
+                TxnOp::Put(k, v) => json!({"requestPut": {"key": full(k), "value": b64(v)}}),
+                TxnOp::Delete(k) => json!({"requestDeleteRange": {"key": full(k)}}),
+            })
+            .collect();
+        let v = self.call(
+            "/v3/kv/txn",
+            &json!({
+                "compare": [{"key": b64(leader_key), "target": "CREATE", "result": "EQUAL",
+                             "create_revision": create_revision.to_string()}],
+                "success": success,
+                "failure": [],
+            }),
+        )?;
+        Ok(v["succeeded"].as_bool().unwrap_or(false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_next_key_after_the_prefix() {
+        assert_eq!(prefix_end(b"/a/"), b"/a0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+    }
+
+    #[test]
+    fn an_unreachable_group_is_an_error_not_a_hang() {
+        // A port nothing listens on (bound, then closed).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port");
+        let mut gw = Gateway::new(
+            &[format!("http://127.0.0.1:{port}")],
+            Duration::from_secs(2),
+        );
+        assert!(matches!(gw.grant(5), Err(EtcdError::Unreachable(_))));
+    }
+}

@@ -1,0 +1,447 @@
+//! A failover group's store thread (contract §6): the state lives in etcd under a prefix, one
+//! member of the group is active, the others stand by.
+//!
+//! Election: a lease of `lease_ttl` seconds, then a transaction that creates `<prefix>/leader`
+//! = member name attached to it only if the key does not exist. The winner loads the whole
+//! state at the key's create revision (paged reads, one consistent picture) and reports
+//! [`RoleChange::Active`]; a loser reports [`RoleChange::Standby`], revokes its lease (no
+//! zombie candidates) and polls the key until it is gone, then campaigns again.
+//!
+//! Fencing: every data transaction compares the leader key's create revision with ours, so a
+//! member that lost its lease (expired while it was paused, or revoked) can write nothing: a
+//! failed compare is [`RoleChange::Lost`], never retried. The thread renews the lease every
+//! third of its TTL and reports each success ([`RoleChange::Renewed`], with the instant the
+//! renewal was *sent*): the loop keeps its own deadline from that, so a paused process notices
+//! on its own that it must stop before it sends anything.
+//!
+//! A batch larger than one transaction is split in event order; each transaction is a valid
+//! state on its own (records set facts, a move is recorded before the slot it freed is taken,
+//! the whitelist version is written at the end of each transaction). A write that times out
+//! may or may not have landed: the batch fails, its frames stay held, and the loop retries the
+//! whole batch (every op sets a value, so applying one twice changes nothing).
+
+use super::etcd::{Campaign, EtcdError, Gateway, TxnOp, MAX_TXN_OPS};
+use super::keys::{self, Op, WHITELIST_VERSION};
+use super::worker::{Done, Msg, StoreEvent};
+use super::{record, Record, State};
+use log::{error, info, warn};
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a group member is configured.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// etcd client URLs.
+    pub endpoints: Vec<String>,
+    /// Key prefix of the group (no trailing slash).
+    pub prefix: String,
+    /// This member's name (what standbys and `/healthz` show).
+    pub member: String,
+    /// Lease TTL in seconds.
+    pub lease_ttl: u64,
+}
+
+/// What the loop learns about its role.
+#[derive(Debug)]
+pub enum RoleChange {
+    /// Another member is active (`None`: not known yet).
+    Standby {
+        /// The active member's name.
+        active: Option<String>,
+    },
+    /// This member is active with this state; the lease was granted at `renewed_at`.
+    Active {
+        /// The group's state at the election.
+        state: Box<State>,
+        /// When the lease's last renewal was sent.
+        renewed_at: Instant,
+    },
+    /// The lease was renewed (the renewal was sent at this instant).
+    Renewed {
+        /// When the renewal was sent.
+        at: Instant,
+    },
+    /// The role is lost (lease expired, fenced out, step-down); the loop must stop at once.
+    Lost {
+        /// Why, for the log.
+        why: String,
+    },
+}
+
+/// How long a standby waits between looks at the leader key.
+const POLL: Duration = Duration::from_millis(200);
+/// After a step-down, how long before this member campaigns again (so another takes over).
+const STEP_DOWN_PAUSE: Duration = Duration::from_secs(3);
+
+/// The ops of `records` as transactions of at most [`MAX_TXN_OPS`], in event order, each
+/// ending with the whitelist version it reached (if it changed the whitelist).
+pub fn chunks(records: &[Record]) -> Vec<Vec<TxnOp>> {
+    fn close(chunk: &mut Vec<TxnOp>, version: &mut Option<Vec<u8>>, out: &mut Vec<Vec<TxnOp>>) {
+        if let Some(v) = version.take() {
+            chunk.push(TxnOp::Put(WHITELIST_VERSION.to_vec(), v));
+        }
+        if !chunk.is_empty() {
+            out.push(std::mem::take(chunk));
+        }
+    }
+    let mut out = Vec::new();
+    let mut chunk = Vec::new();
+    let mut version = None;
+    for r in records {
+        // One record is one data op, plus the version for a whitelist change.
+        for op in keys::ops(std::slice::from_ref(r)) {
+            match op {
+                Op::Put(k, v) if k == WHITELIST_VERSION => version = Some(v),
+                Op::Put(k, v) => chunk.push(TxnOp::Put(k, v)),
+                Op::Delete(k) => chunk.push(TxnOp::Delete(k)),
+            }
+        }
+        if chunk.len() >= MAX_TXN_OPS - 1 {
+            close(&mut chunk, &mut version, &mut out);
+        }
+    }
+    close(&mut chunk, &mut version, &mut out);
+    out
+}
+
+enum Exit {
+    /// The loop is gone: revoke and end the thread.
+    Shutdown,
+    /// The role is lost; campaign again (after `pause`).
+    Lost(String, Duration),
+}
+
+struct Member {
+    cfg: GroupConfig,
+    gw: Gateway,
+    leader_key: Vec<u8>,
+    data_prefix: Vec<u8>,
+    rx: Receiver<Msg>,
+    tx: Sender<StoreEvent>,
+    wake: Box<dyn Fn() + Send>,
+    audit: Option<File>,
+    fault: Option<Arc<AtomicBool>>,
+}
+
+/// Runs a member's store thread until the loop drops its end of the channel.
+pub(super) fn run(
+    cfg: GroupConfig,
+    rx: Receiver<Msg>,
+    tx: Sender<StoreEvent>,
+    wake: Box<dyn Fn() + Send>,
+    audit: Option<File>,
+) {
+    let timeout = Duration::from_secs(cfg.lease_ttl.clamp(1, 3));
+    let mut m = Member {
+        gw: Gateway::new(&cfg.endpoints, timeout),
+        leader_key: format!("{}/leader", cfg.prefix).into_bytes(),
+        data_prefix: format!("{}/state/", cfg.prefix).into_bytes(),
+        cfg,
+        rx,
+        tx,
+        wake,
+        audit,
+        fault: None,
+    };
+    let mut last_holder: Option<String> = Some(String::from("\0")); // nothing reported yet
+    loop {
+        match m.candidate(&mut last_holder) {
+            Some(Exit::Shutdown) => return,
+            Some(Exit::Lost(why, pause)) => {
+                m.report(StoreEvent::Role(RoleChange::Lost { why }));
+                last_holder = Some(String::from("\0"));
+                if m.wait(pause).is_err() {
+                    return;
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+impl Member {
+    fn report(&self, ev: StoreEvent) {
+        if self.tx.send(ev).is_ok() {
+            (self.wake)();
+        }
+    }
+
+    /// Waits `d`, answering batches (which a non-active member cannot take). Err: shutdown.
+    fn wait(&mut self, d: Duration) -> Result<(), ()> {
+        let until = Instant::now() + d;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            match self.rx.recv_timeout(left) {
+                Ok(Msg::Batch(batch)) => {
+                    let result = Err(io::Error::other("not the active member of the group"));
+                    let done = Done {
+                        batch,
+                        result,
+                        elapsed: Duration::ZERO,
+                    };
+                    self.report(StoreEvent::Done(done));
+                }
+                Ok(Msg::Fault(f)) => self.fault = Some(f),
+                Ok(Msg::StepDown) => {}
+                Err(RecvTimeoutError::Timeout) => return Ok(()),
+                Err(RecvTimeoutError::Disconnected) => return Err(()),
+            }
+        }
+    }
+
+    /// One campaign: `None` after losing it (another member holds the key), an exit after
+    /// holding the role.
+    fn candidate(&mut self, last_holder: &mut Option<String>) -> Option<Exit> {
+        let sent = Instant::now();
+        let lease = match self.gw.grant(self.cfg.lease_ttl) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!("group {}: cannot campaign: {e}", self.cfg.prefix);
+                return self
+                    .wait(Duration::from_millis(500))
+                    .err()
+                    .map(|()| Exit::Shutdown);
+            }
+        };
+        let leader_key = self.leader_key.clone();
+        match self.gw.campaign(&leader_key, &self.cfg.member, lease) {
+            Ok(Campaign::Won { create_revision }) => {
+                let exit = self.active(lease, create_revision, sent);
+                let _ = self.gw.revoke(lease);
+                Some(exit)
+            }
+            Ok(Campaign::Lost { holder }) => {
+                let _ = self.gw.revoke(lease);
+                if last_holder.as_deref() != Some(holder.as_str()) {
+                    let active = (!holder.is_empty()).then(|| holder.clone());
+                    info!(
+                        "group {}: standing by; active member: {}",
+                        self.cfg.prefix,
+                        active.as_deref().unwrap_or("(changing)")
+                    );
+                    self.report(StoreEvent::Role(RoleChange::Standby { active }));
+                    *last_holder = Some(holder);
+                }
+                // Watch the key until it is gone, then campaign again.
+                loop {
+                    if self.wait(POLL).is_err() {
+                        return Some(Exit::Shutdown);
+                    }
+                    match self.gw.get(&leader_key) {
+                        Ok(None) => return None,
+                        Ok(Some(v)) => {
+                            let holder = String::from_utf8_lossy(&v).into_owned();
+                            if last_holder.as_deref() != Some(holder.as_str()) {
+                                self.report(StoreEvent::Role(RoleChange::Standby {
+                                    active: Some(holder.clone()),
+                                }));
+                                *last_holder = Some(holder);
+                            }
+                        }
+                        Err(e) => warn!("group {}: {e}", self.cfg.prefix),
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = self.gw.revoke(lease);
+                warn!("group {}: campaign failed: {e}", self.cfg.prefix);
+                self.wait(Duration::from_millis(500))
+                    .err()
+                    .map(|()| Exit::Shutdown)
+            }
+        }
+    }
+
+    /// Holds the role until it is lost or the loop goes away.
+    fn active(&mut self, lease: i64, fence: i64, granted_at: Instant) -> Exit {
+        let started = Instant::now();
+        let prefix = self.data_prefix.clone();
+        let state = match self.load(&prefix, fence) {
+            Ok(s) => s,
+            Err(why) => return Exit::Lost(why, Duration::from_secs(1)),
+        };
+        info!(
+            "group {}: active as {} ({} assignments, {} whitelist entries loaded in {} ms)",
+            self.cfg.prefix,
+            self.cfg.member,
+            state.assignments.len(),
+            state.whitelist.len(),
+            started.elapsed().as_millis()
+        );
+        self.report(StoreEvent::Role(RoleChange::Active {
+            state: Box::new(state),
+            renewed_at: granted_at,
+        }));
+        let every = Duration::from_millis(self.cfg.lease_ttl * 1000 / 3);
+        let mut next_renewal = granted_at + every;
+        loop {
+            let left = next_renewal.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Msg::Batch(mut batch)) => {
+                    let start = Instant::now();
+                    let result = self.commit(&mut batch, lease, fence, &mut next_renewal);
+                    let fenced = matches!(&result, Err(Fenced::Out(_)));
+                    let done = Done {
+                        batch,
+                        result: result.map_err(|f| match f {
+                            Fenced::Out(why) | Fenced::Io(why) => io::Error::other(why),
+                        }),
+                        elapsed: start.elapsed(),
+                    };
+                    self.report(StoreEvent::Done(done));
+                    if fenced {
+                        return Exit::Lost(
+                            "another member holds the role (a write was fenced out)".into(),
+                            Duration::ZERO,
+                        );
+                    }
+                }
+                Ok(Msg::Fault(f)) => self.fault = Some(f),
+                Ok(Msg::StepDown) => {
+                    return Exit::Lost("stepped down".into(), STEP_DOWN_PAUSE);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Err(why) = self.renew(lease, &mut next_renewal) {
+                        return Exit::Lost(why, Duration::ZERO);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return Exit::Shutdown,
+            }
+        }
+    }
+
+    /// Renews the lease; Err when it has expired.
+    fn renew(&mut self, lease: i64, next: &mut Instant) -> Result<(), String> {
+        let sent = Instant::now();
+        let every = Duration::from_millis(self.cfg.lease_ttl * 1000 / 3);
+        match self.gw.keepalive(lease) {
+            Ok(Some(_)) => {
+                *next = sent + every;
+                self.report(StoreEvent::Role(RoleChange::Renewed { at: sent }));
+                Ok(())
+            }
+            Ok(None) => Err("the lease expired".into()),
+            Err(e) => {
+                // etcd unreachable: try again soon; the loop's own deadline decides.
+                warn!("group {}: lease renewal failed: {e}", self.cfg.prefix);
+                *next = Instant::now() + Duration::from_millis(300);
+                Ok(())
+            }
+        }
+    }
+
+    fn load(&mut self, prefix: &[u8], revision: i64) -> Result<State, String> {
+        let kvs = self
+            .gw
+            .range_prefix(prefix, revision)
+            .map_err(|e| format!("loading the state: {e}"))?;
+        let mut state = State::default();
+        for (k, v) in kvs {
+            keys::load(&mut state, &k, &v).map_err(|e| format!("loading the state: {e}"))?;
+        }
+        state
+            .check()
+            .map_err(|e| format!("the group's state breaks an invariant: {e}"))?;
+        Ok(state)
+    }
+
+    fn commit(
+        &mut self,
+        batch: &mut super::Batch,
+        lease: i64,
+        fence: i64,
+        next_renewal: &mut Instant,
+    ) -> Result<(), Fenced> {
+        if self
+            .fault
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+        {
+            return Err(Fenced::Io("injected fault".into()));
+        }
+        if !batch.audit.is_empty() && !batch.audit_written {
+            if let Some(f) = &mut self.audit {
+                f.write_all(&batch.audit)
+                    .and_then(|_| f.sync_data())
+                    .map_err(|e| Fenced::Io(format!("audit log: {e}")))?;
+            }
+            batch.audit_written = true;
+        }
+        let records =
+            record::decode_batch(&batch.records).map_err(|c| Fenced::Io(format!("batch {c}")))?;
+        let leader_key = self.leader_key.clone();
+        let prefix = self.data_prefix.clone();
+        for chunk in chunks(&records) {
+            if Instant::now() >= *next_renewal {
+                self.renew(lease, next_renewal).map_err(Fenced::Out)?;
+            }
+            match self.gw.fenced_txn(&leader_key, fence, &prefix, &chunk) {
+                Ok(true) => {}
+                Ok(false) => return Err(Fenced::Out("fenced out".into())),
+                Err(e @ EtcdError::Refused(_)) | Err(e @ EtcdError::Bad(_)) => {
+                    error!("group {}: write refused: {e}", self.cfg.prefix);
+                    return Err(Fenced::Io(e.to_string()));
+                }
+                Err(e) => return Err(Fenced::Io(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Fenced {
+    /// The role is lost: never retry.
+    Out(String),
+    /// Unknown outcome or refused: the loop may retry the batch.
+    Io(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_batch_splits_in_order_with_the_version_closing_each_transaction() {
+        let mut records = vec![Record::Assign {
+            serv: 1,
+            cross: 10,
+            pos: 1,
+        }];
+        for i in 0..300u32 {
+            records.push(Record::WhitelistAdd {
+                version: i + 1,
+                entry: format!("p{i}").into(),
+            });
+        }
+        let txns = chunks(&records);
+        assert!(txns.iter().all(|t| t.len() <= MAX_TXN_OPS));
+        assert_eq!(txns.len(), 3);
+        // Replaying the transactions one by one: after each, the version counts the entries.
+        let mut applied: Vec<TxnOp> = Vec::new();
+        for t in &txns {
+            applied.extend(t.iter().cloned());
+            let entries = applied
+                .iter()
+                .filter(|op| matches!(op, TxnOp::Put(k, _) if k.starts_with(b"whitelist/")))
+                .count() as u32;
+            let version = t.iter().rev().find_map(|op| match op {
+                TxnOp::Put(k, v) if k == WHITELIST_VERSION => {
+                    Some(u32::from_be_bytes(v[..4].try_into().expect("u32")))
+                }
+                _ => None,
+            });
+            assert_eq!(version, Some(entries));
+        }
+        assert_eq!(
+            applied[0],
+            TxnOp::Put(b"assign/1".to_vec(), vec![0, 0, 0, 10, 0, 1])
+        );
+    }
+}
