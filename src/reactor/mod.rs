@@ -32,6 +32,7 @@
 
 mod admin;
 mod notify;
+mod partial;
 
 use crate::admin::metrics::IoStats;
 use crate::cluster::{Cluster, ConnId, Handler, NoHandler, Now, Outbox};
@@ -42,6 +43,7 @@ use crate::state::Store;
 use log::{debug, error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
+use partial::append_partial;
 use slab::Slab;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
@@ -886,10 +888,16 @@ impl<H: Handler> LoginNode<H> {
         let mut eof = false;
         let mut drained = false;
 
-        // A partial frame from an earlier turn: read straight into it until it is whole, so a
-        // frame that trickles in is never copied more than once.
+        // A partial frame from an earlier turn: read what it still needs (through the scratch
+        // buffer, so it only ever holds bytes that arrived) until it is whole.
         if !io.conns[conn].partial.is_empty() {
-            match fill_partial(&mut io.conns[conn], max_frame, &mut calls, bytes_in) {
+            match fill_partial(
+                &mut io.conns[conn],
+                scratch,
+                max_frame,
+                &mut calls,
+                bytes_in,
+            ) {
                 Fill::Complete => {
                     *frames_in += 1;
                     let frame = std::mem::take(&mut io.conns[conn].partial);
@@ -948,15 +956,9 @@ impl<H: Handler> LoginNode<H> {
             }
         }
         if filled > 0 && !io.is_closing(conn) {
-            let c = &mut io.conns[conn];
-            // Reserve the whole frame now if its length is known, so completing it needs no
-            // reallocation.
-            let want = match scratch[..filled] {
-                [hi, lo, ..] => proto::HEADER_LEN + u16::from_be_bytes([hi, lo]) as usize,
-                _ => filled,
-            };
-            c.partial.reserve_exact(want);
-            c.partial.extend_from_slice(&scratch[..filled]);
+            // Only the bytes received: a declared length reserves nothing (item: memory
+            // follows bytes received, not bytes declared).
+            append_partial(&mut io.conns[conn].partial, &scratch[..filled]);
         }
         if eof {
             debug!("conn {conn}: peer closed");
@@ -1130,8 +1132,15 @@ enum Fill {
     Failed(io::Error),
 }
 
-/// Reads into `c.partial` exactly what its frame still needs.
-fn fill_partial(c: &mut Conn, max_frame: usize, calls: &mut usize, bytes_in: &mut u64) -> Fill {
+/// Reads what `c.partial`'s frame still needs, through `scratch`, so the partial buffer holds
+/// only bytes that arrived (never the declared length, never zero-filled).
+fn fill_partial(
+    c: &mut Conn,
+    scratch: &mut [u8],
+    max_frame: usize,
+    calls: &mut usize,
+    bytes_in: &mut u64,
+) -> Fill {
     loop {
         let have = c.partial.len();
         let need = if have < proto::HEADER_LEN {
@@ -1146,23 +1155,18 @@ fn fill_partial(c: &mut Conn, max_frame: usize, calls: &mut usize, bytes_in: &mu
                 Err(e) => return Fill::BadHeader(e),
             }
         };
-        c.partial.resize(have + need, 0);
+        let want = need.min(scratch.len());
         *calls += 1;
-        let result = c.stream.read(&mut c.partial[have..]);
-        match result {
-            Ok(0) => {
-                c.partial.truncate(have);
-                return Fill::Eof;
-            }
+        match c.stream.read(&mut scratch[..want]) {
+            Ok(0) => return Fill::Eof,
             Ok(n) => {
                 *bytes_in += n as u64;
-                c.partial.truncate(have + n);
-                if n < need && c.partial.len() >= proto::HEADER_LEN {
+                append_partial(&mut c.partial, &scratch[..n]);
+                if n < want && c.partial.len() >= proto::HEADER_LEN {
                     return Fill::Incomplete;
                 }
             }
             Err(e) => {
-                c.partial.truncate(have);
                 return match e.kind() {
                     io::ErrorKind::WouldBlock => Fill::Incomplete,
                     io::ErrorKind::Interrupted => continue,
