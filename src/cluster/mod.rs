@@ -376,10 +376,13 @@ pub struct ClusterStats {
     pub protocol_errors: u64,
     /// Assignments made (new or moved), once durable.
     pub assignments: u64,
-    /// Connections closed at accept because their address failed AUTH too often.
+    /// Connections closed unanswered because their address (at accept) or the identity their
+    /// AUTH claimed failed AUTH too often.
     pub connections_throttled: u64,
-    /// Times an address reached `auth_fail_limit`.
+    /// Times an address reached its budget (`auth_fail_limit` × [`guard::ADDRESS_BUDGET_FACTOR`]).
     pub addresses_blocked: u64,
+    /// Times an identity (address + node type + node id) reached `auth_fail_limit`.
+    pub identities_blocked: u64,
     /// Online game nodes.
     pub online_game: u64,
     /// Online cross nodes.
@@ -1000,6 +1003,18 @@ impl Cluster {
         self.end_session(conn, now, out, handler);
     }
 
+    /// Counts a bad signature or time against the identity the AUTH claimed.
+    fn identity_failed(&mut self, claimed: guard::Identity, key: &NodeKey, now: Now) {
+        if self.throttle.fail_identity(claimed, now.mono_ms) == guard::Failure::IdentityBlocked {
+            self.stats.identities_blocked += 1;
+            warn!(
+                "{key} from {}: too many failed AUTHs; its AUTHs are closed unanswered for up to {} s",
+                claimed.ip,
+                self.throttle_window_secs()
+            );
+        }
+    }
+
     fn on_auth(
         &mut self,
         conn: ConnId,
@@ -1035,10 +1050,23 @@ impl Cluster {
             node_type,
             node_id: auth.node_id,
         };
+        let claimed = guard::Identity {
+            ip: self.sessions[conn].peer.ip(),
+            node_type: auth.node_type,
+            node_id: auth.node_id,
+        };
+        if self.throttle.identity_blocked(&claimed, now.mono_ms) {
+            // Told nothing new, and no signature is checked: closed without a word.
+            self.stats.connections_throttled += 1;
+            out.close(conn);
+            return self.end_session(conn, now, out, handler);
+        }
         if !proto::auth::verify(auth.node_id, auth.time, &auth.sign, &self.tokens) {
+            self.identity_failed(claimed, &key, now);
             return self.refuse(conn, AuthCode::BadSignature, &key, now, out, handler);
         }
         if (auth.time as u64).abs_diff(now.unix_secs) > self.auth_window {
+            self.identity_failed(claimed, &key, now);
             return self.refuse(
                 conn,
                 AuthCode::BadTime,
