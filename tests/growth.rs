@@ -149,3 +149,58 @@ fn declared_frame_lengths_reserve_nothing() {
     assert_eq!(server.metric("login_node_connections_open"), 2_000);
     assert!(!server.log().contains("panicked"));
 }
+
+/// An AUTH frame signed with the right token, with `plat` as its platform.
+fn auth_frame(id: u32, plat: &str) -> Vec<u8> {
+    let time = login_node::client::unix_time();
+    let mut v = Vec::new();
+    login_node::proto::Auth {
+        node_type: 1,
+        node_id: id,
+        plat,
+        time,
+        sign: login_node::proto::auth::sign(id, time, TOKEN.as_bytes()),
+    }
+    .encode(&mut v)
+    .expect("fits");
+    v
+}
+
+/// Budget: 200 successful AUTHs with unique 60 KB `plat` strings (3 node ids, each connection
+/// closed at once) leave at most 4 MiB resident once they are gone (a name kept for good, and
+/// kept twice, left 23 MB), and no log line holds more than 64 bytes of a plat.
+#[test]
+fn peer_supplied_names_are_freed_and_clipped_in_the_log() {
+    use std::io::Read;
+    let _g = serial();
+    let server = Server::start(&["--log-level", "info"]);
+    let before = rss_kib(server.pid());
+    for i in 0..200u32 {
+        let plat = format!("{i:05}{}", "q".repeat(60_000));
+        let mut s = TcpStream::connect(server.addr).expect("connect");
+        s.write_all(&auth_frame(1 + i % 3, &plat)).expect("auth");
+        s.set_read_timeout(Some(common::REPLY)).expect("timeout");
+        let mut reply = [0u8; 13];
+        s.read_exact(&mut reply).expect("AUTH_RESULT");
+        assert_eq!(reply[4], 0, "AUTH {i} accepted");
+    }
+    server.wait_for("every connection closed", Duration::from_secs(20), |s| {
+        s.metric("login_node_connections_open") == 0
+    });
+    let grown = rss_kib(server.pid()).saturating_sub(before);
+    eprintln!("200 AUTHs with unique 60 KB plats: RSS grew {grown} KiB");
+    assert!(
+        grown <= 4 * 1024,
+        "200 unique 60 KB plats left {grown} KiB resident"
+    );
+    let log = server.log();
+    assert!(
+        log.contains("authenticated (plat"),
+        "{}",
+        &log[..log.len().min(2000)]
+    );
+    assert!(
+        !log.contains(&"q".repeat(65)),
+        "a log line holds more than 64 bytes of a plat"
+    );
+}

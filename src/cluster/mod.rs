@@ -23,10 +23,11 @@
 
 pub mod alloc;
 pub mod guard;
+mod names;
 mod operator;
 
 use crate::config::{Config, DuplicatePolicy};
-use crate::logging::Peer;
+use crate::logging::{Clip, Peer};
 use crate::proto::{
     self, cmd, AuthCode, AuthResult, CrossAssign, CrossInfo, CrossMembers, FrameError, GameInfo,
     Heartbeat, Kick, KickReason, Member, NodeType, StatusPush, StatusReport, WhitelistSnapshot,
@@ -39,6 +40,7 @@ use log::{debug, error, info, warn};
 pub use operator::{GameStatus, OperatorError};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// A connection's id, chosen by the caller (the reactor uses its slab key).
 pub type ConnId = usize;
@@ -322,8 +324,8 @@ struct Session {
     last_heard_ms: u64,
     connected_unix: u64,
     timer: Option<TimerId>,
-    /// The plat field of its AUTH, interned.
-    auth_plat: PlatId,
+    /// The plat field of its AUTH, shared with other sessions that sent the same name.
+    auth_plat: Option<Arc<str>>,
     info: NodeInfo,
     /// The peer address is on the allowlist (checked first at AUTH).
     allowed: bool,
@@ -341,7 +343,7 @@ impl Session {
             last_heard_ms: 0,
             connected_unix: 0,
             timer: None,
-            auth_plat: 0,
+            auth_plat: None,
             info: NodeInfo::None,
             allowed: true,
         }
@@ -489,6 +491,8 @@ pub struct Cluster {
     /// Budget for AUTH failure log lines (a flood of bad logins cannot flood the log).
     fail_log: guard::LogBudget,
     throttle_window_ms: u64,
+    /// The AUTH plats of open sessions, each stored once, freed with its last session.
+    auth_plats: names::NamePool,
 }
 
 impl Cluster {
@@ -527,6 +531,7 @@ impl Cluster {
             ),
             fail_log: guard::LogBudget::new(AUTH_FAIL_LOG_PER_SECOND),
             throttle_window_ms: config.auth_fail_window as u64 * 1000,
+            auth_plats: names::NamePool::default(),
         }
     }
 
@@ -660,7 +665,7 @@ impl Cluster {
             key,
             peer: s.peer,
             connected_unix: s.connected_unix,
-            plat: self.alloc.platforms.name(s.auth_plat),
+            plat: s.auth_plat.as_deref().unwrap_or(""),
             info: &s.info,
             last_heard_ms: s.last_heard_ms,
         })
@@ -675,7 +680,7 @@ impl Cluster {
                 key: s.key,
                 peer: s.peer,
                 connected_unix: s.connected_unix,
-                plat: self.alloc.platforms.name(s.auth_plat),
+                plat: s.auth_plat.as_deref().unwrap_or(""),
                 info: &s.info,
                 last_heard_ms: s.last_heard_ms,
             })
@@ -1091,13 +1096,13 @@ impl Cluster {
             );
             self.kick(old, KickReason::Replaced, now, out, handler);
         }
-        let plat = self.alloc.platforms.intern(auth.plat);
+        let plat = self.auth_plats.get(auth.plat);
         self.registry.insert(key, conn);
         let deadline = now.mono_ms + self.heartbeat_timeout_ms;
         let s = &mut self.sessions[conn];
         s.phase = Phase::AwaitInfo;
         s.key = key;
-        s.auth_plat = plat;
+        s.auth_plat = Some(plat);
         s.last_heard_ms = now.mono_ms;
         match s.timer {
             Some(t) => {
@@ -1108,7 +1113,7 @@ impl Cluster {
         info!(
             "{key} from {}: authenticated (plat {:?})",
             Peer(s.peer),
-            auth.plat
+            Clip(auth.plat)
         );
         self.auth_result(conn, AuthCode::Ok, now, out);
     }
@@ -1138,7 +1143,9 @@ impl Cluster {
             let why = format_args!("GAME_INFO serv_id {} differs from node_id", info.serv_id);
             return self.protocol_error(conn, &why, now, out, handler);
         }
-        let plat = self.alloc.platforms.intern(info.cross_plat);
+        let Ok(plat) = self.alloc.platforms.intern(info.cross_plat) else {
+            return self.platforms_full(conn, "GAME_INFO", info.cross_plat, now, out, handler);
+        };
         // Welcome now, or after the pending records are durable (the snapshot and status
         // must not show what is not durable yet).
         let welcome_now = self.journal.is_empty();
@@ -1155,8 +1162,8 @@ impl Cluster {
         info!(
             "{key} ({}) online: {:?} cross_plat {:?} reports cross {}/{}",
             Peer(s.peer),
-            info.serv_name,
-            info.cross_plat,
+            Clip(info.serv_name),
+            Clip(info.cross_plat),
             info.cross_server_id,
             info.cross_pos
         );
@@ -1215,6 +1222,9 @@ impl Cluster {
             let why = format_args!("CROSS_INFO id {} differs from node_id", info.id);
             return self.protocol_error(conn, &why, now, out, handler);
         }
+        let Ok(plat) = self.alloc.platforms.intern(info.cross_plat) else {
+            return self.platforms_full(conn, "CROSS_INFO", info.cross_plat, now, out, handler);
+        };
         if let Some(&other) = self.cross_conns.get(&info.cross_server_id) {
             // Two live processes claiming one cross_server_id: the newer one wins, as a
             // duplicate login would.
@@ -1224,7 +1234,6 @@ impl Cluster {
             );
             self.kick(other, KickReason::Replaced, now, out, handler);
         }
-        let plat = self.alloc.platforms.intern(info.cross_plat);
         let s = &mut self.sessions[conn];
         s.phase = Phase::Online;
         s.info = NodeInfo::Cross {
@@ -1234,8 +1243,8 @@ impl Cluster {
             "{key} ({}) online: cross {} {:?} plat {:?} capacity {} lists {} servers",
             Peer(s.peer),
             info.cross_server_id,
-            info.cross_node_name,
-            info.cross_plat,
+            Clip(info.cross_node_name),
+            Clip(info.cross_plat),
             info.capacity,
             info.game_server_list.len()
         );
@@ -1462,6 +1471,25 @@ impl Cluster {
         }
     }
 
+    /// A new cross_plat that the platform table has no room for: a protocol error that says so.
+    fn platforms_full(
+        &mut self,
+        conn: ConnId,
+        frame: &str,
+        cross_plat: &str,
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
+        let why = format_args!(
+            "{frame}: new cross_plat {:?} refused: the platform table is full ({} names or {} bytes)",
+            Clip(cross_plat),
+            alloc::MAX_PLATFORMS,
+            alloc::MAX_PLATFORM_BYTES
+        );
+        self.protocol_error(conn, &why, now, out, handler);
+    }
+
     fn protocol_error(
         &mut self,
         conn: ConnId,
@@ -1517,6 +1545,9 @@ impl Cluster {
         s.phase = Phase::Closed;
         if let Some(t) = s.timer.take() {
             self.wheel.cancel(t);
+        }
+        if let Some(plat) = s.auth_plat.take() {
+            self.auth_plats.release(plat);
         }
         let key = s.key;
         let info = std::mem::replace(&mut s.info, NodeInfo::None);

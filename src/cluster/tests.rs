@@ -1321,3 +1321,33 @@ fn handlers_see_infos_set_timers_and_reach_platforms_crosses_and_everyone() {
     h.c.handle_timeout(h.now, &mut h.out, &mut busy);
     assert_eq!(busy.fired, [101, 102], "the cancelled timer never fired");
 }
+
+#[test]
+fn a_new_cross_plat_past_the_platform_table_is_a_clear_protocol_error() {
+    let mut h = H::new();
+    let big = "p".repeat(60_000);
+    let mut id = 0;
+    loop {
+        id += 1;
+        h.open(id as usize);
+        h.feed(id as usize, &auth(1, id, T0 as u32, TOKEN));
+        h.feed(
+            id as usize,
+            &game_info(id, "g", &format!("{id}{big}"), 0, 0),
+        );
+        let got = h.got(id as usize);
+        if got.last() == Some(&Got::Kick(5)) {
+            break;
+        }
+        assert!(id < 100, "the table never filled");
+    }
+    assert!(
+        id > 60,
+        "about 4 MiB of names fit before the refusal ({id})"
+    );
+    // A platform already known is still accepted.
+    h.open(500);
+    h.feed(500, &auth(1, 500, T0 as u32, TOKEN));
+    h.feed(500, &game_info(500, "g", &format!("1{big}"), 0, 0));
+    assert!(!h.got(500).contains(&Got::Kick(5)));
+}
