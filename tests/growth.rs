@@ -204,3 +204,79 @@ fn peer_supplied_names_are_freed_and_clipped_in_the_log() {
         "a log line holds more than 64 bytes of a plat"
     );
 }
+
+/// A game node that sends AUTH and GAME_INFO and then never reads (a 4 KiB receive buffer).
+fn lazy_game_node(server: &Server, id: u32) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    s.set_recv_buffer_size(4096).expect("rcvbuf");
+    s.connect(&server.addr.into()).expect("connect");
+    let mut s: TcpStream = s.into();
+    s.write_all(&auth_frame(id, "dev")).expect("auth");
+    let mut info = Vec::new();
+    common::game_info(id, "p").encode(&mut info).expect("info");
+    s.write_all(&info).expect("info");
+    s
+}
+
+/// Budget: one whitelist change of 4,000 entries of 1 KiB (4 MiB of deltas) waiting in the
+/// write queues of 100 game nodes that do not read grows the server's RSS by at most 48 MiB
+/// (a copy per node would be 400 MiB), and a node that reads gets every entry, in order.
+#[test]
+fn a_whitelist_change_is_one_copy_shared_by_every_write_queue() {
+    use login_node::client::{Client, ServerMessage};
+    let _g = serial();
+    let server = Server::start(&["--max-write-buffer", "67108864", "--log-level", "warn"]);
+    let lazy: Vec<TcpStream> = (0..100).map(|i| lazy_game_node(&server, 100 + i)).collect();
+    let mut reader = Client::connect(server.addr, common::REPLY).expect("connect");
+    let r = reader
+        .auth(login_node::proto::NodeType::Game, 1, "dev", TOKEN, None)
+        .expect("auth");
+    assert_eq!(r.code, 0);
+    reader
+        .send_game_info(&common::game_info(1, "p"))
+        .expect("info");
+    server.wait_for("all online", Duration::from_secs(20), |s| {
+        s.metric("login_node_nodes_online{type=\"game\"}") == 101
+    });
+    let before = rss_kib(server.pid());
+    let entries: Vec<String> = (0..4_000)
+        .map(|i| format!("{i:06}{}", "x".repeat(1018)))
+        .collect();
+    let body = serde_json::json!({ "entries": entries }).to_string();
+    let (status, text) = http(
+        server.admin,
+        "POST",
+        "/api/whitelist",
+        Some(ADMIN_TOKEN),
+        Some(&body),
+    );
+    assert_eq!(status, 200, "{text}");
+    let mut got = Vec::new();
+    while got.len() < entries.len() {
+        match reader.recv(common::REPLY).expect("delta") {
+            Some(ServerMessage::WhitelistDelta { version, op, entry }) => {
+                assert_eq!(op, 1);
+                got.push((version, entry));
+            }
+            Some(_) => {}
+            None => panic!("the reading node was closed"),
+        }
+    }
+    let grown = rss_kib(server.pid()).saturating_sub(before);
+    eprintln!("4 MiB of deltas queued for 100 non-reading nodes: RSS grew {grown} KiB");
+    for (i, (version, entry)) in got.iter().enumerate() {
+        assert_eq!(*version, i as u32 + 1, "versions in order");
+        assert_eq!(entry, &entries[i], "entries in order");
+    }
+    assert_eq!(
+        server.metric("login_node_nodes_online{type=\"game\"}"),
+        101,
+        "nobody was dropped under the cap"
+    );
+    assert!(
+        grown <= 48 * 1024,
+        "4 MiB of deltas for 100 nodes grew the server by {grown} KiB"
+    );
+    drop(lazy);
+}

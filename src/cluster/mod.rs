@@ -25,16 +25,18 @@ pub mod alloc;
 pub mod guard;
 mod names;
 mod operator;
+mod shared;
 
 use crate::config::{Config, DuplicatePolicy};
 use crate::logging::{Clip, Peer};
 use crate::proto::{
     self, cmd, AuthCode, AuthResult, CrossAssign, CrossInfo, CrossMembers, FrameError, GameInfo,
-    Heartbeat, Kick, KickReason, Member, NodeType, StatusPush, StatusReport, WhitelistSnapshot,
+    Heartbeat, Kick, KickReason, Member, NodeType, StatusPush, StatusReport,
 };
 use crate::state::{Record, State};
 use crate::timer::{TimerId, TimerWheel};
 use alloc::{Allocator, Changes, CrossId, PlatId, ServId};
+use bytes::Bytes;
 use hashbrown::{HashMap, HashSet};
 use log::{debug, error, info, warn};
 pub use operator::{GameStatus, OperatorError};
@@ -80,6 +82,13 @@ pub trait Outbox {
     fn send(&mut self, conn: ConnId, frame: &[u8]);
     /// Closes `conn` once what is queued for it has been offered to the socket.
     fn close(&mut self, conn: ConnId);
+    /// Queues `frames` (`count` whole frames) that the same call gives many connections:
+    /// an outbox that can should keep a reference, not a copy (one whitelist change for
+    /// every game node is then one buffer in memory).
+    fn send_shared(&mut self, conn: ConnId, frames: &Bytes, count: u64) {
+        let _ = count;
+        self.send(conn, frames);
+    }
 }
 
 /// A node's identity.
@@ -493,6 +502,8 @@ pub struct Cluster {
     throttle_window_ms: u64,
     /// The AUTH plats of open sessions, each stored once, freed with its last session.
     auth_plats: names::NamePool,
+    /// The whitelist snapshot of the current version, encoded once.
+    snapshot: shared::SnapshotCache,
 }
 
 impl Cluster {
@@ -532,6 +543,7 @@ impl Cluster {
             fail_log: guard::LogBudget::new(AUTH_FAIL_LOG_PER_SECOND),
             throttle_window_ms: config.auth_fail_window as u64 * 1000,
             auth_plats: names::NamePool::default(),
+            snapshot: shared::SnapshotCache::default(),
         }
     }
 
@@ -562,6 +574,7 @@ impl Cluster {
             version: whitelist_version,
             entries: whitelist,
         };
+        self.snapshot.clear();
         self.maintenance = maintenance;
     }
 
@@ -1301,15 +1314,17 @@ impl Cluster {
             maintenance: self.maintenance.contains(&serv) as u8,
         }
         .encode(&mut self.scratch);
-        WhitelistSnapshot::encode_split(
+        let (snapshot, frames) = self.snapshot.get(
             self.whitelist.version,
             self.whitelist.entries.iter().map(|e| &**e),
-            &mut self.scratch,
         );
-        out.send(conn, &self.scratch);
-        if self.scratch.capacity() > 64 * 1024 {
-            // A large whitelist's snapshot is not kept in the reused buffer.
-            self.scratch = Vec::with_capacity(256);
+        if snapshot.len() < shared::SHARE_SNAPSHOT_FROM {
+            self.scratch.extend_from_slice(snapshot);
+            out.send(conn, &self.scratch);
+        } else {
+            // Shared by every node welcomed until the next change: one copy in memory.
+            out.send(conn, &self.scratch);
+            out.send_shared(conn, snapshot, frames);
         }
     }
 
@@ -1361,10 +1376,13 @@ impl Cluster {
     /// status to nodes already welcomed, then the welcomes, then assignments and members.
     fn send_owed(&mut self, owed: &mut Owed, out: &mut dyn Outbox) {
         if !owed.deltas.is_empty() {
+            // Encoded once, shared by every game node's write queue.
+            let count = shared::count_frames(&owed.deltas);
+            let deltas = Bytes::from(std::mem::take(&mut owed.deltas));
             for s in &self.sessions {
                 if let (Phase::Online, NodeInfo::Game { welcomed: true, .. }) = (s.phase, &s.info) {
                     if let Some(&conn) = self.registry.get(&s.key) {
-                        out.send(conn, &owed.deltas);
+                        out.send_shared(conn, &deltas, count);
                     }
                 }
             }

@@ -33,6 +33,7 @@
 mod admin;
 mod notify;
 mod partial;
+mod queue;
 
 use crate::admin::metrics::IoStats;
 use crate::cluster::{Cluster, ConnId, Handler, NoHandler, Now, Outbox};
@@ -44,9 +45,9 @@ use log::{debug, error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use partial::append_partial;
+use queue::WriteQueue;
 use slab::Slab;
-use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -77,7 +78,7 @@ struct Conn {
     /// The bytes of an incomplete frame; empty (no allocation) between frames.
     partial: Vec<u8>,
     /// Frames the socket has not taken yet; empty (no allocation) when caught up.
-    out: VecDeque<u8>,
+    out: WriteQueue,
     closing: bool,
     /// In the reactor's dirty list (to flush or close at the end of the turn).
     dirty: bool,
@@ -97,7 +98,20 @@ impl Conn {
             );
             self.closing = true;
         } else {
-            self.out.extend(bytes);
+            self.out.push(bytes);
+        }
+    }
+
+    /// [`Conn::enqueue`] for frames shared with other connections: queued without a copy.
+    fn enqueue_shared(&mut self, conn: ConnId, bytes: &bytes::Bytes, cap: usize) {
+        if self.out.len() > cap {
+            warn!(
+                "conn {conn}: {} bytes queued, peer is not reading; dropping it",
+                self.out.len() + bytes.len()
+            );
+            self.closing = true;
+        } else {
+            self.out.push_shared(bytes.clone());
         }
     }
 }
@@ -178,6 +192,24 @@ impl Outbox for Io<'_> {
             return;
         }
         c.enqueue(conn, frame, self.max_write_buffer);
+        self.mark_dirty(conn);
+    }
+
+    fn send_shared(&mut self, conn: ConnId, frames: &bytes::Bytes, count: u64) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        *self.frames_out += count;
+        if self.current == Some(conn) && !self.reply.is_empty() {
+            // The replies so far go first: into the queue, ahead of the shared frames; later
+            // replies of this turn queue behind them (the queue is no longer empty).
+            c.out.push(self.reply);
+            self.reply.clear();
+        }
+        c.enqueue_shared(conn, frames, self.max_write_buffer);
         self.mark_dirty(conn);
     }
 
@@ -800,7 +832,7 @@ impl<H: Handler> LoginNode<H> {
                     entry.insert(Conn {
                         stream,
                         partial: Vec::new(),
-                        out: VecDeque::new(),
+                        out: WriteQueue::default(),
                         closing: false,
                         dirty: false,
                         read_pending: false,
@@ -840,7 +872,7 @@ impl<H: Handler> LoginNode<H> {
         if c.out.is_empty() {
             return;
         }
-        if let Err(e) = flush_queue(c, &mut self.io_stats.bytes_out) {
+        if let Err(e) = c.out.flush_to(&mut c.stream, &mut self.io_stats.bytes_out) {
             debug!("conn {conn}: write: {e}");
             c.closing = true;
         }
@@ -1010,14 +1042,14 @@ impl<H: Handler> LoginNode<H> {
             };
             c.dirty = false;
             if !c.out.is_empty() {
-                if let Err(e) = flush_queue(c, &mut self.io_stats.bytes_out) {
+                if let Err(e) = c.out.flush_to(&mut c.stream, &mut self.io_stats.bytes_out) {
                     debug!("conn {conn}: write: {e}");
-                    c.out.clear();
+                    c.out.release();
                 }
             }
             if c.out.is_empty() {
                 // Idle connections hold no buffers.
-                c.out = VecDeque::new();
+                c.out.release();
             }
             if c.closing && (!linger || c.out.is_empty()) {
                 self.release(conn, now);
@@ -1065,7 +1097,7 @@ impl<H: Handler> LoginNode<H> {
                 if event.is_read_closed() || event.is_error() {
                     if let Some(c) = self.conns.get_mut(conn) {
                         // The peer is gone: nothing more will be delivered.
-                        c.out.clear();
+                        c.out.release();
                         if !c.dirty {
                             c.dirty = true;
                             self.dirty.push(conn);
@@ -1175,24 +1207,6 @@ fn fill_partial(
             }
         }
     }
-}
-
-/// Writes the queue until it is empty or the socket is full.
-fn flush_queue(c: &mut Conn, bytes_out: &mut u64) -> io::Result<()> {
-    while !c.out.is_empty() {
-        let (a, b) = c.out.as_slices();
-        match c.stream.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                *bytes_out += n as u64;
-                c.out.drain(..n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Frames in a buffer of whole frames (one for almost every send).
