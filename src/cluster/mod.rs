@@ -22,6 +22,7 @@
 //! in the allocator, visible to the handler — from its INFO until its session closes.
 
 pub mod alloc;
+mod fold;
 pub mod guard;
 mod names;
 mod operator;
@@ -64,6 +65,8 @@ enum Timer {
     External(usize),
     /// A handler's timer ([`Context::set_timer`]), with its token.
     Handler(u64),
+    /// The end of a cross node's CROSS_MEMBERS fold window (`fold.rs`).
+    Fold(CrossId),
 }
 
 /// A point in time, as the caller sees it: a monotonic clock for deadlines and the wall clock
@@ -504,6 +507,10 @@ pub struct Cluster {
     auth_plats: names::NamePool,
     /// The whitelist snapshot of the current version, encoded once.
     snapshot: shared::SnapshotCache,
+    /// CROSS_MEMBERS fold windows.
+    fold: fold::MemberFold,
+    /// The monotonic ms of the event being handled (the fold windows' clock).
+    clock_ms: u64,
 }
 
 impl Cluster {
@@ -544,6 +551,8 @@ impl Cluster {
             throttle_window_ms: config.auth_fail_window as u64 * 1000,
             auth_plats: names::NamePool::default(),
             snapshot: shared::SnapshotCache::default(),
+            fold: fold::MemberFold::default(),
+            clock_ms: now.mono_ms,
         }
     }
 
@@ -783,6 +792,7 @@ impl Cluster {
         out: &mut dyn Outbox,
         handler: &mut dyn Handler,
     ) {
+        self.clock_ms = now.mono_ms;
         let Some(s) = self.sessions.get_mut(conn) else {
             return;
         };
@@ -863,6 +873,8 @@ impl Cluster {
 
     /// Fires every timer due at `now`: auth timeouts and heartbeat expiry.
     pub fn handle_timeout(&mut self, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+        self.clock_ms = now.mono_ms;
+        let mut folded_due = false;
         while let Some((_, timer)) = self.wheel.poll(now.mono_ms) {
             let conn = match timer {
                 Timer::Session(conn) => conn,
@@ -873,6 +885,10 @@ impl Cluster {
                 Timer::Handler(token) => {
                     let mut ctx = self.context(out, now.mono_ms);
                     handler.timer(&mut ctx, token);
+                    continue;
+                }
+                Timer::Fold(cross) => {
+                    folded_due |= self.fold.fired(cross);
                     continue;
                 }
             };
@@ -907,6 +923,10 @@ impl Cluster {
                 }
                 Phase::Free | Phase::Closed => {}
             }
+        }
+        if folded_due {
+            // Fold windows ended with changes: the current lists go out now.
+            self.announce(out);
         }
     }
 
@@ -1263,6 +1283,8 @@ impl Cluster {
         );
         self.cross_conns.insert(info.cross_server_id, conn);
         self.stats.online_cross += 1;
+        // Its first list goes out at once, whatever window an earlier connection left open.
+        self.fold.reset(info.cross_server_id, &mut self.wheel);
         self.alloc.cross_online(
             info.cross_server_id,
             plat,
@@ -1353,6 +1375,8 @@ impl Cluster {
     /// Sends what the allocator owes, or holds it until the journal is durable.
     fn announce(&mut self, out: &mut dyn Outbox) {
         self.alloc.take_changes(&mut self.changes);
+        self.fold
+            .apply(&mut self.changes.members, self.clock_ms, &mut self.wheel);
         self.journal_settled();
         let mut changes = std::mem::take(&mut self.changes);
         if self.journal.is_empty() {

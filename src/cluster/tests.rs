@@ -202,6 +202,11 @@ impl H {
             .handle_frame(conn, payload, self.now, &mut self.out, &mut self.app);
     }
 
+    /// Lets CROSS_MEMBERS fold windows end (the folded lists go out).
+    fn settle(&mut self) {
+        self.advance(super::fold::FOLD_MS);
+    }
+
     fn advance(&mut self, ms: u64) {
         self.now.mono_ms += ms;
         self.now.unix_secs = T0 + (self.now.mono_ms - 1_000) / 1000;
@@ -582,16 +587,21 @@ fn allocation_across_two_cross_nodes_and_the_waiting_queue() {
     // A second cross node with 3 slots: it has the most free slots now.
     assert_eq!(h.cross(3, 8, "p", 80, 3), [members(&[])]);
     h.game(4, 102, "p");
+    // 80's first list just went out: this change folds into the list at the window's end.
+    h.settle();
     assert_eq!(h.got(3), [members(&[(102, "S102", 1)])]);
     h.game(5, 103, "p"); // tie 2 free / 1 free -> 80 has 2 free
     h.game(6, 104, "p"); // 90: 1 free, 80: 1 free -> tie -> lowest id 80
     h.game(7, 105, "p"); // 90: 1 free
+    h.settle();
+    // Two changes inside one window: one complete, current list.
     assert_eq!(
         h.got(3),
-        [
-            members(&[(102, "S102", 1), (103, "S103", 2)]),
-            members(&[(102, "S102", 1), (103, "S103", 2), (104, "S104", 3)])
-        ]
+        [members(&[
+            (102, "S102", 1),
+            (103, "S103", 2),
+            (104, "S104", 3)
+        ])]
     );
     assert_eq!(h.got(2), [members(&[(101, "S101", 1), (105, "S105", 2)])]);
     // Full: two more wait, in order.
@@ -618,6 +628,7 @@ fn offline_members_keep_slots_and_a_cross_restart_changes_nothing() {
     assert_eq!(h.cross(3, 9, "p", 90, 2), [members(&[(101, "S101", 1)])]);
     h.game(4, 102, "p");
     assert_eq!(h.got(4), [], "already drained by game()");
+    h.settle();
     assert_eq!(h.got(3), [members(&[(101, "S101", 1), (102, "S102", 2)])]);
 }
 
@@ -644,6 +655,7 @@ fn adoption_from_reports_and_lists() {
             assign(90, "p", 1)
         ]
     );
+    h.settle();
     assert_eq!(h.got(2), [members(&[(102, "S102", 1), (101, "S101", 5)])]);
 }
 
@@ -675,6 +687,7 @@ fn a_rename_sends_new_members() {
     h.release(2);
     h.login(3, 1, 101);
     h.feed(3, &game_info(101, "Renamed", "p", 90, 1));
+    h.settle();
     assert_eq!(h.got(1), [members(&[(101, "Renamed", 1)])]);
 }
 
@@ -821,6 +834,7 @@ fn a_new_assignment_is_journaled_and_announced_only_after_the_sync() {
     );
     h.sync();
     assert_eq!(h.got(1), [assign(90, "p", 1)]);
+    h.settle();
     assert_eq!(h.got(2), [members(&[(101, "S101", 1)])]);
     assert!(h.c.pending_journal().is_empty());
     // A known node coming back writes nothing and is answered at once.
@@ -1021,6 +1035,7 @@ fn drain_capacity_and_moves_follow_the_operator() {
     assert!(h.got(4).is_empty(), "held until durable");
     h.sync();
     assert_eq!(h.got(4), [assign(80, "p", 5)]);
+    h.settle();
     assert_eq!(
         h.got(1),
         [members(&[(103, "S103", 2), (104, "S104", 3)])],
@@ -1038,9 +1053,10 @@ fn drain_capacity_and_moves_follow_the_operator() {
 }
 
 #[test]
-fn events_of_one_turn_keep_their_own_members_frames_after_the_sync() {
+fn events_of_one_turn_announce_members_after_the_sync_and_fold_the_rest() {
     let mut h = H::new(); // default capacity 2
     h.cross(1, 9, "p", 90, 0);
+    h.settle();
     h.login(2, 1, 101);
     h.login(3, 1, 102);
     h.got(2);
@@ -1051,11 +1067,14 @@ fn events_of_one_turn_keep_their_own_members_frames_after_the_sync() {
     h.sync();
     assert_eq!(
         h.got(1),
-        [
-            members(&[(101, "S101", 1)]),
-            members(&[(101, "S101", 1), (102, "S102", 2)])
-        ],
-        "one CROSS_MEMBERS per change, as if sent when it happened"
+        [members(&[(101, "S101", 1)])],
+        "the first change's list, as if sent when it happened"
+    );
+    h.settle();
+    assert_eq!(
+        h.got(1),
+        [members(&[(101, "S101", 1), (102, "S102", 2)])],
+        "the second change folded into the list at the window's end"
     );
     let welcomed = |slot| {
         [
@@ -1350,4 +1369,55 @@ fn a_new_cross_plat_past_the_platform_table_is_a_clear_protocol_error() {
     h.feed(500, &auth(1, 500, T0 as u32, TOKEN));
     h.feed(500, &game_info(500, "g", &format!("1{big}"), 0, 0));
     assert!(!h.got(500).contains(&Got::Kick(5)));
+}
+
+#[test]
+fn a_burst_of_arrivals_costs_a_cross_node_a_few_complete_lists() {
+    let mut h = H::with(Config {
+        max_connections: 10_000,
+        ..config()
+    });
+    assert_eq!(
+        h.cross(1, 9, "p", 90, 1000),
+        [members(&[])],
+        "first list at once"
+    );
+    // 300 game nodes arrive, 1 ms apart: 300 ms of changes.
+    let mut lists = Vec::new();
+    for i in 0..300u32 {
+        h.game(10 + i as usize, 1000 + i, "p");
+        h.advance(1);
+        lists.extend(h.got(1));
+    }
+    h.settle();
+    lists.extend(h.got(1));
+    assert!(
+        (2..=4).contains(&lists.len()),
+        "300 ms of arrivals folded into {} lists",
+        lists.len()
+    );
+    let want: Vec<(u32, String, u16)> = (0..300u32)
+        .map(|i| (1000 + i, format!("S{}", 1000 + i), i as u16 + 1))
+        .collect();
+    assert_eq!(
+        lists.last(),
+        Some(&Got::Members(want)),
+        "the last list is current"
+    );
+    // Quiet again: the next change goes out at once.
+    h.advance(1_000);
+    h.game(5000, 5000, "p");
+    assert_eq!(h.got(1).len(), 1);
+}
+
+#[test]
+fn a_folded_change_waits_at_most_the_fold_window() {
+    let mut h = H::new();
+    h.cross(1, 9, "p", 90, 10);
+    h.game(2, 101, "p"); // inside the window CROSS_INFO's list opened
+    assert!(h.got(1).is_empty(), "folded");
+    h.advance(super::fold::FOLD_MS - 1);
+    assert!(h.got(1).is_empty(), "still inside the window");
+    h.advance(1 + TICK_MS);
+    assert_eq!(h.got(1), [members(&[(101, "S101", 1)])]);
 }
