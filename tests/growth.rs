@@ -280,3 +280,72 @@ fn a_whitelist_change_is_one_copy_shared_by_every_write_queue() {
     );
     drop(lazy);
 }
+
+/// Budget: 500 game nodes arriving as fast as they can onto one cross node of capacity
+/// 1,000 cost that cross node at most 100 KB of CROSS_MEMBERS (one list per arrival would be
+/// about 1 MB), and the last list it gets lists every member, each in its own slot.
+#[test]
+fn a_ramp_costs_a_cross_node_a_few_complete_lists() {
+    use login_node::client::{Client, ServerMessage};
+    use login_node::proto::{CrossInfo, NodeType, U32List};
+    let _g = serial();
+    let server = Server::start(&["--log-level", "warn"]);
+    let mut cross = Client::connect(server.addr, common::REPLY).expect("connect");
+    let r = cross
+        .auth(NodeType::Cross, 9, "dev", TOKEN, None)
+        .expect("auth");
+    assert_eq!(r.code, 0);
+    let info = CrossInfo {
+        id: 9,
+        cross_plat: "p",
+        cross_server_id: 90,
+        cross_node_name: "cross90@127.0.0.1",
+        capacity: 1000,
+        game_server_list: U32List::EMPTY,
+    };
+    cross.send_cross_info(&info, &[]).expect("info");
+    match cross.recv(common::REPLY).expect("first list") {
+        Some(ServerMessage::CrossMembers(m)) => assert!(m.is_empty()),
+        other => panic!("expected CROSS_MEMBERS, got {other:?}"),
+    }
+    let games: Vec<TcpStream> = (0..500u32)
+        .map(|i| {
+            let id = 1000 + i;
+            let mut s = TcpStream::connect(server.addr).expect("connect");
+            let mut frames = auth_frame(id, "dev");
+            common::game_info(id, "p")
+                .encode(&mut frames)
+                .expect("info");
+            s.write_all(&frames).expect("auth + info");
+            s
+        })
+        .collect();
+    let (mut lists, mut bytes) = (0usize, 0usize);
+    let mut last = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while last.len() < games.len() {
+        assert!(
+            Instant::now() < deadline,
+            "only {} members listed",
+            last.len()
+        );
+        match cross.recv(common::REPLY).expect("members") {
+            Some(ServerMessage::CrossMembers(m)) => {
+                lists += 1;
+                bytes += 6 + m.iter().map(|(_, name, _)| 8 + name.len()).sum::<usize>();
+                last = m;
+            }
+            Some(_) => {}
+            None => panic!("the cross node was closed"),
+        }
+    }
+    eprintln!("500 arrivals: {lists} lists, {bytes} bytes of CROSS_MEMBERS");
+    assert!(bytes <= 100_000, "{lists} lists, {bytes} bytes");
+    let mut ids: Vec<u32> = last.iter().map(|(id, _, _)| *id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1000..1500).collect::<Vec<_>>(), "every member listed");
+    let mut slots: Vec<u16> = last.iter().map(|(_, _, pos)| *pos).collect();
+    slots.sort_unstable();
+    assert_eq!(slots, (1..=500).collect::<Vec<_>>(), "one slot each");
+    drop(games);
+}
