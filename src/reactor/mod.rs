@@ -988,8 +988,7 @@ impl<H: Handler> LoginNode<H> {
             }
         }
         if filled > 0 && !io.is_closing(conn) {
-            // Only the bytes received: a declared length reserves nothing (item: memory
-            // follows bytes received, not bytes declared).
+            // Only the bytes received: a declared length reserves nothing.
             append_partial(&mut io.conns[conn].partial, &scratch[..filled]);
         }
         if eof {
