@@ -10,9 +10,16 @@ use std::io::{self, IoSlice, Write};
 /// Slices offered to one `writev`.
 const IOVECS: usize = 64;
 
-/// Bytes waiting for one socket, in order: the chunks, then the tail.
+/// Bytes waiting for one socket. Idle (the usual case) it is one null pointer: a connection
+/// that is caught up holds no buffer and no queue.
 #[derive(Default)]
 pub(super) struct WriteQueue {
+    inner: Option<Box<Pending>>,
+}
+
+/// What is waiting, in order: the chunks, then the tail.
+#[derive(Default)]
+struct Pending {
     chunks: VecDeque<Bytes>,
     tail: Vec<u8>,
     len: usize,
@@ -21,18 +28,26 @@ pub(super) struct WriteQueue {
 impl WriteQueue {
     /// Bytes waiting.
     pub(super) fn len(&self) -> usize {
-        self.len
+        self.inner.as_ref().map_or(0, |p| p.len)
     }
 
     /// Nothing waiting.
     pub(super) fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
+    }
+
+    fn pending(&mut self) -> &mut Pending {
+        self.inner.get_or_insert_with(Box::default)
     }
 
     /// Queues a copy of `bytes`.
     pub(super) fn push(&mut self, bytes: &[u8]) {
-        self.tail.extend_from_slice(bytes);
-        self.len += bytes.len();
+        if bytes.is_empty() {
+            return;
+        }
+        let p = self.pending();
+        p.tail.extend_from_slice(bytes);
+        p.len += bytes.len();
     }
 
     /// Queues `bytes` without copying them (another reference to the same buffer).
@@ -40,31 +55,27 @@ impl WriteQueue {
         if bytes.is_empty() {
             return;
         }
-        self.seal_tail();
-        self.len += bytes.len();
-        self.chunks.push_back(bytes);
+        let p = self.pending();
+        p.seal_tail();
+        p.len += bytes.len();
+        p.chunks.push_back(bytes);
     }
 
     /// Drops everything waiting and frees the buffers.
     pub(super) fn release(&mut self) {
-        *self = WriteQueue::default();
-    }
-
-    /// Moves the tail into the chunks (no copy: the vector becomes a `Bytes`).
-    fn seal_tail(&mut self) {
-        if !self.tail.is_empty() {
-            self.chunks
-                .push_back(Bytes::from(std::mem::take(&mut self.tail)));
-        }
+        self.inner = None;
     }
 
     /// Writes until the queue is empty or `w` would block; counts what was written.
     pub(super) fn flush_to(&mut self, w: &mut impl Write, bytes_out: &mut u64) -> io::Result<()> {
-        self.seal_tail();
-        while !self.is_empty() {
+        let Some(p) = self.inner.as_mut() else {
+            return Ok(());
+        };
+        p.seal_tail();
+        while p.len > 0 {
             let mut slices = [IoSlice::new(&[]); IOVECS];
             let mut n = 0;
-            for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
+            for (slot, chunk) in slices.iter_mut().zip(&p.chunks) {
                 *slot = IoSlice::new(chunk);
                 n += 1;
             }
@@ -72,7 +83,7 @@ impl WriteQueue {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => {
                     *bytes_out += written as u64;
-                    self.consume(written);
+                    p.consume(written);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -80,6 +91,16 @@ impl WriteQueue {
             }
         }
         Ok(())
+    }
+}
+
+impl Pending {
+    /// Moves the tail into the chunks (no copy: the vector becomes a `Bytes`).
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            self.chunks
+                .push_back(Bytes::from(std::mem::take(&mut self.tail)));
+        }
     }
 
     /// Drops the first `n` bytes of the chunks.
@@ -158,9 +179,19 @@ mod tests {
         let mut b = WriteQueue::default();
         a.push_shared(shared.clone());
         b.push_shared(shared.clone());
-        assert_eq!(a.chunks[0].as_ptr(), shared.as_ptr());
-        assert_eq!(b.chunks[0].as_ptr(), shared.as_ptr());
+        for q in [&a, &b] {
+            let p = q.inner.as_ref().expect("pending");
+            assert_eq!(p.chunks[0].as_ptr(), shared.as_ptr());
+        }
         a.release();
-        assert!(a.is_empty() && a.chunks.capacity() == 0);
+        assert!(
+            a.is_empty() && a.inner.is_none(),
+            "released: no buffer left"
+        );
+        assert_eq!(
+            std::mem::size_of::<WriteQueue>(),
+            std::mem::size_of::<usize>(),
+            "an idle queue is one pointer"
+        );
     }
 }
