@@ -131,7 +131,7 @@ fn allocator(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let mut a = Allocator::new(100);
-                let p = a.platforms.intern("p");
+                let p = a.platforms.intern("p").expect("room");
                 for x in 0..1_000 {
                     a.cross_online(x, p, "cross", 100, []);
                 }

@@ -125,8 +125,10 @@ pub struct Config {
     pub audit_log: Option<PathBuf>,
     /// Peer addresses allowed on the node port (empty = all); others get AUTH_RESULT 4.
     pub allow: Vec<Cidr>,
-    /// Failed AUTHs (codes 1, 2, 4, 6) from one address within `auth_fail_window` after which
-    /// its connections are closed at accept for the rest of the window; 0 = never.
+    /// Bad signatures or times (codes 1, 2) of one identity (address + node type + node id)
+    /// within `auth_fail_window` after which its AUTHs are closed unanswered for the rest of
+    /// the window; an address is closed at accept after 50 times as many failures of any
+    /// counted code (1, 2, 4, 6). 0 = never.
     pub auth_fail_limit: u32,
     /// The window of `auth_fail_limit`, in seconds.
     pub auth_fail_window: u32,
@@ -331,7 +333,7 @@ pub const FLAGS: &[(&str, &str, &str)] = &[
     (
         "--auth-fail-limit",
         "N",
-        "failed AUTHs from one address before it is refused for the window; 0 = off [default: 20]",
+        "bad AUTHs of one node (address, type, id) before it is refused for the window; an address is refused after 50x as many; 0 = off [default: 20]",
     ),
     (
         "--auth-fail-window",

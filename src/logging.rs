@@ -182,6 +182,50 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Log lines show at most this many bytes of a string a peer sent.
+pub const CLIP_BYTES: usize = 64;
+
+/// A peer-supplied string for log lines: its first [`CLIP_BYTES`] bytes (cut at a character
+/// boundary) and, when longer, its full length, so a 60 KB name costs the log a line, not 60 KB.
+/// `{:?}` quotes and escapes like `str`'s `Debug`.
+#[derive(Clone, Copy)]
+pub struct Clip<'a>(pub &'a str);
+
+impl Clip<'_> {
+    fn head(&self) -> &str {
+        let s = self.0;
+        if s.len() <= CLIP_BYTES {
+            return s;
+        }
+        let mut end = CLIP_BYTES;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        &s[..end]
+    }
+
+    fn tail(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.len() > CLIP_BYTES {
+            write!(f, "... ({} bytes)", self.0.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Clip<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.head())?;
+        self.tail(f)
+    }
+}
+
+impl fmt::Debug for Clip<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.head(), f)?;
+        self.tail(f)
+    }
+}
+
 /// A peer address for log lines: IPv4 is formatted by hand (std's `Display` for socket
 /// addresses was a quarter of all per-connection user-space instructions).
 #[derive(Clone, Copy)]
@@ -240,6 +284,23 @@ impl fmt::Debug for Peer {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex as StdMutex};
+
+    #[test]
+    fn clip_shows_at_most_64_bytes_and_the_length() {
+        assert_eq!(format!("{:?}", Clip("dev")), "\"dev\"");
+        assert_eq!(Clip(&"x".repeat(64)).to_string(), "x".repeat(64));
+        let long = "y".repeat(60_000);
+        assert_eq!(
+            format!("{:?}", Clip(&long)),
+            format!("\"{}\"... (60000 bytes)", "y".repeat(64))
+        );
+        // A multi-byte character across the cut is left out whole.
+        let wide = format!("{}é", "z".repeat(63));
+        assert_eq!(
+            Clip(&wide).to_string(),
+            format!("{}... (65 bytes)", "z".repeat(63))
+        );
+    }
 
     #[test]
     fn utc_stamps_match_known_dates() {

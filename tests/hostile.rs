@@ -455,9 +455,9 @@ fn a_reconnect_storm_leaks_nothing() {
     assert_eq!((status, body.as_str()), (200, "{\"nodes\":[]}"));
 }
 
-/// Budget: after auth_fail_limit (5) bad signatures, connections from that address are
-/// closed at accept without an AUTH_RESULT, other addresses are unaffected, and the log
-/// holds at most 20 refusal lines a second however fast the attempts come.
+/// Budget: after auth_fail_limit (5) bad signatures, that identity's AUTHs are closed
+/// without an AUTH_RESULT, other addresses are unaffected, and the log holds at most 20
+/// refusal lines a second however fast the attempts come.
 #[test]
 fn bad_signatures_from_one_address_are_throttled_and_the_log_does_not_flood() {
     let _g = serial();
@@ -490,7 +490,8 @@ fn bad_signatures_from_one_address_are_throttled_and_the_log_does_not_flood() {
     honest.set_read_timeout(Some(REPLY)).expect("timeout");
     honest.read_exact(&mut reply).expect("AUTH_RESULT");
     assert_eq!(reply[4], 0, "code 0 for the honest node");
-    assert_eq!(server.metric("login_node_addresses_blocked_total"), 1);
+    assert_eq!(server.metric("login_node_identities_blocked_total"), 1);
+    assert_eq!(server.metric("login_node_addresses_blocked_total"), 0);
     assert!(server.metric("login_node_connections_throttled_total") >= 195);
     let log = server.log();
     let refusals = log.lines().filter(|l| l.contains("refused: code")).count() as u64;
@@ -503,6 +504,69 @@ fn bad_signatures_from_one_address_are_throttled_and_the_log_does_not_flood() {
         !log.contains("wrong-token") && !log.contains(TOKEN),
         "tokens never logged"
     );
+}
+
+/// Budget (default settings): a node with a wrong token retrying 60 times from 127.0.0.1 does
+/// not stop another node on 127.0.0.1 from logging in at once; its own AUTHs past the 20th are
+/// closed unanswered.
+#[test]
+fn a_failing_node_does_not_lock_out_its_neighbours_on_the_same_host() {
+    let _g = serial();
+    let server = Server::start(&[]);
+    let wrong = auth_frame(7, "wrong-token");
+    let mut answered = 0;
+    for _ in 0..60 {
+        let mut s = connect_from([127, 0, 0, 1], server.addr).expect("connect");
+        s.write_all(&wrong).expect("auth");
+        s.set_read_timeout(Some(REPLY)).expect("timeout");
+        let mut reply = [0u8; 13];
+        if s.read_exact(&mut reply).is_ok() {
+            assert_eq!(reply[4], 1, "code 1 for the wrong token");
+            answered += 1;
+        }
+    }
+    assert_eq!(
+        answered, 20,
+        "answered up to auth_fail_limit, then closed unanswered"
+    );
+    let started = Instant::now();
+    let mut neighbour = connect_from([127, 0, 0, 1], server.addr).expect("connect");
+    neighbour.write_all(&auth_frame(8, TOKEN)).expect("auth");
+    let mut reply = [0u8; 13];
+    neighbour.set_read_timeout(Some(REPLY)).expect("timeout");
+    neighbour.read_exact(&mut reply).expect("AUTH_RESULT");
+    assert_eq!(reply[4], 0, "code 0 for the healthy neighbour");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(server.metric("login_node_addresses_blocked_total"), 0);
+}
+
+/// Budget: a flood of malformed AUTHs from one address is still cut off at accept, at its
+/// larger per-address budget (auth_fail_limit 5 × 50 = 250), without an AUTH_RESULT.
+#[test]
+fn a_flood_of_malformed_auths_from_one_address_is_throttled_at_accept() {
+    let _g = serial();
+    let server = Server::start(&["--auth-fail-limit", "5", "--log-level", "error"]);
+    let attacker = [127, 0, 0, 68];
+    let malformed = [0u8, 3, 0, 1, 1];
+    let mut answered = 0;
+    let mut refused_early = 0;
+    for _ in 0..300 {
+        let Ok(mut s) = connect_from(attacker, server.addr) else {
+            continue;
+        };
+        let _ = s.write_all(&malformed);
+        s.set_read_timeout(Some(REPLY)).expect("timeout");
+        let mut reply = [0u8; 13];
+        match s.read_exact(&mut reply) {
+            Ok(()) => {
+                assert_eq!(reply[4], 6, "code 6 for a malformed AUTH");
+                answered += 1;
+            }
+            Err(_) => refused_early += 1,
+        }
+    }
+    assert_eq!((answered, refused_early), (250, 50));
+    assert_eq!(server.metric("login_node_addresses_blocked_total"), 1);
 }
 
 /// Budget: the admin port answers 413 to an oversized request, 400 to garbage, 401 without

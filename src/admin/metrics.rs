@@ -164,14 +164,20 @@ pub fn render(cluster: &Cluster, io: &IoStats, out: &mut String) {
     counter(
         out,
         "login_node_connections_throttled_total",
-        "Connections closed at accept: their address failed AUTH too often.",
+        "Connections closed unanswered: their address or claimed identity failed AUTH too often.",
         stats.connections_throttled,
     );
     counter(
         out,
         "login_node_addresses_blocked_total",
-        "Times an address reached auth_fail_limit.",
+        "Times an address reached its failure budget (auth_fail_limit x 50).",
         stats.addresses_blocked,
+    );
+    counter(
+        out,
+        "login_node_identities_blocked_total",
+        "Times an identity (address, node type, node id) reached auth_fail_limit.",
+        stats.identities_blocked,
     );
     counter(
         out,

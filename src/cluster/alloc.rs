@@ -13,6 +13,7 @@
 use hashbrown::HashMap;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// A game node's serv_id (= its node_id).
 pub type ServId = u32;
@@ -21,23 +22,42 @@ pub type CrossId = u32;
 /// An interned platform name.
 pub type PlatId = u32;
 
-/// Platform names interned to small ids, so records hold 4 bytes instead of a string.
+/// Distinct cross platforms interned at most. Records refer to them for good (an assignment
+/// outlives every connection), so their number and size are bounded instead of freed.
+pub const MAX_PLATFORMS: usize = 65_536;
+/// Bytes of platform names interned at most (each name counted with a 32-byte overhead).
+pub const MAX_PLATFORM_BYTES: usize = 4 << 20;
+
+/// The platform table is full: a new cross_plat is refused (a clear protocol error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlatformsFull;
+
+/// Platform names interned to small ids, so records hold 4 bytes instead of a string. Each
+/// name is stored once (the id map and the id-to-name list share it).
 #[derive(Default)]
 pub struct Platforms {
-    ids: HashMap<Box<str>, PlatId>,
-    names: Vec<Box<str>>,
+    ids: HashMap<Arc<str>, PlatId>,
+    names: Vec<Arc<str>>,
+    bytes: usize,
 }
 
 impl Platforms {
-    /// The id of `name`, interning it on first sight.
-    pub fn intern(&mut self, name: &str) -> PlatId {
+    /// The id of `name`, interning it on first sight; a new name past [`MAX_PLATFORMS`] or
+    /// [`MAX_PLATFORM_BYTES`] is refused.
+    pub fn intern(&mut self, name: &str) -> Result<PlatId, PlatformsFull> {
         if let Some(id) = self.ids.get(name) {
-            return *id;
+            return Ok(*id);
         }
+        let cost = name.len() + 32;
+        if self.names.len() >= MAX_PLATFORMS || self.bytes + cost > MAX_PLATFORM_BYTES {
+            return Err(PlatformsFull);
+        }
+        self.bytes += cost;
         let id = self.names.len() as PlatId;
-        self.names.push(name.into());
-        self.ids.insert(name.into(), id);
-        id
+        let name: Arc<str> = Arc::from(name);
+        self.names.push(Arc::clone(&name));
+        self.ids.insert(name, id);
+        Ok(id)
     }
 
     /// The id of `name` if it was ever interned.
@@ -343,10 +363,11 @@ impl Allocator {
     /// Sets what a game node's GAME_INFO said of itself (at start-up from the durable
     /// record, or when a GAME_INFO changes it).
     pub fn restore_game(&mut self, serv: ServId, plat: &str, open_time: u32, addr: &str) {
-        let plat = self.platforms.intern(plat);
+        // Durable platforms were admitted under the same bound, so they fit again.
+        let plat = self.platforms.intern(plat).ok();
         let game = self.games.entry(serv).or_default();
-        if game.waiting.is_none() {
-            game.plat = Some(plat);
+        if game.waiting.is_none() && plat.is_some() {
+            game.plat = plat;
         }
         game.open_time = open_time;
         if *game.addr != *addr {
@@ -362,7 +383,7 @@ impl Allocator {
     /// Restores what a cross node's last CROSS_INFO said at start-up: it is known (offline),
     /// so its members are told its name as soon as they return.
     pub fn restore_cross_facts(&mut self, id: CrossId, name: &str, plat: &str, reported: u16) {
-        let plat = self.platforms.intern(plat);
+        let plat = self.platforms.intern(plat).ok();
         let capacity = match self.overrides.get(&id) {
             Some(&c) => c,
             None if reported == 0 => self.default_capacity,
@@ -370,7 +391,7 @@ impl Allocator {
         };
         let rec = self.crosses.entry(id).or_default();
         rec.name = Some(name.into());
-        rec.plat = Some(plat);
+        rec.plat = plat;
         rec.reported_capacity = reported;
         rec.capacity = capacity;
     }
@@ -691,12 +712,35 @@ mod tests {
 
     fn setup() -> (Allocator, PlatId) {
         let mut a = Allocator::new(4);
-        let p = a.platforms.intern("p1");
+        let p = a.platforms.intern("p1").expect("room");
         (a, p)
     }
 
     fn assignment(a: &Allocator, serv: ServId) -> Option<(CrossId, u16)> {
         a.game(serv).and_then(|g| g.assignment)
+    }
+
+    #[test]
+    fn platform_names_are_stored_once_and_bounded() {
+        let mut p = Platforms::default();
+        let a = p.intern("p1").expect("room");
+        assert_eq!(p.intern("p1"), Ok(a), "known names are found, not added");
+        assert!(Arc::ptr_eq(
+            &p.names[a as usize],
+            p.ids.get_key_value("p1").expect("in").0
+        ));
+        let big = "b".repeat(60_000);
+        let mut added = 0;
+        while p.intern(&format!("{added}{big}")).is_ok() {
+            added += 1;
+        }
+        assert!(p.bytes <= MAX_PLATFORM_BYTES);
+        assert_eq!(
+            added,
+            (MAX_PLATFORM_BYTES - 34) / 60_033,
+            "refused once full"
+        );
+        assert_eq!(p.intern("p1"), Ok(a), "known names still work when full");
     }
 
     #[test]
@@ -733,7 +777,7 @@ mod tests {
     #[test]
     fn only_crosses_of_the_same_platform_are_picked() {
         let (mut a, p) = setup();
-        let q = a.platforms.intern("p2");
+        let q = a.platforms.intern("p2").expect("room");
         a.cross_online(1, q, "other", 10, []);
         a.game_online(5, "g", p, (0, 0));
         assert_eq!(assignment(&a, 5), None);

@@ -22,27 +22,32 @@
 //! in the allocator, visible to the handler — from its INFO until its session closes.
 
 pub mod alloc;
+mod fold;
 pub mod guard;
 mod handler_guard;
+mod names;
 mod operator;
 mod role;
+mod shared;
 
 pub use role::Role;
 
 use crate::config::{Config, DuplicatePolicy};
-use crate::logging::Peer;
+use crate::logging::{Clip, Peer};
 use crate::proto::{
     self, cmd, AuthCode, AuthResult, CrossAssign, CrossInfo, CrossMembers, FrameError, GameInfo,
-    Heartbeat, Kick, KickReason, Member, NodeType, StatusPush, StatusReport, WhitelistSnapshot,
+    Heartbeat, Kick, KickReason, Member, NodeType, StatusPush, StatusReport,
 };
 use crate::state::{Record, State};
 use crate::timer::{TimerId, TimerWheel};
 use alloc::{Allocator, Changes, CrossId, PlatId, ServId};
+use bytes::Bytes;
 use hashbrown::{HashMap, HashSet};
 use log::{debug, error, info, warn};
 pub use operator::{GameStatus, OperatorError};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// A connection's id, chosen by the caller (the reactor uses its slab key).
 pub type ConnId = usize;
@@ -64,6 +69,8 @@ enum Timer {
     External(usize),
     /// A handler's timer ([`Context::set_timer`]), with its token.
     Handler(u64),
+    /// The end of a cross node's CROSS_MEMBERS fold window (`fold.rs`).
+    Fold(CrossId),
 }
 
 /// A point in time, as the caller sees it: a monotonic clock for deadlines and the wall clock
@@ -82,6 +89,13 @@ pub trait Outbox {
     fn send(&mut self, conn: ConnId, frame: &[u8]);
     /// Closes `conn` once what is queued for it has been offered to the socket.
     fn close(&mut self, conn: ConnId);
+    /// Queues `frames` (`count` whole frames) that the same call gives many connections:
+    /// an outbox that can should keep a reference, not a copy (one whitelist change for
+    /// every game node is then one buffer in memory).
+    fn send_shared(&mut self, conn: ConnId, frames: &Bytes, count: u64) {
+        let _ = count;
+        self.send(conn, frames);
+    }
 }
 
 /// A node's identity.
@@ -340,8 +354,8 @@ struct Session {
     heartbeat_timeout_ms: u64,
     connected_unix: u64,
     timer: Option<TimerId>,
-    /// The plat field of its AUTH, interned.
-    auth_plat: PlatId,
+    /// The plat field of its AUTH, shared with other sessions that sent the same name.
+    auth_plat: Option<Arc<str>>,
     info: NodeInfo,
     /// The peer address is on the allowlist (checked first at AUTH).
     allowed: bool,
@@ -360,7 +374,7 @@ impl Session {
             heartbeat_timeout_ms: 0,
             connected_unix: 0,
             timer: None,
-            auth_plat: 0,
+            auth_plat: None,
             info: NodeInfo::None,
             allowed: true,
         }
@@ -395,10 +409,13 @@ pub struct ClusterStats {
     pub protocol_errors: u64,
     /// Assignments made (new or moved), once durable.
     pub assignments: u64,
-    /// Connections closed at accept because their address failed AUTH too often.
+    /// Connections closed unanswered because their address (at accept) or the identity their
+    /// AUTH claimed failed AUTH too often.
     pub connections_throttled: u64,
-    /// Times an address reached `auth_fail_limit`.
+    /// Times an address reached its budget (`auth_fail_limit` × [`guard::ADDRESS_BUDGET_FACTOR`]).
     pub addresses_blocked: u64,
+    /// Times an identity (address + node type + node id) reached `auth_fail_limit`.
+    pub identities_blocked: u64,
     /// Online game nodes.
     pub online_game: u64,
     /// Online cross nodes.
@@ -542,6 +559,14 @@ pub struct Cluster {
     /// Budget for AUTH failure log lines (a flood of bad logins cannot flood the log).
     fail_log: guard::LogBudget,
     throttle_window_ms: u64,
+    /// The AUTH plats of open sessions, each stored once, freed with its last session.
+    auth_plats: names::NamePool,
+    /// The whitelist snapshot of the current version, encoded once.
+    snapshot: shared::SnapshotCache,
+    /// CROSS_MEMBERS fold windows.
+    fold: fold::MemberFold,
+    /// The monotonic ms of the event being handled (the fold windows' clock).
+    clock_ms: u64,
 }
 
 impl Cluster {
@@ -590,6 +615,10 @@ impl Cluster {
             ),
             fail_log: guard::LogBudget::new(AUTH_FAIL_LOG_PER_SECOND),
             throttle_window_ms: config.auth_fail_window as u64 * 1000,
+            auth_plats: names::NamePool::default(),
+            snapshot: shared::SnapshotCache::default(),
+            fold: fold::MemberFold::default(),
+            clock_ms: now.mono_ms,
         }
     }
 
@@ -635,6 +664,7 @@ impl Cluster {
             version: whitelist_version,
             entries: whitelist,
         };
+        self.snapshot.clear();
         self.maintenance = maintenance;
     }
 
@@ -794,7 +824,7 @@ impl Cluster {
             key,
             peer: s.peer,
             connected_unix: s.connected_unix,
-            plat: self.alloc.platforms.name(s.auth_plat),
+            plat: s.auth_plat.as_deref().unwrap_or(""),
             info: &s.info,
             last_heard_ms: s.last_heard_ms,
         })
@@ -809,7 +839,7 @@ impl Cluster {
                 key: s.key,
                 peer: s.peer,
                 connected_unix: s.connected_unix,
-                plat: self.alloc.platforms.name(s.auth_plat),
+                plat: s.auth_plat.as_deref().unwrap_or(""),
                 info: &s.info,
                 last_heard_ms: s.last_heard_ms,
             })
@@ -899,6 +929,7 @@ impl Cluster {
         out: &mut dyn Outbox,
         handler: &mut dyn Handler,
     ) {
+        self.clock_ms = now.mono_ms;
         let Some(s) = self.sessions.get_mut(conn) else {
             return;
         };
@@ -987,6 +1018,8 @@ impl Cluster {
 
     /// Fires every timer due at `now`: auth timeouts and heartbeat expiry.
     pub fn handle_timeout(&mut self, now: Now, out: &mut dyn Outbox, handler: &mut dyn Handler) {
+        self.clock_ms = now.mono_ms;
+        let mut folded_due = false;
         while let Some((_, timer)) = self.wheel.poll(now.mono_ms) {
             let conn = match timer {
                 Timer::Session(conn) => conn,
@@ -1004,6 +1037,10 @@ impl Cluster {
                     }
                     continue;
                 }
+                Timer::Fold(cross) => {
+                    folded_due |= self.fold.fired(cross);
+                    continue;
+                }
             };
             let Some(s) = self.sessions.get_mut(conn) else {
                 continue;
@@ -1019,7 +1056,9 @@ impl Cluster {
                     self.end_session(conn, now, out, handler);
                 }
                 Phase::AwaitInfo | Phase::Online => {
-                    let deadline = s.last_heard_ms + s.heartbeat_timeout_ms;
+                    // One ms past: both instants are floored to the ms, and the contract says
+                    // no earlier than heartbeat_timeout after the last frame.
+                    let deadline = s.last_heard_ms + s.heartbeat_timeout_ms + 1;
                     if deadline <= now.mono_ms {
                         info!(
                             "{} ({}): silent for {} s, kicking",
@@ -1036,6 +1075,10 @@ impl Cluster {
                 }
                 Phase::Free | Phase::Closed => {}
             }
+        }
+        if folded_due {
+            // Fold windows ended with changes: the current lists go out now.
+            self.announce(out);
         }
     }
 
@@ -1150,6 +1193,18 @@ impl Cluster {
         self.end_session(conn, now, out, handler);
     }
 
+    /// Counts a bad signature or time against the identity the AUTH claimed.
+    fn identity_failed(&mut self, claimed: guard::Identity, key: &NodeKey, now: Now) {
+        if self.throttle.fail_identity(claimed, now.mono_ms) == guard::Failure::IdentityBlocked {
+            self.stats.identities_blocked += 1;
+            warn!(
+                "{key} from {}: too many failed AUTHs; its AUTHs are closed unanswered for up to {} s",
+                claimed.ip,
+                self.throttle_window_secs()
+            );
+        }
+    }
+
     fn on_auth(
         &mut self,
         conn: ConnId,
@@ -1185,10 +1240,23 @@ impl Cluster {
             node_type,
             node_id: auth.node_id,
         };
+        let claimed = guard::Identity {
+            ip: self.sessions[conn].peer.ip(),
+            node_type: auth.node_type,
+            node_id: auth.node_id,
+        };
+        if self.throttle.identity_blocked(&claimed, now.mono_ms) {
+            // Told nothing new, and no signature is checked: closed without a word.
+            self.stats.connections_throttled += 1;
+            out.close(conn);
+            return self.end_session(conn, now, out, handler);
+        }
         if !proto::auth::verify(auth.node_id, auth.time, &auth.sign, &self.tokens) {
+            self.identity_failed(claimed, &key, now);
             return self.refuse(conn, AuthCode::BadSignature, &key, now, out, handler);
         }
         if (auth.time as u64).abs_diff(now.unix_secs) > self.auth_window {
+            self.identity_failed(claimed, &key, now);
             return self.refuse(
                 conn,
                 AuthCode::BadTime,
@@ -1218,13 +1286,13 @@ impl Cluster {
             );
             self.kick(old, KickReason::Replaced, now, out, handler);
         }
-        let plat = self.alloc.platforms.intern(auth.plat);
+        let plat = self.auth_plats.get(auth.plat);
         self.registry.insert(key, conn);
         let deadline = now.mono_ms + self.heartbeat_timeout_ms;
         let s = &mut self.sessions[conn];
         s.phase = Phase::AwaitInfo;
         s.key = key;
-        s.auth_plat = plat;
+        s.auth_plat = Some(plat);
         s.last_heard_ms = now.mono_ms;
         s.heartbeat_timeout_ms = self.heartbeat_timeout_ms;
         match s.timer {
@@ -1236,7 +1304,7 @@ impl Cluster {
         info!(
             "{key} from {}: authenticated (plat {:?})",
             Peer(s.peer),
-            auth.plat
+            Clip(auth.plat)
         );
         self.auth_result(conn, AuthCode::Ok, now, out);
     }
@@ -1266,7 +1334,9 @@ impl Cluster {
             let why = format_args!("GAME_INFO serv_id {} differs from node_id", info.serv_id);
             return self.protocol_error(conn, &why, now, out, handler);
         }
-        let plat = self.alloc.platforms.intern(info.cross_plat);
+        let Ok(plat) = self.alloc.platforms.intern(info.cross_plat) else {
+            return self.platforms_full(conn, "GAME_INFO", info.cross_plat, now, out, handler);
+        };
         // Welcome now, or after the pending records are durable (the snapshot and status
         // must not show what is not durable yet).
         let welcome_now = self.operator_seq <= self.durable_seq;
@@ -1283,8 +1353,8 @@ impl Cluster {
         info!(
             "{key} ({}) online: {:?} cross_plat {:?} reports cross {}/{}",
             Peer(s.peer),
-            info.serv_name,
-            info.cross_plat,
+            Clip(info.serv_name),
+            Clip(info.cross_plat),
             info.cross_server_id,
             info.cross_pos
         );
@@ -1341,6 +1411,9 @@ impl Cluster {
                 "CROSS_INFO cross_server_id 0 (0 means none; a cross node needs a non-zero id)";
             return self.protocol_error(conn, &why, now, out, handler);
         }
+        let Ok(plat) = self.alloc.platforms.intern(info.cross_plat) else {
+            return self.platforms_full(conn, "CROSS_INFO", info.cross_plat, now, out, handler);
+        };
         if let Some(&other) = self.cross_conns.get(&info.cross_server_id) {
             // Two live processes claiming one cross_server_id: the newer one wins, as a
             // duplicate login would.
@@ -1350,7 +1423,6 @@ impl Cluster {
             );
             self.kick(other, KickReason::Replaced, now, out, handler);
         }
-        let plat = self.alloc.platforms.intern(info.cross_plat);
         let s = &mut self.sessions[conn];
         s.phase = Phase::Online;
         s.info = NodeInfo::Cross {
@@ -1360,14 +1432,16 @@ impl Cluster {
             "{key} ({}) online: cross {} {:?} plat {:?} capacity {} lists {} servers",
             Peer(s.peer),
             info.cross_server_id,
-            info.cross_node_name,
-            info.cross_plat,
+            Clip(info.cross_node_name),
+            Clip(info.cross_plat),
             info.capacity,
             info.game_server_list.len()
         );
         self.cross_conns.insert(info.cross_server_id, conn);
         self.stats.online_cross += 1;
         self.journal_cross_facts(&info);
+        // Its first list goes out at once, whatever window an earlier connection left open.
+        self.fold.reset(info.cross_server_id, &mut self.wheel);
         self.alloc.cross_online(
             info.cross_server_id,
             plat,
@@ -1430,15 +1504,17 @@ impl Cluster {
             maintenance: self.maintenance.contains(&serv) as u8,
         }
         .encode(&mut self.scratch);
-        WhitelistSnapshot::encode_split(
+        let (snapshot, frames) = self.snapshot.get(
             self.whitelist.version,
             self.whitelist.entries.iter().map(|e| &**e),
-            &mut self.scratch,
         );
-        out.send(conn, &self.scratch);
-        if self.scratch.capacity() > 64 * 1024 {
-            // A large whitelist's snapshot is not kept in the reused buffer.
-            self.scratch = Vec::with_capacity(256);
+        if snapshot.len() < shared::SHARE_SNAPSHOT_FROM {
+            self.scratch.extend_from_slice(snapshot);
+            out.send(conn, &self.scratch);
+        } else {
+            // Shared by every node welcomed until the next change: one copy in memory.
+            out.send(conn, &self.scratch);
+            out.send_shared(conn, snapshot, frames);
         }
     }
 
@@ -1508,6 +1584,8 @@ impl Cluster {
     /// Sends what the allocator owes, or holds it until the journal is durable.
     fn announce(&mut self, out: &mut dyn Outbox) {
         self.alloc.take_changes(&mut self.changes);
+        self.fold
+            .apply(&mut self.changes.members, self.clock_ms, &mut self.wheel);
         self.journal_settled();
         let mut changes = std::mem::take(&mut self.changes);
         if self.journal.is_empty() && self.in_flight.is_none() {
@@ -1532,10 +1610,13 @@ impl Cluster {
     /// status to nodes already welcomed, then the welcomes, then assignments and members.
     fn send_owed(&mut self, owed: &mut Owed, out: &mut dyn Outbox) {
         if !owed.deltas.is_empty() {
+            // Encoded once, shared by every game node's write queue.
+            let count = shared::count_frames(&owed.deltas);
+            let deltas = Bytes::from(std::mem::take(&mut owed.deltas));
             for s in &self.sessions {
                 if let (Phase::Online, NodeInfo::Game { welcomed: true, .. }) = (s.phase, &s.info) {
                     if let Some(&conn) = self.registry.get(&s.key) {
-                        out.send(conn, &owed.deltas);
+                        out.send_shared(conn, &deltas, count);
                     }
                 }
             }
@@ -1642,6 +1723,25 @@ impl Cluster {
         }
     }
 
+    /// A new cross_plat that the platform table has no room for: a protocol error that says so.
+    fn platforms_full(
+        &mut self,
+        conn: ConnId,
+        frame: &str,
+        cross_plat: &str,
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
+        let why = format_args!(
+            "{frame}: new cross_plat {:?} refused: the platform table is full ({} names or {} bytes)",
+            Clip(cross_plat),
+            alloc::MAX_PLATFORMS,
+            alloc::MAX_PLATFORM_BYTES
+        );
+        self.protocol_error(conn, &why, now, out, handler);
+    }
+
     fn protocol_error(
         &mut self,
         conn: ConnId,
@@ -1701,6 +1801,9 @@ impl Cluster {
         self.owed.forget(conn);
         if let Some((_, owed)) = &mut self.in_flight {
             owed.forget(conn);
+        }
+        if let Some(plat) = s.auth_plat.take() {
+            self.auth_plats.release(plat);
         }
         let key = s.key;
         let info = std::mem::replace(&mut s.info, NodeInfo::None);

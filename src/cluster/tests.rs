@@ -206,6 +206,11 @@ impl H {
             .handle_frame(conn, payload, self.now, &mut self.out, &mut self.app);
     }
 
+    /// Lets CROSS_MEMBERS fold windows end (the folded lists go out).
+    fn settle(&mut self) {
+        self.advance(super::fold::FOLD_MS);
+    }
+
     fn advance(&mut self, ms: u64) {
         self.now.mono_ms += ms;
         self.now.unix_secs = T0 + (self.now.mono_ms - 1_000) / 1000;
@@ -586,16 +591,21 @@ fn allocation_across_two_cross_nodes_and_the_waiting_queue() {
     // A second cross node with 3 slots: it has the most free slots now.
     assert_eq!(h.cross(3, 8, "p", 80, 3), [members(&[])]);
     h.game(4, 102, "p");
+    // 80's first list just went out: this change folds into the list at the window's end.
+    h.settle();
     assert_eq!(h.got(3), [members(&[(102, "S102", 1)])]);
     h.game(5, 103, "p"); // tie 2 free / 1 free -> 80 has 2 free
     h.game(6, 104, "p"); // 90: 1 free, 80: 1 free -> tie -> lowest id 80
     h.game(7, 105, "p"); // 90: 1 free
+    h.settle();
+    // Two changes inside one window: one complete, current list.
     assert_eq!(
         h.got(3),
-        [
-            members(&[(102, "S102", 1), (103, "S103", 2)]),
-            members(&[(102, "S102", 1), (103, "S103", 2), (104, "S104", 3)])
-        ]
+        [members(&[
+            (102, "S102", 1),
+            (103, "S103", 2),
+            (104, "S104", 3)
+        ])]
     );
     assert_eq!(h.got(2), [members(&[(101, "S101", 1), (105, "S105", 2)])]);
     // Full: two more wait, in order.
@@ -622,6 +632,7 @@ fn offline_members_keep_slots_and_a_cross_restart_changes_nothing() {
     assert_eq!(h.cross(3, 9, "p", 90, 2), [members(&[(101, "S101", 1)])]);
     h.game(4, 102, "p");
     assert_eq!(h.got(4), [], "already drained by game()");
+    h.settle();
     assert_eq!(h.got(3), [members(&[(101, "S101", 1), (102, "S102", 2)])]);
 }
 
@@ -648,6 +659,7 @@ fn adoption_from_reports_and_lists() {
             assign(90, "p", 1)
         ]
     );
+    h.settle();
     assert_eq!(h.got(2), [members(&[(102, "S102", 1), (101, "S101", 5)])]);
 }
 
@@ -679,6 +691,7 @@ fn a_rename_sends_new_members() {
     h.release(2);
     h.login(3, 1, 101);
     h.feed(3, &game_info(101, "Renamed", "p", 90, 1));
+    h.settle();
     assert_eq!(h.got(1), [members(&[(101, "Renamed", 1)])]);
 }
 
@@ -831,6 +844,7 @@ fn a_new_assignment_is_journaled_and_announced_only_after_the_sync() {
     );
     h.sync();
     assert_eq!(h.got(1), [assign(90, "p", 1)]);
+    h.settle();
     assert_eq!(h.got(2), [members(&[(101, "S101", 1)])]);
     assert!(h.c.pending_journal().is_empty());
     // A known node coming back writes nothing and is answered at once.
@@ -1032,6 +1046,7 @@ fn drain_capacity_and_moves_follow_the_operator() {
     assert!(h.got(4).is_empty(), "held until durable");
     h.sync();
     assert_eq!(h.got(4), [assign(80, "p", 5)]);
+    h.settle();
     assert_eq!(
         h.got(1),
         [members(&[(103, "S103", 2), (104, "S104", 3)])],
@@ -1049,9 +1064,10 @@ fn drain_capacity_and_moves_follow_the_operator() {
 }
 
 #[test]
-fn events_of_one_turn_keep_their_own_members_frames_after_the_sync() {
+fn events_of_one_turn_announce_members_after_the_sync_and_fold_the_rest() {
     let mut h = H::new(); // default capacity 2
     h.cross(1, 9, "p", 90, 0);
+    h.settle();
     h.login(2, 1, 101);
     h.login(3, 1, 102);
     h.got(2);
@@ -1062,11 +1078,14 @@ fn events_of_one_turn_keep_their_own_members_frames_after_the_sync() {
     h.sync();
     assert_eq!(
         h.got(1),
-        [
-            members(&[(101, "S101", 1)]),
-            members(&[(101, "S101", 1), (102, "S102", 2)])
-        ],
-        "one CROSS_MEMBERS per change, as if sent when it happened"
+        [members(&[(101, "S101", 1)])],
+        "the first change's list, as if sent when it happened"
+    );
+    h.settle();
+    assert_eq!(
+        h.got(1),
+        [members(&[(101, "S101", 1), (102, "S102", 2)])],
+        "the second change folded into the list at the window's end"
     );
     let welcomed = |slot| {
         [
@@ -1123,7 +1142,45 @@ fn addresses_off_the_allowlist_get_code_4_before_any_other_check() {
 }
 
 #[test]
-fn an_address_that_keeps_failing_auth_is_refused_at_accept_until_its_window_ends() {
+fn a_node_that_keeps_failing_auth_does_not_lock_out_its_neighbours() {
+    let mut h = H::with(Config {
+        auth_fail_limit: 3,
+        auth_fail_window: 10,
+        ..config()
+    });
+    let host = SocketAddr::from(([127, 0, 0, 9], 4000));
+    for conn in 1..=3 {
+        assert!(h.c.admits(host, h.now));
+        h.c.open(conn, host, h.now);
+        h.feed(conn, &auth(1, 7, T0 as u32, "wrong-token"));
+        assert_eq!(h.got(conn), [Got::AuthResult(1)]);
+        h.release(conn);
+    }
+    assert_eq!(h.c.stats().identities_blocked, 1);
+    assert_eq!(h.c.stats().addresses_blocked, 0);
+    // The failing identity: accepted, its AUTH closed without a word, even signed right.
+    assert!(h.c.admits(host, h.now), "the address is not blocked");
+    h.c.open(4, host, h.now);
+    h.feed(4, &auth(1, 7, T0 as u32, TOKEN));
+    assert_eq!(h.got(4), []);
+    assert!(h.is_closed(4));
+    h.release(4);
+    assert_eq!(h.c.stats().connections_throttled, 1);
+    // Its neighbours on the same host (another id, or the same id as a cross node) log in.
+    h.c.open(5, host, h.now);
+    h.feed(5, &auth(1, 8, T0 as u32, TOKEN));
+    assert_eq!(h.got(5), [Got::AuthResult(0)]);
+    h.c.open(6, host, h.now);
+    h.feed(6, &auth(2, 7, T0 as u32, TOKEN));
+    assert_eq!(h.got(6), [Got::AuthResult(0)]);
+    h.advance(10_000);
+    h.c.open(7, host, h.now);
+    h.feed(7, &auth(1, 7, T0 as u32 + 10, TOKEN));
+    assert_eq!(h.got(7), [Got::AuthResult(0)], "the window ended");
+}
+
+#[test]
+fn an_address_that_floods_bad_auths_is_refused_at_accept_until_its_window_ends() {
     let mut h = H::with(Config {
         auth_fail_limit: 3,
         auth_fail_window: 10,
@@ -1131,14 +1188,24 @@ fn an_address_that_keeps_failing_auth_is_refused_at_accept_until_its_window_ends
     });
     let bad = SocketAddr::from(([127, 0, 0, 9], 4000));
     let good = SocketAddr::from(([127, 0, 0, 10], 4000));
-    for conn in 1..=3 {
-        assert!(h.c.admits(bad, h.now));
+    let budget = 3 * guard::ADDRESS_BUDGET_FACTOR as usize;
+    for conn in 1..=budget {
+        assert!(
+            h.c.admits(bad, h.now),
+            "failure {conn} is within the budget"
+        );
         h.c.open(conn, bad, h.now);
-        h.feed(conn, &auth(1, 7, T0 as u32, "wrong-token"));
-        assert_eq!(h.got(conn), [Got::AuthResult(1)]);
+        if conn % 2 == 0 {
+            // Malformed (truncated) and ever-new identities spend the same budget.
+            h.feed(conn, &[0, 3, 0, 1, 0]);
+            assert_eq!(h.got(conn), [Got::AuthResult(6)]);
+        } else {
+            h.feed(conn, &auth(1, conn as u32, T0 as u32, "wrong-token"));
+            assert_eq!(h.got(conn), [Got::AuthResult(1)]);
+        }
         h.release(conn);
     }
-    assert!(!h.c.admits(bad, h.now), "blocked after 3 failures");
+    assert!(!h.c.admits(bad, h.now), "blocked at the address budget");
     assert!(h.c.admits(good, h.now), "other addresses are not affected");
     assert_eq!(h.c.stats().addresses_blocked, 1);
     assert_eq!(h.c.stats().connections_throttled, 1);
@@ -1451,3 +1518,83 @@ fn a_reload_keeps_the_heartbeat_timeout_each_session_was_told() {
 
 /// Batches in flight, event order of records, restored facts.
 mod durable;
+#[test]
+fn a_new_cross_plat_past_the_platform_table_is_a_clear_protocol_error() {
+    let mut h = H::new();
+    let big = "p".repeat(60_000);
+    let mut id = 0;
+    loop {
+        id += 1;
+        h.open(id as usize);
+        h.feed(id as usize, &auth(1, id, T0 as u32, TOKEN));
+        h.feed(
+            id as usize,
+            &game_info(id, "g", &format!("{id}{big}"), 0, 0),
+        );
+        let got = h.got(id as usize);
+        if got.last() == Some(&Got::Kick(5)) {
+            break;
+        }
+        assert!(id < 100, "the table never filled");
+    }
+    assert!(
+        id > 60,
+        "about 4 MiB of names fit before the refusal ({id})"
+    );
+    // A platform already known is still accepted.
+    h.open(500);
+    h.feed(500, &auth(1, 500, T0 as u32, TOKEN));
+    h.feed(500, &game_info(500, "g", &format!("1{big}"), 0, 0));
+    assert!(!h.got(500).contains(&Got::Kick(5)));
+}
+
+#[test]
+fn a_burst_of_arrivals_costs_a_cross_node_a_few_complete_lists() {
+    let mut h = H::with(Config {
+        max_connections: 10_000,
+        ..config()
+    });
+    assert_eq!(
+        h.cross(1, 9, "p", 90, 1000),
+        [members(&[])],
+        "first list at once"
+    );
+    // 300 game nodes arrive, 1 ms apart: 300 ms of changes.
+    let mut lists = Vec::new();
+    for i in 0..300u32 {
+        h.game(10 + i as usize, 1000 + i, "p");
+        h.advance(1);
+        lists.extend(h.got(1));
+    }
+    h.settle();
+    lists.extend(h.got(1));
+    assert!(
+        (2..=4).contains(&lists.len()),
+        "300 ms of arrivals folded into {} lists",
+        lists.len()
+    );
+    let want: Vec<(u32, String, u16)> = (0..300u32)
+        .map(|i| (1000 + i, format!("S{}", 1000 + i), i as u16 + 1))
+        .collect();
+    assert_eq!(
+        lists.last(),
+        Some(&Got::Members(want)),
+        "the last list is current"
+    );
+    // Quiet again: the next change goes out at once.
+    h.advance(1_000);
+    h.game(5000, 5000, "p");
+    assert_eq!(h.got(1).len(), 1);
+}
+
+#[test]
+fn a_folded_change_waits_at_most_the_fold_window() {
+    let mut h = H::new();
+    h.cross(1, 9, "p", 90, 10);
+    h.game(2, 101, "p"); // inside the window CROSS_INFO's list opened
+    assert!(h.got(1).is_empty(), "folded");
+    h.advance(super::fold::FOLD_MS - 1);
+    assert!(h.got(1).is_empty(), "still inside the window");
+    h.advance(1 + TICK_MS);
+    assert_eq!(h.got(1), [members(&[(101, "S101", 1)])]);
+}

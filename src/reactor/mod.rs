@@ -36,6 +36,8 @@ mod admin;
 mod durability;
 mod failover;
 mod notify;
+mod partial;
+mod queue;
 
 use crate::admin::metrics::IoStats;
 use crate::cluster::{Cluster, ConnId, Handler, NoHandler, Now, Outbox};
@@ -46,9 +48,10 @@ use crate::state::{Db, StoreThread};
 use log::{debug, error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
+use partial::append_partial;
+use queue::WriteQueue;
 use slab::Slab;
-use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -79,7 +82,7 @@ struct Conn {
     /// The bytes of an incomplete frame; empty (no allocation) between frames.
     partial: Vec<u8>,
     /// Frames the socket has not taken yet; empty (no allocation) when caught up.
-    out: VecDeque<u8>,
+    out: WriteQueue,
     closing: bool,
     /// In the reactor's dirty list (to flush or close at the end of the turn).
     dirty: bool,
@@ -99,7 +102,20 @@ impl Conn {
             );
             self.closing = true;
         } else {
-            self.out.extend(bytes);
+            self.out.push(bytes);
+        }
+    }
+
+    /// [`Conn::enqueue`] for frames shared with other connections: queued without a copy.
+    fn enqueue_shared(&mut self, conn: ConnId, bytes: &bytes::Bytes, cap: usize) {
+        if self.out.len() > cap {
+            warn!(
+                "conn {conn}: {} bytes queued, peer is not reading; dropping it",
+                self.out.len() + bytes.len()
+            );
+            self.closing = true;
+        } else {
+            self.out.push_shared(bytes.clone());
         }
     }
 }
@@ -180,6 +196,24 @@ impl Outbox for Io<'_> {
             return;
         }
         c.enqueue(conn, frame, self.max_write_buffer);
+        self.mark_dirty(conn);
+    }
+
+    fn send_shared(&mut self, conn: ConnId, frames: &bytes::Bytes, count: u64) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        *self.frames_out += count;
+        if self.current == Some(conn) && !self.reply.is_empty() {
+            // The replies so far go first: into the queue, ahead of the shared frames; later
+            // replies of this turn queue behind them (the queue is no longer empty).
+            c.out.push(self.reply);
+            self.reply.clear();
+        }
+        c.enqueue_shared(conn, frames, self.max_write_buffer);
         self.mark_dirty(conn);
     }
 
@@ -798,7 +832,7 @@ impl<H: Handler> LoginNode<H> {
                     entry.insert(Conn {
                         stream,
                         partial: Vec::new(),
-                        out: VecDeque::new(),
+                        out: WriteQueue::default(),
                         closing: false,
                         dirty: false,
                         read_pending: false,
@@ -838,7 +872,7 @@ impl<H: Handler> LoginNode<H> {
         if c.out.is_empty() {
             return;
         }
-        if let Err(e) = flush_queue(c, &mut self.io_stats.bytes_out) {
+        if let Err(e) = c.out.flush_to(&mut c.stream, &mut self.io_stats.bytes_out) {
             debug!("conn {conn}: write: {e}");
             c.closing = true;
         }
@@ -886,10 +920,16 @@ impl<H: Handler> LoginNode<H> {
         let mut eof = false;
         let mut drained = false;
 
-        // A partial frame from an earlier turn: read straight into it until it is whole, so a
-        // frame that trickles in is never copied more than once.
+        // A partial frame from an earlier turn: read what it still needs (through the scratch
+        // buffer, so it only ever holds bytes that arrived) until it is whole.
         if !io.conns[conn].partial.is_empty() {
-            match fill_partial(&mut io.conns[conn], max_frame, &mut calls, bytes_in) {
+            match fill_partial(
+                &mut io.conns[conn],
+                scratch,
+                max_frame,
+                &mut calls,
+                bytes_in,
+            ) {
                 Fill::Complete => {
                     *frames_in += 1;
                     let frame = std::mem::take(&mut io.conns[conn].partial);
@@ -948,15 +988,8 @@ impl<H: Handler> LoginNode<H> {
             }
         }
         if filled > 0 && !io.is_closing(conn) {
-            let c = &mut io.conns[conn];
-            // Reserve the whole frame now if its length is known, so completing it needs no
-            // reallocation.
-            let want = match scratch[..filled] {
-                [hi, lo, ..] => proto::HEADER_LEN + u16::from_be_bytes([hi, lo]) as usize,
-                _ => filled,
-            };
-            c.partial.reserve_exact(want);
-            c.partial.extend_from_slice(&scratch[..filled]);
+            // Only the bytes received: a declared length reserves nothing.
+            append_partial(&mut io.conns[conn].partial, &scratch[..filled]);
         }
         if eof {
             debug!("conn {conn}: peer closed");
@@ -1008,14 +1041,14 @@ impl<H: Handler> LoginNode<H> {
             };
             c.dirty = false;
             if !c.out.is_empty() {
-                if let Err(e) = flush_queue(c, &mut self.io_stats.bytes_out) {
+                if let Err(e) = c.out.flush_to(&mut c.stream, &mut self.io_stats.bytes_out) {
                     debug!("conn {conn}: write: {e}");
-                    c.out.clear();
+                    c.out.release();
                 }
             }
             if c.out.is_empty() {
                 // Idle connections hold no buffers.
-                c.out = VecDeque::new();
+                c.out.release();
             }
             if c.closing && (!linger || c.out.is_empty()) {
                 self.release(conn, now);
@@ -1063,7 +1096,7 @@ impl<H: Handler> LoginNode<H> {
                 if event.is_read_closed() || event.is_error() {
                     if let Some(c) = self.conns.get_mut(conn) {
                         // The peer is gone: nothing more will be delivered.
-                        c.out.clear();
+                        c.out.release();
                         if !c.dirty {
                             c.dirty = true;
                             self.dirty.push(conn);
@@ -1130,8 +1163,15 @@ enum Fill {
     Failed(io::Error),
 }
 
-/// Reads into `c.partial` exactly what its frame still needs.
-fn fill_partial(c: &mut Conn, max_frame: usize, calls: &mut usize, bytes_in: &mut u64) -> Fill {
+/// Reads what `c.partial`'s frame still needs, through `scratch`, so the partial buffer holds
+/// only bytes that arrived (never the declared length, never zero-filled).
+fn fill_partial(
+    c: &mut Conn,
+    scratch: &mut [u8],
+    max_frame: usize,
+    calls: &mut usize,
+    bytes_in: &mut u64,
+) -> Fill {
     loop {
         let have = c.partial.len();
         let need = if have < proto::HEADER_LEN {
@@ -1146,23 +1186,18 @@ fn fill_partial(c: &mut Conn, max_frame: usize, calls: &mut usize, bytes_in: &mu
                 Err(e) => return Fill::BadHeader(e),
             }
         };
-        c.partial.resize(have + need, 0);
+        let want = need.min(scratch.len());
         *calls += 1;
-        let result = c.stream.read(&mut c.partial[have..]);
-        match result {
-            Ok(0) => {
-                c.partial.truncate(have);
-                return Fill::Eof;
-            }
+        match c.stream.read(&mut scratch[..want]) {
+            Ok(0) => return Fill::Eof,
             Ok(n) => {
                 *bytes_in += n as u64;
-                c.partial.truncate(have + n);
-                if n < need && c.partial.len() >= proto::HEADER_LEN {
+                append_partial(&mut c.partial, &scratch[..n]);
+                if n < want && c.partial.len() >= proto::HEADER_LEN {
                     return Fill::Incomplete;
                 }
             }
             Err(e) => {
-                c.partial.truncate(have);
                 return match e.kind() {
                     io::ErrorKind::WouldBlock => Fill::Incomplete,
                     io::ErrorKind::Interrupted => continue,
@@ -1171,24 +1206,6 @@ fn fill_partial(c: &mut Conn, max_frame: usize, calls: &mut usize, bytes_in: &mu
             }
         }
     }
-}
-
-/// Writes the queue until it is empty or the socket is full.
-fn flush_queue(c: &mut Conn, bytes_out: &mut u64) -> io::Result<()> {
-    while !c.out.is_empty() {
-        let (a, b) = c.out.as_slices();
-        match c.stream.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                *bytes_out += n as u64;
-                c.out.drain(..n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Frames in a buffer of whole frames (one for almost every send).

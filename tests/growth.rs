@@ -1,0 +1,360 @@
+//! Memory and work that stay flat as the cluster grows (issue 11), measured on the release of
+//! a real `login-node` process over loopback: RSS growth against bytes peers actually sent,
+//! not bytes they declared. Each test states its budget and fails on a server that keeps a
+//! copy per declared byte, per node or per name.
+//!
+//! The tests run one at a time (`SERIAL`): RSS of one server is only meaningful when no other
+//! test of this file is loading the machine's allocator at the same time, and the test
+//! process shares the 20,000 open-file cap.
+
+mod common;
+
+use common::{http, rss_kib, ADMIN_TOKEN, TOKEN};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_login-node");
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+}
+
+/// A server process with its stderr in a file.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Server {
+    /// Starts the binary on two free ports (retrying if one was taken meanwhile).
+    fn start(extra: &[&str]) -> Server {
+        for _ in 0..5 {
+            let dir = common::temp_dir("growth");
+            std::fs::create_dir_all(&dir).expect("dir");
+            let addr = free_addr();
+            let admin = free_addr();
+            let log = std::fs::File::create(dir.join("stderr.log")).expect("log file");
+            let child = Command::new(BIN)
+                .args(["--listen", &addr.to_string(), "--token", TOKEN])
+                .args(["--admin-listen", &admin.to_string()])
+                .args(["--admin-token", ADMIN_TOKEN])
+                .args(["--state-dir", &dir.join("state").display().to_string()])
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn");
+            let mut server = Server {
+                child,
+                addr,
+                admin,
+                dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if server.child.try_wait().expect("wait").is_some() {
+                    break;
+                }
+                if TcpStream::connect(admin).is_ok() && TcpStream::connect(addr).is_ok() {
+                    return server;
+                }
+                assert!(Instant::now() < deadline, "server never came up");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        panic!("the server would not start");
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    fn metric(&self, name: &str) -> u64 {
+        let (_, text) = http(self.admin, "GET", "/metrics", None, None);
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name}"))
+    }
+
+    /// Waits (bounded) until `f` holds.
+    fn wait_for(&self, what: &str, within: Duration, mut f: impl FnMut(&Server) -> bool) {
+        let deadline = Instant::now() + within;
+        while !f(self) {
+            assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Budget: 2,000 unauthenticated connections that each declare a 65,535-byte frame and then
+/// send 2 bytes of it (in two writes, so both the first read and the continuation of a
+/// partial frame are exercised) grow the server's RSS by at most 16 MiB. A buffer sized by
+/// the declared length would pin 128 MiB.
+#[test]
+fn declared_frame_lengths_reserve_nothing() {
+    let _g = serial();
+    let server = Server::start(&["--log-level", "warn", "--auth-timeout", "60"]);
+    let before = rss_kib(server.pid());
+    let base_in = server.metric("login_node_bytes_received_total");
+    let mut conns: Vec<TcpStream> = (0..2_000)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr).expect("connect");
+            s.set_nodelay(true).expect("nodelay");
+            s.write_all(&[0xFF, 0xFF, 0x00])
+                .expect("header and one byte");
+            s
+        })
+        .collect();
+    server.wait_for("first bytes read", Duration::from_secs(20), |s| {
+        s.metric("login_node_bytes_received_total") >= base_in + 3 * 2_000
+    });
+    for s in &mut conns {
+        s.write_all(&[0x01]).expect("one more byte");
+    }
+    server.wait_for("second bytes read", Duration::from_secs(20), |s| {
+        s.metric("login_node_bytes_received_total") >= base_in + 4 * 2_000
+    });
+    let grown = rss_kib(server.pid()).saturating_sub(before);
+    eprintln!("declared 65,535 x 2,000, sent 2 bytes each: RSS grew {grown} KiB");
+    assert!(
+        grown <= 16 * 1024,
+        "2,000 partial frames of 2 bytes grew the server by {grown} KiB"
+    );
+    assert_eq!(server.metric("login_node_connections_open"), 2_000);
+    assert!(!server.log().contains("panicked"));
+}
+
+/// An AUTH frame signed with the right token, with `plat` as its platform.
+fn auth_frame(id: u32, plat: &str) -> Vec<u8> {
+    let time = login_node::client::unix_time();
+    let mut v = Vec::new();
+    login_node::proto::Auth {
+        node_type: 1,
+        node_id: id,
+        plat,
+        time,
+        sign: login_node::proto::auth::sign(id, time, TOKEN.as_bytes()),
+    }
+    .encode(&mut v)
+    .expect("fits");
+    v
+}
+
+/// Budget: 200 successful AUTHs with unique 60 KB `plat` strings (3 node ids, each connection
+/// closed at once) leave at most 4 MiB resident once they are gone (a name kept for good, and
+/// kept twice, left 23 MB), and no log line holds more than 64 bytes of a plat.
+#[test]
+fn peer_supplied_names_are_freed_and_clipped_in_the_log() {
+    use std::io::Read;
+    let _g = serial();
+    let server = Server::start(&["--log-level", "info"]);
+    let before = rss_kib(server.pid());
+    for i in 0..200u32 {
+        let plat = format!("{i:05}{}", "q".repeat(60_000));
+        let mut s = TcpStream::connect(server.addr).expect("connect");
+        s.write_all(&auth_frame(1 + i % 3, &plat)).expect("auth");
+        s.set_read_timeout(Some(common::REPLY)).expect("timeout");
+        let mut reply = [0u8; 13];
+        s.read_exact(&mut reply).expect("AUTH_RESULT");
+        assert_eq!(reply[4], 0, "AUTH {i} accepted");
+    }
+    server.wait_for("every connection closed", Duration::from_secs(20), |s| {
+        s.metric("login_node_connections_open") == 0
+    });
+    let grown = rss_kib(server.pid()).saturating_sub(before);
+    eprintln!("200 AUTHs with unique 60 KB plats: RSS grew {grown} KiB");
+    assert!(
+        grown <= 4 * 1024,
+        "200 unique 60 KB plats left {grown} KiB resident"
+    );
+    let log = server.log();
+    assert!(
+        log.contains("authenticated (plat"),
+        "{}",
+        &log[..log.len().min(2000)]
+    );
+    assert!(
+        !log.contains(&"q".repeat(65)),
+        "a log line holds more than 64 bytes of a plat"
+    );
+}
+
+/// A game node that sends AUTH and GAME_INFO and then never reads (a 4 KiB receive buffer).
+fn lazy_game_node(server: &Server, id: u32) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    s.set_recv_buffer_size(4096).expect("rcvbuf");
+    s.connect(&server.addr.into()).expect("connect");
+    let mut s: TcpStream = s.into();
+    s.write_all(&auth_frame(id, "dev")).expect("auth");
+    let mut info = Vec::new();
+    common::game_info(id, "p").encode(&mut info).expect("info");
+    s.write_all(&info).expect("info");
+    s
+}
+
+/// Budget: one whitelist change of 4,000 entries of 1 KiB (4 MiB of deltas) waiting in the
+/// write queues of 100 game nodes that do not read grows the server's RSS by at most 48 MiB
+/// (a copy per node would be 400 MiB), and a node that reads gets every entry, in order.
+#[test]
+fn a_whitelist_change_is_one_copy_shared_by_every_write_queue() {
+    use login_node::client::{Client, ServerMessage};
+    let _g = serial();
+    let server = Server::start(&["--max-write-buffer", "67108864", "--log-level", "warn"]);
+    let lazy: Vec<TcpStream> = (0..100).map(|i| lazy_game_node(&server, 100 + i)).collect();
+    let mut reader = Client::connect(server.addr, common::REPLY).expect("connect");
+    let r = reader
+        .auth(login_node::proto::NodeType::Game, 1, "dev", TOKEN, None)
+        .expect("auth");
+    assert_eq!(r.code, 0);
+    reader
+        .send_game_info(&common::game_info(1, "p"))
+        .expect("info");
+    server.wait_for("all online", Duration::from_secs(20), |s| {
+        s.metric("login_node_nodes_online{type=\"game\"}") == 101
+    });
+    let before = rss_kib(server.pid());
+    let entries: Vec<String> = (0..4_000)
+        .map(|i| format!("{i:06}{}", "x".repeat(1018)))
+        .collect();
+    let body = serde_json::json!({ "entries": entries }).to_string();
+    let (status, text) = http(
+        server.admin,
+        "POST",
+        "/api/whitelist",
+        Some(ADMIN_TOKEN),
+        Some(&body),
+    );
+    assert_eq!(status, 200, "{text}");
+    let mut got = Vec::new();
+    while got.len() < entries.len() {
+        match reader.recv(common::REPLY).expect("delta") {
+            Some(ServerMessage::WhitelistDelta { version, op, entry }) => {
+                assert_eq!(op, 1);
+                got.push((version, entry));
+            }
+            Some(_) => {}
+            None => panic!("the reading node was closed"),
+        }
+    }
+    let grown = rss_kib(server.pid()).saturating_sub(before);
+    eprintln!("4 MiB of deltas queued for 100 non-reading nodes: RSS grew {grown} KiB");
+    for (i, (version, entry)) in got.iter().enumerate() {
+        assert_eq!(*version, i as u32 + 1, "versions in order");
+        assert_eq!(entry, &entries[i], "entries in order");
+    }
+    assert_eq!(
+        server.metric("login_node_nodes_online{type=\"game\"}"),
+        101,
+        "nobody was dropped under the cap"
+    );
+    assert!(
+        grown <= 48 * 1024,
+        "4 MiB of deltas for 100 nodes grew the server by {grown} KiB"
+    );
+    drop(lazy);
+}
+
+/// Budget: 500 game nodes arriving as fast as they can onto one cross node of capacity
+/// 1,000 cost that cross node at most one CROSS_MEMBERS per 150 ms fold window of the ramp
+/// (plus the first), not one per arrival (500 lists, about 1 MB), and the last list it gets
+/// lists every member, each in its own slot.
+#[test]
+fn a_ramp_costs_a_cross_node_a_few_complete_lists() {
+    use login_node::client::{Client, ServerMessage};
+    use login_node::proto::{CrossInfo, NodeType, U32List};
+    let _g = serial();
+    let server = Server::start(&["--log-level", "warn"]);
+    let mut cross = Client::connect(server.addr, common::REPLY).expect("connect");
+    let r = cross
+        .auth(NodeType::Cross, 9, "dev", TOKEN, None)
+        .expect("auth");
+    assert_eq!(r.code, 0);
+    let info = CrossInfo {
+        id: 9,
+        cross_plat: "p",
+        cross_server_id: 90,
+        cross_node_name: "cross90@127.0.0.1",
+        capacity: 1000,
+        game_server_list: U32List::EMPTY,
+    };
+    cross.send_cross_info(&info, &[]).expect("info");
+    match cross.recv(common::REPLY).expect("first list") {
+        Some(ServerMessage::CrossMembers(m)) => assert!(m.is_empty()),
+        other => panic!("expected CROSS_MEMBERS, got {other:?}"),
+    }
+    let started = Instant::now();
+    let games: Vec<TcpStream> = (0..500u32)
+        .map(|i| {
+            let id = 1000 + i;
+            let mut s = TcpStream::connect(server.addr).expect("connect");
+            let mut frames = auth_frame(id, "dev");
+            common::game_info(id, "p")
+                .encode(&mut frames)
+                .expect("info");
+            s.write_all(&frames).expect("auth + info");
+            s
+        })
+        .collect();
+    let (mut lists, mut bytes) = (0usize, 0usize);
+    let mut last = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while last.len() < games.len() {
+        assert!(
+            Instant::now() < deadline,
+            "only {} members listed",
+            last.len()
+        );
+        match cross.recv(common::REPLY).expect("members") {
+            Some(ServerMessage::CrossMembers(m)) => {
+                lists += 1;
+                bytes += 6 + m.iter().map(|(_, name, _)| 8 + name.len()).sum::<usize>();
+                last = m;
+            }
+            Some(_) => {}
+            None => panic!("the cross node was closed"),
+        }
+    }
+    let windows = started.elapsed().as_millis() as usize / 150;
+    eprintln!(
+        "500 arrivals in {:?}: {lists} lists, {bytes} bytes of CROSS_MEMBERS",
+        started.elapsed()
+    );
+    assert!(
+        lists <= windows + 2,
+        "{lists} lists ({bytes} bytes) in {windows} fold windows"
+    );
+    let mut ids: Vec<u32> = last.iter().map(|(id, _, _)| *id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1000..1500).collect::<Vec<_>>(), "every member listed");
+    let mut slots: Vec<u16> = last.iter().map(|(_, _, pos)| *pos).collect();
+    slots.sort_unstable();
+    assert_eq!(slots, (1..=500).collect::<Vec<_>>(), "one slot each");
+    drop(games);
+}
