@@ -532,8 +532,9 @@ mod tests {
         p.nodes[g] = NodeMachine::new(game(1), T0, false);
         p.pump();
         p.events(g);
-        // The login node kicks 1 ms past the timeout (its clock is read in whole ms).
-        p.advance(12_001);
+        // The login node kicks past the timeout: 1 ms (its clock is read in whole ms), on its
+        // wheel's next 10 ms tick.
+        p.advance(12_010);
         assert_eq!(p.events(g), [NodeEvent::Kicked(2)]);
         assert!(p.nodes[g].is_closed());
     }
