@@ -39,6 +39,8 @@ pub const RELOADABLE: &[&str] = &[
     "allow",
     "auth_fail_limit",
     "auth_fail_window",
+    "public_max_age",
+    "new_server_days",
 ];
 
 /// What happens when a node logs in while the same (node_type, node_id) is online.
@@ -127,6 +129,13 @@ pub struct Config {
     pub auth_fail_limit: u32,
     /// The window of `auth_fail_limit`, in seconds.
     pub auth_fail_window: u32,
+    /// Address of the players' server list (`GET /public/servers/<plat>`, no token);
+    /// `None` serves it on the admin listener only.
+    pub public_listen: Option<SocketAddr>,
+    /// `Cache-Control: max-age` of the players' server list, in seconds.
+    pub public_max_age: u32,
+    /// Days after its `open_time` during which a game server shows as `new` (0: never).
+    pub new_server_days: u32,
 }
 
 impl Default for Config {
@@ -154,6 +163,9 @@ impl Default for Config {
             allow: Vec::new(),
             auth_fail_limit: 20,
             auth_fail_window: 60,
+            public_listen: None,
+            public_max_age: 5,
+            new_server_days: 7,
         }
     }
 }
@@ -200,6 +212,9 @@ struct FileConfig {
     allow: Option<toml::Value>,
     auth_fail_limit: Option<i64>,
     auth_fail_window: Option<i64>,
+    public_listen: Option<String>,
+    public_max_age: Option<i64>,
+    new_server_days: Option<i64>,
 }
 
 /// One line per flag for `--help`: (flag, value name, description).
@@ -318,6 +333,21 @@ pub const FLAGS: &[(&str, &str, &str)] = &[
         "--auth-fail-window",
         "SECS",
         "the window of --auth-fail-limit [default: 60]",
+    ),
+    (
+        "--public-listen",
+        "ADDR",
+        "players' server list (GET /public/servers/<plat>, no token); \"off\" = admin listener only [default: off]",
+    ),
+    (
+        "--public-max-age",
+        "SECS",
+        "Cache-Control max-age of the players' server list [default: 5]",
+    ),
+    (
+        "--new-server-days",
+        "DAYS",
+        "days after open_time a game server is listed as new; 0 = never [default: 7]",
     ),
 ];
 
@@ -459,6 +489,22 @@ impl Config {
             "auth_fail_window" => {
                 self.auth_fail_window = int_in(key, parse_int(key, value)?, 1, 86_400)?
             }
+            "public_listen" => {
+                self.public_listen = match value {
+                    "" | "off" => None,
+                    v => Some(v.parse().or_else(|_| {
+                        err(format!(
+                            "public_listen: {v:?} is not an address like 0.0.0.0:7702 (or \"off\")"
+                        ))
+                    })?),
+                }
+            }
+            "public_max_age" => {
+                self.public_max_age = int_in(key, parse_int(key, value)?, 0, 86_400)?
+            }
+            "new_server_days" => {
+                self.new_server_days = int_in(key, parse_int(key, value)?, 0, 36_500)?
+            }
             _ => return err(format!("unknown key {key:?}")),
         }
         Ok(())
@@ -478,6 +524,7 @@ impl Config {
             ("admin_listen", file.admin_listen),
             ("admin_token", file.admin_token),
             ("audit_log", file.audit_log),
+            ("public_listen", file.public_listen),
         ];
         for (key, v) in strings {
             if let Some(v) = v {
@@ -496,6 +543,8 @@ impl Config {
             ("full_threshold", file.full_threshold),
             ("auth_fail_limit", file.auth_fail_limit),
             ("auth_fail_window", file.auth_fail_window),
+            ("public_max_age", file.public_max_age),
+            ("new_server_days", file.new_server_days),
         ];
         for (key, v) in ints {
             if let Some(v) = v {
@@ -681,6 +730,15 @@ impl Config {
             "auth_fail_window",
             self.auth_fail_window != other.auth_fail_window,
         );
+        check("public_listen", self.public_listen != other.public_listen);
+        check(
+            "public_max_age",
+            self.public_max_age != other.public_max_age,
+        );
+        check(
+            "new_server_days",
+            self.new_server_days != other.new_server_days,
+        );
         out
     }
 
@@ -813,6 +871,25 @@ mod tests {
         assert!(e.0.starts_with("full_threshold"), "{e}");
         let e = Config::from_args(args("--admin-listen nowhere")).expect_err("bad");
         assert!(e.0.contains("admin_listen"), "{e}");
+        let c = Config::from_args(args(
+            "--public-listen 0.0.0.0:7702 --public-max-age 30 --new-server-days 0",
+        ))
+        .expect("valid");
+        assert_eq!(c.public_listen, Some("0.0.0.0:7702".parse().expect("addr")));
+        assert_eq!((c.public_max_age, c.new_server_days), (30, 0));
+        let mut t = Config::default();
+        t.merge_toml("public_listen = \"127.0.0.1:9\"\npublic_max_age = 60\nnew_server_days = 3\n")
+            .expect("valid");
+        assert_eq!((t.public_max_age, t.new_server_days), (60, 3));
+        assert_eq!(t.public_listen.map(|a| a.port()), Some(9));
+        for (a, key) in [
+            ("--public-listen nowhere", "public_listen"),
+            ("--public-max-age -1", "public_max_age"),
+            ("--new-server-days x", "new_server_days"),
+        ] {
+            let e = Config::from_args(args(a)).expect_err(a);
+            assert!(e.0.contains(key), "{a}: {e}");
+        }
     }
 
     #[test]

@@ -8,9 +8,10 @@
 //! Reads stop while a response is held or the output is large, so a client that sends
 //! without reading cannot grow server memory.
 
-use super::{Io, LoginNode, ACCEPTS_PER_TURN, ADMIN_BASE, ADMIN_LISTENER};
+use super::{Io, LoginNode, ACCEPTS_PER_TURN, ADMIN_BASE, ADMIN_LISTENER, PUBLIC_LISTENER};
 use crate::admin::api::{self, Api};
 use crate::admin::http::{self, HttpError, Response, MAX_HEAD, MAX_REQUEST};
+use crate::admin::public::{self, PublicLists, PublicSettings};
 use crate::cluster::{Handler, Now};
 use crate::config::Config;
 use crate::logging::Peer;
@@ -27,6 +28,9 @@ use std::os::unix::fs::OpenOptionsExt;
 
 /// Most admin connections open at once; more are closed at accept.
 pub const MAX_ADMIN_CONNS: usize = 128;
+/// Most connections open at once on the players' list listener (counted apart, so a crowd
+/// of list readers cannot lock operators out).
+pub const MAX_PUBLIC_CONNS: usize = 1024;
 /// A request must arrive whole within this many ms of its first byte.
 pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// An idle keep-alive connection is closed after this many ms.
@@ -45,6 +49,8 @@ pub(super) struct AdminConn {
     timer: Option<TimerId>,
     /// The current deadline is the request deadline (a request has started).
     in_request: bool,
+    /// Accepted on the players' list listener: serves that list only, heads only.
+    public: bool,
 }
 
 /// The admin listener, its connections and the audit log.
@@ -57,6 +63,12 @@ pub(super) struct AdminSide {
     /// a change is audited even if its client hangs up first).
     pending_audit: Vec<(SocketAddr, String)>,
     fired: Vec<usize>,
+    /// The players' list listener (`public_listen`), its address and open connections.
+    public_listener: Option<TcpListener>,
+    public_addr: Option<SocketAddr>,
+    public_open: usize,
+    /// The players' server lists, rendered once per change.
+    pub(super) lists: PublicLists,
 }
 
 impl AdminSide {
@@ -68,7 +80,19 @@ impl AdminSide {
             audit: None,
             pending_audit: Vec::new(),
             fired: Vec::new(),
+            public_listener: None,
+            public_addr: None,
+            public_open: 0,
+            lists: PublicLists::new(PublicSettings::of(config)),
         };
+        if let Some(addr) = config.public_listen {
+            let mut listener = TcpListener::bind(addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("public_listen {addr}: {e}")))?;
+            side.public_addr = Some(listener.local_addr()?);
+            poll.registry()
+                .register(&mut listener, PUBLIC_LISTENER, Interest::READABLE)?;
+            side.public_listener = Some(listener);
+        }
         let Some(addr) = config.admin_listen else {
             return Ok(side);
         };
@@ -108,23 +132,47 @@ impl AdminSide {
     pub(super) fn local_addr(&self) -> Option<SocketAddr> {
         self.addr
     }
+
+    pub(super) fn public_addr(&self) -> Option<SocketAddr> {
+        self.public_addr
+    }
 }
 
 impl<H: Handler> LoginNode<H> {
-    pub(super) fn admin_accept_ready(&mut self, now: Now) {
+    /// Accepts on the admin listener, or (`public`) on the players' list listener.
+    pub(super) fn admin_accept_ready(&mut self, now: Now, public: bool) {
         for _ in 0..ACCEPTS_PER_TURN {
-            let Some(listener) = &self.admin.listener else {
+            let listener = if public {
+                &self.admin.public_listener
+            } else {
+                &self.admin.listener
+            };
+            let Some(listener) = listener else {
                 return;
             };
             match listener.accept() {
                 Ok((mut stream, peer)) => {
-                    if self.admin.conns.len() >= MAX_ADMIN_CONNS {
-                        warn!(
-                            "admin: {} connections open; refusing {}",
-                            MAX_ADMIN_CONNS,
-                            Peer(peer)
-                        );
+                    let side = &self.admin;
+                    let (open, cap) = if public {
+                        (side.public_open, MAX_PUBLIC_CONNS)
+                    } else {
+                        (side.conns.len() - side.public_open, MAX_ADMIN_CONNS)
+                    };
+                    if open >= cap {
+                        // A crowd on the public list is normal; on the admin API it is news.
+                        if public {
+                            debug!(
+                                "public list: {cap} connections open; refusing {}",
+                                Peer(peer)
+                            );
+                        } else {
+                            warn!("admin: {cap} connections open; refusing {}", Peer(peer));
+                        }
                         continue;
+                    }
+                    if public {
+                        // A list is several segments: its last one must not wait for an ACK.
+                        let _ = stream.set_nodelay(true);
                     }
                     let entry = self.admin.conns.vacant_entry();
                     let key = entry.key();
@@ -146,7 +194,11 @@ impl<H: Handler> LoginNode<H> {
                         close_after_output: false,
                         timer: Some(timer),
                         in_request: false,
+                        public,
                     });
+                    if public {
+                        self.admin.public_open += 1;
+                    }
                     debug!("admin: connection {key} from {}", Peer(peer));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -223,7 +275,12 @@ impl<H: Handler> LoginNode<H> {
             let (req, used) = match parsed {
                 Ok(Some(r)) => r,
                 Ok(None) => {
-                    if c.input.len() > MAX_REQUEST + MAX_HEAD {
+                    let limit = if c.public {
+                        MAX_HEAD
+                    } else {
+                        MAX_REQUEST + MAX_HEAD
+                    };
+                    if c.input.len() > limit {
                         self.admin_fail(key, HttpError::TooLarge);
                     }
                     return;
@@ -234,6 +291,10 @@ impl<H: Handler> LoginNode<H> {
                 }
             };
             c.input.drain(..used);
+            if c.public || req.path.starts_with(public::PREFIX) {
+                self.public_answer(key, &req, now);
+                continue;
+            }
             let peer = c.peer;
             let journal_before = self.cluster.pending_journal().len();
             let mut frames_out = 0;
@@ -284,6 +345,23 @@ impl<H: Handler> LoginNode<H> {
                 }
                 None => c.output.extend_from_slice(&bytes),
             }
+        }
+    }
+
+    /// The players' list (no token, on either listener); nothing to hold.
+    fn public_answer(&mut self, key: usize, req: &http::Request, now: Now) {
+        let side = &mut self.admin;
+        let c = &mut side.conns[key];
+        side.lists
+            .answer(req, &self.cluster, now, req.keep_alive, &mut c.output);
+        self.io_stats.public_requests += 1;
+        self.io_stats.public_renders = side.lists.renders();
+        c.in_request = false;
+        if let Some(t) = c.timer {
+            self.cluster.move_timer(t, now.mono_ms + IDLE_TIMEOUT_MS);
+        }
+        if !req.keep_alive {
+            c.close_after_output = true;
         }
     }
 
@@ -370,6 +448,9 @@ impl<H: Handler> LoginNode<H> {
             return;
         }
         let c = self.admin.conns.remove(key);
+        if c.public {
+            self.admin.public_open -= 1;
+        }
         if let Some(t) = c.timer {
             self.cluster.cancel_timer(t);
         }
