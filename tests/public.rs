@@ -411,3 +411,43 @@ fn no_token_needed_while_every_api_path_still_requires_one() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_large_list_arrives_whole_pipelined_and_to_a_slow_reader() {
+    let server = start(public_config());
+    let public = server.public.expect("public listener");
+    let now = unix_time();
+    let _games: Vec<Client> = (1..=500)
+        .map(|id| game_opening(&server, id, "big", now - 30 * DAY))
+        .collect();
+    let mut c = Conn::open(public);
+    let get = "GET /public/servers/big HTTP/1.1\r\nHost: t\r\n\r\n";
+    c.s.write_all(get.repeat(3).as_bytes()).expect("write");
+    let mut bodies = Vec::new();
+    for _ in 0..3 {
+        let (status, head, body) = c.response(false);
+        assert_eq!(status, 200, "{head}");
+        bodies.push(body);
+    }
+    assert!(bodies[0].len() > 48 << 10, "{} bytes", bodies[0].len());
+    assert!(bodies.iter().all(|b| *b == bodies[0]));
+    let v: Value = serde_json::from_slice(&bodies[0]).expect("json");
+    let ids: Vec<u64> = statuses(&v).iter().map(|s| s.0).collect();
+    assert_eq!(ids, (1..=500).collect::<Vec<u64>>());
+    // A client with a tiny receive window: answers queue behind each other and arrive whole.
+    let s =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    s.set_recv_buffer_size(4096).expect("rcvbuf");
+    s.connect(&public.into()).expect("connect");
+    let mut slow = Conn {
+        s: s.into(),
+        buf: Vec::new(),
+    };
+    slow.s.set_read_timeout(Some(REPLY)).expect("timeout");
+    slow.s.write_all(get.repeat(20).as_bytes()).expect("write");
+    for i in 0..20 {
+        let (status, _, body) = slow.response(false);
+        assert_eq!(status, 200, "answer {i}");
+        assert_eq!(body, bodies[0], "answer {i}");
+    }
+}

@@ -269,8 +269,9 @@ impl PublicLists {
         self.cache.get(&plat_id).map(|c| &c.list)
     }
 
-    /// Answers a request for a path under [`PREFIX`] (or any other path, with 404), writing
-    /// the whole response to `out`. Returns the status code.
+    /// Answers a request for a path under [`PREFIX`] (or any other path, with 404): the
+    /// head (or a whole error response) is appended to `out`, and the body to send after it
+    /// is returned borrowed from the cache, so the caller can write it without copying.
     pub fn answer(
         &mut self,
         req: &Request,
@@ -278,7 +279,7 @@ impl PublicLists {
         now: Now,
         keep_alive: bool,
         out: &mut Vec<u8>,
-    ) -> u16 {
+    ) -> Answer<'_> {
         let segment = req
             .path
             .strip_prefix(PREFIX)
@@ -288,7 +289,7 @@ impl PublicLists {
             _ => {
                 let e = Response::error(404, format!("no route {}; try {PREFIX}<plat>", req.path));
                 e.write(keep_alive, out);
-                return 404;
+                return Answer::whole(404);
             }
         };
         let head_only = match req.method.as_str() {
@@ -297,44 +298,73 @@ impl PublicLists {
             _ => {
                 Response::error(405, "method not allowed here; use GET or HEAD")
                     .write(keep_alive, out);
-                return 405;
+                return Answer::whole(405);
             }
         };
         let max_age = self.settings.max_age_secs;
-        let unknown;
-        let list = match self.list(cluster, &plat, now) {
-            Some(list) => list,
-            None => {
-                unknown = render(&plat, &[], now.unix_secs, 0);
-                &unknown
+        let inm = req.if_none_match.as_deref();
+        let Some(list) = self.list(cluster, &plat, now) else {
+            // Unknown platforms are not cached: their tiny list is written whole.
+            let empty = render(&plat, &[], now.unix_secs, 0);
+            let status = write_head(out, &empty, inm, max_age, keep_alive);
+            if status == 200 && !head_only {
+                out.extend_from_slice(&empty.body);
             }
+            return Answer::whole(status);
         };
-        let not_modified = req
-            .if_none_match
-            .as_deref()
-            .is_some_and(|h| etag_matches(h, &list.etag));
-        let connection = if keep_alive { "keep-alive" } else { "close" };
-        // Writes into a Vec cannot fail.
-        let _ = if not_modified {
-            write!(out, "HTTP/1.1 304 Not Modified\r\n")
+        let status = write_head(out, list, inm, max_age, keep_alive);
+        let body: &[u8] = if status == 200 && !head_only {
+            &list.body
         } else {
-            write!(
-                out,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-                list.body.len()
-            )
+            &[]
         };
-        let _ = write!(
+        Answer { status, body }
+    }
+}
+
+/// What [`PublicLists::answer`] wrote, and the body still to send.
+#[derive(Debug)]
+pub struct Answer<'a> {
+    /// The status code.
+    pub status: u16,
+    /// The body to send after what was written (empty for 304, HEAD and errors).
+    pub body: &'a [u8],
+}
+
+impl Answer<'_> {
+    fn whole(status: u16) -> Self {
+        Answer { status, body: &[] }
+    }
+}
+
+/// The head of a 200, or a whole 304 when `if_none_match` matches; returns which.
+fn write_head(
+    out: &mut Vec<u8>,
+    list: &Rendered,
+    if_none_match: Option<&str>,
+    max_age: u32,
+    keep_alive: bool,
+) -> u16 {
+    let not_modified = if_none_match.is_some_and(|h| etag_matches(h, &list.etag));
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    // Writes into a Vec cannot fail.
+    let _ = if not_modified {
+        write!(out, "HTTP/1.1 304 Not Modified\r\n")
+    } else {
+        write!(
             out,
-            "ETag: {}\r\nCache-Control: public, max-age={max_age}\r\nAccess-Control-Allow-Origin: *\r\nConnection: {connection}\r\n\r\n",
-            list.etag
-        );
-        if not_modified {
-            return 304;
-        }
-        if !head_only {
-            out.extend_from_slice(&list.body);
-        }
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            list.body.len()
+        )
+    };
+    let _ = write!(
+        out,
+        "ETag: {}\r\nCache-Control: public, max-age={max_age}\r\nAccess-Control-Allow-Origin: *\r\nConnection: {connection}\r\n\r\n",
+        list.etag
+    );
+    if not_modified {
+        304
+    } else {
         200
     }
 }

@@ -1435,8 +1435,9 @@ fn public_answers_carry_the_etag_and_a_match_is_304() {
     let mut ask = |h: &H, head: &str| {
         let (req, _) = parse_request(head.as_bytes()).expect("ok").expect("whole");
         let mut out = Vec::new();
-        let status = lists.answer(&req, &h.c, h.now, true, &mut out);
-        (status, String::from_utf8(out).expect("utf8"))
+        let answer = lists.answer(&req, &h.c, h.now, true, &mut out);
+        out.extend_from_slice(answer.body);
+        (answer.status, String::from_utf8(out).expect("utf8"))
     };
     let (status, text) = ask(&h, "GET /public/servers/p%201 HTTP/1.1\r\n\r\n");
     assert_eq!(status, 200, "{text}");
