@@ -39,6 +39,9 @@ pub const IDLE_TIMEOUT_MS: u64 = 60_000;
 const OUTPUT_PAUSE: usize = 1 << 20;
 /// Bodies of the players' list from this size are written from the cache directly.
 const DIRECT_WRITE_MIN: usize = 8 << 10;
+/// Bytes of players' list answers written per loop turn at most; requests beyond wait for
+/// the next turn, so a heartbeat never waits behind more than this much list traffic.
+const PUBLIC_BYTES_PER_TURN: usize = 256 << 10;
 
 /// Writes `head` then `body` in as few syscalls as the socket allows; leaves in `head`
 /// whatever it did not take (the rest of the head, then the rest of the body).
@@ -83,6 +86,8 @@ pub(super) struct AdminConn {
     in_request: bool,
     /// Accepted on the players' list listener: serves that list only, heads only.
     public: bool,
+    /// Has requests left over for the next turn (the turn's list budget ran out).
+    carried: bool,
 }
 
 /// The admin listener, its connections and the audit log.
@@ -101,6 +106,9 @@ pub(super) struct AdminSide {
     public_open: usize,
     /// The players' server lists, rendered once per change.
     pub(super) lists: PublicLists,
+    /// What this turn may still write of list answers, and the connections left over.
+    public_budget: usize,
+    carried: Vec<usize>,
 }
 
 impl AdminSide {
@@ -116,6 +124,8 @@ impl AdminSide {
             public_addr: None,
             public_open: 0,
             lists: PublicLists::new(PublicSettings::of(config)),
+            public_budget: PUBLIC_BYTES_PER_TURN,
+            carried: Vec::new(),
         };
         if let Some(addr) = config.public_listen {
             let mut listener = TcpListener::bind(addr)
@@ -167,6 +177,11 @@ impl AdminSide {
 
     pub(super) fn public_addr(&self) -> Option<SocketAddr> {
         self.public_addr
+    }
+
+    /// Connections with requests left over for the next turn.
+    pub(super) fn has_carried(&self) -> bool {
+        !self.carried.is_empty()
     }
 }
 
@@ -227,6 +242,7 @@ impl<H: Handler> LoginNode<H> {
                         timer: Some(timer),
                         in_request: false,
                         public,
+                        carried: false,
                     });
                     if public {
                         self.admin.public_open += 1;
@@ -262,7 +278,11 @@ impl<H: Handler> LoginNode<H> {
             let Some(c) = self.admin.conns.get_mut(key) else {
                 return;
             };
-            if c.close_after_output || c.held.is_some() || c.output.len() >= OUTPUT_PAUSE {
+            if c.close_after_output
+                || c.held.is_some()
+                || c.carried
+                || c.output.len() >= OUTPUT_PAUSE
+            {
                 // Paused: edge-triggered readiness is re-reported only on new data, so the
                 // release path calls `admin_process` (and reads) itself.
                 break;
@@ -300,7 +320,12 @@ impl<H: Handler> LoginNode<H> {
             let Some(c) = self.admin.conns.get_mut(key) else {
                 return;
             };
-            if c.held.is_some() || c.close_after_output {
+            if c.held.is_some() || c.close_after_output || c.carried {
+                return;
+            }
+            if c.public && self.admin.public_budget == 0 {
+                c.carried = true;
+                self.admin.carried.push(key);
                 return;
             }
             let parsed = http::parse_request(&c.input);
@@ -384,10 +409,20 @@ impl<H: Handler> LoginNode<H> {
     /// to the socket straight from the cache when nothing is queued before it (one copy
     /// less per answer); only what the socket did not take is copied into the output.
     fn public_answer(&mut self, key: usize, req: &http::Request, now: Now) {
-        let AdminSide { conns, lists, .. } = &mut self.admin;
+        let AdminSide {
+            conns,
+            lists,
+            public_budget,
+            ..
+        } = &mut self.admin;
         let c = &mut conns[key];
         let direct = c.output.is_empty();
+        let before = c.output.len();
         let answer = lists.answer(req, &self.cluster, now, req.keep_alive, &mut c.output);
+        if c.public {
+            let bytes = c.output.len() - before + answer.body.len();
+            *public_budget = public_budget.saturating_sub(bytes);
+        }
         let mut failed = None;
         if direct && answer.body.len() >= DIRECT_WRITE_MIN {
             if let Err(e) = write_head_and_body(&mut c.stream, &mut c.output, answer.body) {
@@ -408,6 +443,26 @@ impl<H: Handler> LoginNode<H> {
         if let Some(e) = failed {
             debug!("public connection {key}: write: {e}");
             self.admin_close(key);
+        }
+    }
+
+    /// A new turn's list budget; connections left over from the last one go first.
+    pub(super) fn admin_carried(&mut self, now: Now) {
+        self.admin.public_budget = PUBLIC_BYTES_PER_TURN;
+        let carried = std::mem::take(&mut self.admin.carried);
+        for &key in &carried {
+            let Some(c) = self.admin.conns.get_mut(key) else {
+                continue;
+            };
+            c.carried = false;
+            self.admin_process(key, now);
+            self.admin_read(key, now);
+            self.admin_flush(key);
+        }
+        let mut carried = carried;
+        carried.clear();
+        if self.admin.carried.is_empty() {
+            self.admin.carried = carried;
         }
     }
 

@@ -594,6 +594,7 @@ impl<H: Handler> LoginNode<H> {
         }
         self.with_outbox(|cluster, io, handler| cluster.handle_timeout(now, io, handler));
         self.admin_timers_fired();
+        self.admin_carried(now);
         self.commit_journal();
         self.flush_dirty(now, false);
         log::logger().flush();
@@ -686,7 +687,11 @@ impl<H: Handler> LoginNode<H> {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if self.accept_more || !self.pending_reads.is_empty() || !self.dirty.is_empty() {
+        if self.accept_more
+            || !self.pending_reads.is_empty()
+            || !self.dirty.is_empty()
+            || self.admin.has_carried()
+        {
             return Some(Duration::ZERO);
         }
         let journal_wait = if self.cluster.pending_journal().is_empty() {
