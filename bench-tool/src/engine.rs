@@ -166,6 +166,8 @@ pub struct Engine {
     server_at_window: Option<(f64, i64)>,
     /// The parent of worker processes: keep running until this returns true.
     pub keep_running: Option<Box<dyn FnMut() -> bool>>,
+    /// Set when the measured window opens (the `public` mode's HTTP load starts then).
+    pub window_open: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 fn group_index(g: Group) -> usize {
@@ -198,6 +200,7 @@ impl Engine {
             server_at_ramp: None,
             server_at_window: None,
             keep_running: None,
+            window_open: None,
             plan,
         })
     }
@@ -588,6 +591,9 @@ impl Engine {
                 self.stats.server_rss_growth = Some(r1 - r0);
             }
             self.window_start = Some(done);
+            if let Some(flag) = &self.window_open {
+                flag.store(true, std::sync::atomic::Ordering::Release);
+            }
         }
     }
 
