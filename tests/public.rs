@@ -364,6 +364,14 @@ fn no_token_needed_while_every_api_path_still_requires_one() {
         assert_eq!(status, 200, "{head}");
         let (status, _, _) = request(addr, "POST", "/public/servers/p", "");
         assert_eq!(status, 405);
+        for other in [
+            "/public",
+            "/public/",
+            "/public/other",
+            "/public/servers/p/x",
+        ] {
+            assert_eq!(request(addr, "GET", other, "").0, 404, "{other}");
+        }
     }
     let routes = [
         ("GET", "/api/nodes"),

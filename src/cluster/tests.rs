@@ -1479,3 +1479,33 @@ fn public_answers_carry_the_etag_and_a_match_is_304() {
         assert_eq!(ask(&h, head).0, want, "{head}");
     }
 }
+
+#[test]
+fn public_lists_follow_new_settings_at_once() {
+    use crate::admin::public::{PublicLists, PublicSettings};
+    let mut h = H::new();
+    game_opening_at(&mut h, 1, 101, "p", T0 as u32 - 10);
+    let mut lists = PublicLists::new(PublicSettings {
+        new_server_secs: 100,
+        max_age_secs: 5,
+    });
+    let first = lists.list(&h.c, "p", h.now).cloned().expect("list");
+    assert_eq!(statuses(&first), [(101, "new".into(), true)]);
+    let same = PublicSettings {
+        new_server_secs: 100,
+        max_age_secs: 5,
+    };
+    lists.reconfigure(same);
+    lists.list(&h.c, "p", h.now);
+    assert_eq!(lists.renders(), 1, "unchanged settings keep the cache");
+    lists.reconfigure(PublicSettings {
+        new_server_secs: 0,
+        max_age_secs: 5,
+    });
+    let now = lists.list(&h.c, "p", h.now).cloned().expect("list");
+    assert_eq!(
+        statuses(&now),
+        [(101, "normal".into(), true)],
+        "no waiting a second"
+    );
+}

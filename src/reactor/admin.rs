@@ -11,7 +11,7 @@
 use super::{Io, LoginNode, ACCEPTS_PER_TURN, ADMIN_BASE, ADMIN_LISTENER, PUBLIC_LISTENER};
 use crate::admin::api::{self, Api};
 use crate::admin::http::{self, HttpError, Response, MAX_HEAD, MAX_REQUEST};
-use crate::admin::public::{self, PublicLists, PublicSettings};
+use crate::admin::public::{PublicLists, PublicSettings};
 use crate::cluster::{Handler, Now};
 use crate::config::Config;
 use crate::logging::Peer;
@@ -348,7 +348,7 @@ impl<H: Handler> LoginNode<H> {
                 }
             };
             c.input.drain(..used);
-            if c.public || req.path.starts_with(public::PREFIX) {
+            if c.public || req.path == "/public" || req.path.starts_with("/public/") {
                 self.public_answer(key, &req, now);
                 continue;
             }
