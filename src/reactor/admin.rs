@@ -8,6 +8,7 @@
 //! Reads stop while a response is held or the output is large, so a client that sends
 //! without reading cannot grow server memory.
 
+use super::public::PUBLIC_BYTES_PER_TURN;
 use super::{Io, LoginNode, ACCEPTS_PER_TURN, ADMIN_BASE, ADMIN_LISTENER, PUBLIC_LISTENER};
 use crate::admin::api::{self, Api};
 use crate::admin::http::{self, HttpError, Response, MAX_HEAD, MAX_REQUEST};
@@ -22,7 +23,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Poll, Token};
 use slab::Slab;
 use std::fs::{File, OpenOptions};
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 
@@ -37,64 +38,28 @@ pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
 pub const IDLE_TIMEOUT_MS: u64 = 60_000;
 /// Reading pauses while this much output waits for the client.
 const OUTPUT_PAUSE: usize = 1 << 20;
-/// Bodies of the players' list from this size are written from the cache directly.
-const DIRECT_WRITE_MIN: usize = 8 << 10;
-/// Bytes of players' list answers written per loop turn at most; requests beyond wait for
-/// the next turn, so a heartbeat never waits behind more than this much list traffic.
-const PUBLIC_BYTES_PER_TURN: usize = 256 << 10;
-
-/// Writes `head` then `body` in as few syscalls as the socket allows; leaves in `head`
-/// whatever it did not take (the rest of the head, then the rest of the body).
-fn write_head_and_body(stream: &mut impl Write, head: &mut Vec<u8>, body: &[u8]) -> io::Result<()> {
-    let mut written = 0;
-    let total = head.len() + body.len();
-    while written < total {
-        let result = if written < head.len() {
-            stream.write_vectored(&[IoSlice::new(&head[written..]), IoSlice::new(body)])
-        } else {
-            stream.write(&body[written - head.len()..])
-        };
-        match result {
-            Ok(0) => break,
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    if written < head.len() {
-        head.drain(..written);
-        head.extend_from_slice(body);
-    } else {
-        let from = written - head.len();
-        head.clear();
-        head.extend_from_slice(&body[from..]);
-    }
-    Ok(())
-}
-
 pub(super) struct AdminConn {
-    stream: TcpStream,
+    pub(super) stream: TcpStream,
     peer: SocketAddr,
     input: Vec<u8>,
-    output: Vec<u8>,
+    pub(super) output: Vec<u8>,
     /// A change's response (and its audit line) waiting for the journal sync.
     held: Option<Vec<u8>>,
-    close_after_output: bool,
-    timer: Option<TimerId>,
+    pub(super) close_after_output: bool,
+    pub(super) timer: Option<TimerId>,
     /// The current deadline is the request deadline (a request has started).
-    in_request: bool,
+    pub(super) in_request: bool,
     /// Accepted on the players' list listener: serves that list only, heads only.
-    public: bool,
+    pub(super) public: bool,
     /// Has requests left over for the next turn (the turn's list budget ran out).
-    carried: bool,
+    pub(super) carried: bool,
 }
 
 /// The admin listener, its connections and the audit log.
 pub(super) struct AdminSide {
     listener: Option<TcpListener>,
     addr: Option<SocketAddr>,
-    conns: Slab<AdminConn>,
+    pub(super) conns: Slab<AdminConn>,
     audit: Option<File>,
     /// Audit lines of changes waiting for the journal sync (kept apart from the connections:
     /// a change is audited even if its client hangs up first).
@@ -107,8 +72,8 @@ pub(super) struct AdminSide {
     /// The players' server lists, rendered once per change.
     pub(super) lists: PublicLists,
     /// What this turn may still write of list answers, and the connections left over.
-    public_budget: usize,
-    carried: Vec<usize>,
+    pub(super) public_budget: usize,
+    pub(super) carried: Vec<usize>,
 }
 
 impl AdminSide {
@@ -272,7 +237,7 @@ impl<H: Handler> LoginNode<H> {
         self.admin_flush(key);
     }
 
-    fn admin_read(&mut self, key: usize, now: Now) {
+    pub(super) fn admin_read(&mut self, key: usize, now: Now) {
         let mut buf = [0u8; 16 * 1024];
         loop {
             let Some(c) = self.admin.conns.get_mut(key) else {
@@ -315,7 +280,7 @@ impl<H: Handler> LoginNode<H> {
     }
 
     /// Answers every whole request in the input, until one must wait for the journal.
-    fn admin_process(&mut self, key: usize, now: Now) {
+    pub(super) fn admin_process(&mut self, key: usize, now: Now) {
         loop {
             let Some(c) = self.admin.conns.get_mut(key) else {
                 return;
@@ -405,67 +370,6 @@ impl<H: Handler> LoginNode<H> {
         }
     }
 
-    /// The players' list (no token, on either listener); nothing to hold. A large body goes
-    /// to the socket straight from the cache when nothing is queued before it (one copy
-    /// less per answer); only what the socket did not take is copied into the output.
-    fn public_answer(&mut self, key: usize, req: &http::Request, now: Now) {
-        let AdminSide {
-            conns,
-            lists,
-            public_budget,
-            ..
-        } = &mut self.admin;
-        let c = &mut conns[key];
-        let direct = c.output.is_empty();
-        let before = c.output.len();
-        let answer = lists.answer(req, &self.cluster, now, req.keep_alive, &mut c.output);
-        if c.public {
-            let bytes = c.output.len() - before + answer.body.len();
-            *public_budget = public_budget.saturating_sub(bytes);
-        }
-        let mut failed = None;
-        if direct && answer.body.len() >= DIRECT_WRITE_MIN {
-            if let Err(e) = write_head_and_body(&mut c.stream, &mut c.output, answer.body) {
-                failed = Some(e);
-            }
-        } else {
-            c.output.extend_from_slice(answer.body);
-        }
-        self.io_stats.public_requests += 1;
-        self.io_stats.public_renders = lists.renders();
-        c.in_request = false;
-        if let Some(t) = c.timer {
-            self.cluster.move_timer(t, now.mono_ms + IDLE_TIMEOUT_MS);
-        }
-        if !req.keep_alive {
-            c.close_after_output = true;
-        }
-        if let Some(e) = failed {
-            debug!("public connection {key}: write: {e}");
-            self.admin_close(key);
-        }
-    }
-
-    /// A new turn's list budget; connections left over from the last one go first.
-    pub(super) fn admin_carried(&mut self, now: Now) {
-        self.admin.public_budget = PUBLIC_BYTES_PER_TURN;
-        let carried = std::mem::take(&mut self.admin.carried);
-        for &key in &carried {
-            let Some(c) = self.admin.conns.get_mut(key) else {
-                continue;
-            };
-            c.carried = false;
-            self.admin_process(key, now);
-            self.admin_read(key, now);
-            self.admin_flush(key);
-        }
-        let mut carried = carried;
-        carried.clear();
-        if self.admin.carried.is_empty() {
-            self.admin.carried = carried;
-        }
-    }
-
     /// The journal synced: the audit lines of the changes it made durable are written, every
     /// held response goes out, and each connection continues with requests that waited
     /// behind it.
@@ -516,7 +420,7 @@ impl<H: Handler> LoginNode<H> {
         self.admin_flush(key);
     }
 
-    fn admin_flush(&mut self, key: usize) {
+    pub(super) fn admin_flush(&mut self, key: usize) {
         let Some(c) = self.admin.conns.get_mut(key) else {
             return;
         };
@@ -544,7 +448,7 @@ impl<H: Handler> LoginNode<H> {
         }
     }
 
-    fn admin_close(&mut self, key: usize) {
+    pub(super) fn admin_close(&mut self, key: usize) {
         if !self.admin.conns.contains(key) {
             return;
         }
@@ -595,55 +499,5 @@ impl<H: Handler> LoginNode<H> {
         let mut fired = fired;
         fired.clear();
         self.admin.fired = fired;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::write_head_and_body;
-    use std::io::{self, Write};
-
-    /// A socket that takes `room` bytes, `step` at most per call, then would block.
-    struct Tight {
-        taken: Vec<u8>,
-        room: usize,
-        step: usize,
-    }
-
-    impl Write for Tight {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            let n = buf.len().min(self.room).min(self.step);
-            if n == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            self.taken.extend_from_slice(&buf[..n]);
-            self.room -= n;
-            Ok(n)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn what_the_socket_does_not_take_is_kept_in_order() {
-        let body: Vec<u8> = (0..100u8).collect();
-        for room in [0, 3, 5, 6, 50, 104, 105, 200] {
-            for step in [1, 4, 7, 1000] {
-                let mut sock = Tight {
-                    taken: Vec::new(),
-                    room,
-                    step,
-                };
-                let mut head = b"HEAD:".to_vec();
-                write_head_and_body(&mut sock, &mut head, &body).expect("no error");
-                let mut all = sock.taken.clone();
-                all.extend_from_slice(&head);
-                let mut want = b"HEAD:".to_vec();
-                want.extend_from_slice(&body);
-                assert_eq!(all, want, "room {room} step {step}");
-                assert_eq!(sock.taken.len(), room.min(105), "room {room} step {step}");
-            }
-        }
     }
 }

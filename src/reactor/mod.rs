@@ -32,6 +32,7 @@
 
 mod admin;
 mod notify;
+mod public;
 
 use crate::admin::metrics::IoStats;
 use crate::cluster::{Cluster, ConnId, Handler, NoHandler, Now, Outbox};
