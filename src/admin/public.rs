@@ -16,6 +16,7 @@ use md5::{Digest, Md5};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Write as _;
+use std::sync::Arc;
 
 /// The path prefix of the players' list.
 pub const PREFIX: &str = "/public/servers/";
@@ -134,8 +135,8 @@ struct Body<'a> {
 /// One rendered list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
-    /// The JSON body.
-    pub body: Vec<u8>,
+    /// The JSON body, shared by every answer that sends it.
+    pub body: Arc<[u8]>,
     /// The strong ETag, quoted.
     pub etag: String,
     /// The earliest unix second at which a time-derived status changes.
@@ -182,7 +183,7 @@ pub fn render(plat: &str, entries: &[ServerEntry<'_>], now_unix: u64, new_secs: 
     }
     etag.push('"');
     Rendered {
-        body,
+        body: body.into(),
         etag,
         stale_at_unix,
     }
@@ -271,7 +272,7 @@ impl PublicLists {
 
     /// Answers a request for a path under [`PREFIX`] (or any other path, with 404): the
     /// head (or a whole error response) is appended to `out`, and the body to send after it
-    /// is returned borrowed from the cache, so the caller can write it without copying.
+    /// is returned shared with the cache, so the caller can write it without copying.
     pub fn answer(
         &mut self,
         req: &Request,
@@ -279,7 +280,7 @@ impl PublicLists {
         now: Now,
         keep_alive: bool,
         out: &mut Vec<u8>,
-    ) -> Answer<'_> {
+    ) -> Answer {
         let segment = req
             .path
             .strip_prefix(PREFIX)
@@ -313,27 +314,23 @@ impl PublicLists {
             return Answer::whole(status);
         };
         let status = write_head(out, list, inm, max_age, keep_alive);
-        let body: &[u8] = if status == 200 && !head_only {
-            &list.body
-        } else {
-            &[]
-        };
+        let body = (status == 200 && !head_only).then(|| list.body.clone());
         Answer { status, body }
     }
 }
 
 /// What [`PublicLists::answer`] wrote, and the body still to send.
 #[derive(Debug)]
-pub struct Answer<'a> {
+pub struct Answer {
     /// The status code.
     pub status: u16,
-    /// The body to send after what was written (empty for 304, HEAD and errors).
-    pub body: &'a [u8],
+    /// The cached body to send after what was written (none for 304, HEAD and errors).
+    pub body: Option<Arc<[u8]>>,
 }
 
-impl Answer<'_> {
+impl Answer {
     fn whole(status: u16) -> Self {
-        Answer { status, body: &[] }
+        Answer { status, body: None }
     }
 }
 

@@ -26,6 +26,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
 
 /// Most admin connections open at once; more are closed at accept.
 pub const MAX_ADMIN_CONNS: usize = 128;
@@ -41,7 +42,7 @@ const OUTPUT_PAUSE: usize = 1 << 20;
 pub(super) struct AdminConn {
     pub(super) stream: TcpStream,
     peer: SocketAddr,
-    input: Vec<u8>,
+    pub(super) input: Vec<u8>,
     pub(super) output: Vec<u8>,
     /// A change's response (and its audit line) waiting for the journal sync.
     held: Option<Vec<u8>>,
@@ -53,6 +54,8 @@ pub(super) struct AdminConn {
     pub(super) public: bool,
     /// Has requests left over for the next turn (the turn's list budget ran out).
     pub(super) carried: bool,
+    /// A shared list body (and how much of it was sent) that follows `output`.
+    pub(super) tail: Option<(Arc<[u8]>, usize)>,
 }
 
 /// The admin listener, its connections and the audit log.
@@ -208,6 +211,7 @@ impl<H: Handler> LoginNode<H> {
                         in_request: false,
                         public,
                         carried: false,
+                        tail: None,
                     });
                     if public {
                         self.admin.public_open += 1;
@@ -246,6 +250,7 @@ impl<H: Handler> LoginNode<H> {
             if c.close_after_output
                 || c.held.is_some()
                 || c.carried
+                || c.public_paused()
                 || c.output.len() >= OUTPUT_PAUSE
             {
                 // Paused: edge-triggered readiness is re-reported only on new data, so the
@@ -285,7 +290,7 @@ impl<H: Handler> LoginNode<H> {
             let Some(c) = self.admin.conns.get_mut(key) else {
                 return;
             };
-            if c.held.is_some() || c.close_after_output || c.carried {
+            if c.held.is_some() || c.close_after_output || c.carried || c.public_paused() {
                 return;
             }
             if c.public && self.admin.public_budget == 0 {
@@ -424,6 +429,7 @@ impl<H: Handler> LoginNode<H> {
         let Some(c) = self.admin.conns.get_mut(key) else {
             return;
         };
+        let was_paused = c.public_paused();
         let mut written = 0;
         while written < c.output.len() {
             match c.stream.write(&c.output[written..]) {
@@ -440,12 +446,20 @@ impl<H: Handler> LoginNode<H> {
         }
         c.output.drain(..written);
         if c.output.is_empty() {
-            if c.close_after_output && c.held.is_none() {
+            if let Err(e) = c.flush_tail() {
+                debug!("admin connection {key}: write: {e}");
                 self.admin_close(key);
                 return;
             }
-            c.output = Vec::new();
+            if c.tail.is_none() {
+                if c.close_after_output && c.held.is_none() {
+                    self.admin_close(key);
+                    return;
+                }
+                c.output = Vec::new();
+            }
         }
+        self.public_resume(key, was_paused);
     }
 
     pub(super) fn admin_close(&mut self, key: usize) {
