@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the hot paths: frame decoding, the heartbeat round trip through the
-//! cluster, the timer wheel, the allocator and the AUTH check. `cargo bench --bench core`.
+//! cluster, the timer wheel, the allocator, the AUTH check and rendering the players' server
+//! list. `cargo bench --bench core`.
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use login_node::cluster::alloc::Allocator;
@@ -155,12 +156,39 @@ fn auth_check(c: &mut Criterion) {
     });
 }
 
+fn public_list(c: &mut Criterion) {
+    use login_node::admin::public::render;
+    use login_node::admin::servers::ServerEntry;
+    use login_node::cluster::GameStatus;
+    let names: Vec<String> = (0..1_000).map(|i| format!("S{i}")).collect();
+    let addrs: Vec<String> = (0..1_000)
+        .map(|i| format!("10.0.{}.{}:8000", i / 256, i % 256))
+        .collect();
+    let entries: Vec<ServerEntry<'_>> = (0..1_000)
+        .map(|i| ServerEntry {
+            id: i,
+            name: &names[i as usize],
+            addr: Some(&addrs[i as usize]),
+            open_time: Some(1_700_000_000 + i),
+            status: GameStatus::Normal,
+        })
+        .collect();
+    let mut group = c.benchmark_group("public");
+    group.throughput(Throughput::Elements(1_000));
+    // One render serves every request until the list changes (at most once a second).
+    group.bench_function("render_1000_servers", |b| {
+        b.iter(|| render("p", black_box(&entries), 1_800_000_000, 7 * 86_400))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     frames,
     heartbeat_round_trip,
     timers,
     allocator,
-    auth_check
+    auth_check,
+    public_list
 );
 criterion_main!(benches);

@@ -42,6 +42,8 @@ pub const RELOADABLE: &[&str] = &[
     "allow",
     "auth_fail_limit",
     "auth_fail_window",
+    "public_max_age",
+    "new_server_days",
 ];
 
 /// What happens when a node logs in while the same (node_type, node_id) is online.
@@ -140,6 +142,13 @@ pub struct Config {
     pub member_name: Option<String>,
     /// The group lease's TTL in seconds.
     pub lease_ttl: u64,
+    /// Address of the players' server list (`GET /public/servers/<plat>`, no token);
+    /// `None` serves it on the admin listener only.
+    pub public_listen: Option<SocketAddr>,
+    /// `Cache-Control: max-age` of the players' server list, in seconds.
+    pub public_max_age: u32,
+    /// Days after its `open_time` during which a game server shows as `new` (0: never).
+    pub new_server_days: u32,
 }
 
 impl Default for Config {
@@ -171,6 +180,9 @@ impl Default for Config {
             etcd_prefix: DEFAULT_ETCD_PREFIX.to_string(),
             member_name: None,
             lease_ttl: 5,
+            public_listen: None,
+            public_max_age: 5,
+            new_server_days: 7,
         }
     }
 }
@@ -221,6 +233,9 @@ struct FileConfig {
     etcd_prefix: Option<String>,
     member_name: Option<String>,
     lease_ttl: Option<i64>,
+    public_listen: Option<String>,
+    public_max_age: Option<i64>,
+    new_server_days: Option<i64>,
 }
 
 /// One line per flag for `--help`: (flag, value name, description).
@@ -359,6 +374,21 @@ pub const FLAGS: &[(&str, &str, &str)] = &[
         "--lease-ttl",
         "SECS",
         "group lease TTL: a dead active member is replaced after about this long [default: 5]",
+    ),
+    (
+        "--public-listen",
+        "ADDR",
+        "players' server list (GET /public/servers/<plat>, no token); \"off\" = admin listener only [default: off]",
+    ),
+    (
+        "--public-max-age",
+        "SECS",
+        "Cache-Control max-age of the players' server list [default: 5]",
+    ),
+    (
+        "--new-server-days",
+        "DAYS",
+        "days after open_time a game server is listed as new; 0 = never [default: 7]",
     ),
 ];
 
@@ -532,6 +562,22 @@ impl Config {
                 self.member_name = Some(value.to_string());
             }
             "lease_ttl" => self.lease_ttl = int_in(key, parse_int(key, value)?, 2, 600)?,
+            "public_listen" => {
+                self.public_listen = match value {
+                    "" | "off" => None,
+                    v => Some(v.parse().or_else(|_| {
+                        err(format!(
+                            "public_listen: {v:?} is not an address like 0.0.0.0:7702 (or \"off\")"
+                        ))
+                    })?),
+                }
+            }
+            "public_max_age" => {
+                self.public_max_age = int_in(key, parse_int(key, value)?, 0, 86_400)?
+            }
+            "new_server_days" => {
+                self.new_server_days = int_in(key, parse_int(key, value)?, 0, 36_500)?
+            }
             _ => return err(format!("unknown key {key:?}")),
         }
         Ok(())
@@ -553,6 +599,7 @@ impl Config {
             ("audit_log", file.audit_log),
             ("etcd_prefix", file.etcd_prefix),
             ("member_name", file.member_name),
+            ("public_listen", file.public_listen),
         ];
         for (key, v) in strings {
             if let Some(v) = v {
@@ -572,6 +619,8 @@ impl Config {
             ("auth_fail_limit", file.auth_fail_limit),
             ("auth_fail_window", file.auth_fail_window),
             ("lease_ttl", file.lease_ttl),
+            ("public_max_age", file.public_max_age),
+            ("new_server_days", file.new_server_days),
         ];
         for (key, v) in ints {
             if let Some(v) = v {
@@ -850,6 +899,15 @@ impl Config {
             "auth_fail_window",
             self.auth_fail_window != other.auth_fail_window,
         );
+        check("public_listen", self.public_listen != other.public_listen);
+        check(
+            "public_max_age",
+            self.public_max_age != other.public_max_age,
+        );
+        check(
+            "new_server_days",
+            self.new_server_days != other.new_server_days,
+        );
         out
     }
 
@@ -982,6 +1040,25 @@ mod tests {
         assert!(e.0.starts_with("full_threshold"), "{e}");
         let e = Config::from_args(args("--admin-listen nowhere")).expect_err("bad");
         assert!(e.0.contains("admin_listen"), "{e}");
+        let c = Config::from_args(args(
+            "--public-listen 0.0.0.0:7702 --public-max-age 30 --new-server-days 0",
+        ))
+        .expect("valid");
+        assert_eq!(c.public_listen, Some("0.0.0.0:7702".parse().expect("addr")));
+        assert_eq!((c.public_max_age, c.new_server_days), (30, 0));
+        let mut t = Config::default();
+        t.merge_toml("public_listen = \"127.0.0.1:9\"\npublic_max_age = 60\nnew_server_days = 3\n")
+            .expect("valid");
+        assert_eq!((t.public_max_age, t.new_server_days), (60, 3));
+        assert_eq!(t.public_listen.map(|a| a.port()), Some(9));
+        for (a, key) in [
+            ("--public-listen nowhere", "public_listen"),
+            ("--public-max-age -1", "public_max_age"),
+            ("--new-server-days x", "new_server_days"),
+        ] {
+            let e = Config::from_args(args(a)).expect_err(a);
+            assert!(e.0.contains(key), "{a}: {e}");
+        }
     }
 
     #[test]

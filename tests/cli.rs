@@ -344,6 +344,20 @@ fn sighup_reloads_reloadable_keys_and_rejects_a_bad_file_whole() {
             "login_node_config_reloads_total{{result=\"{result}\"}} 1"
         ))
     };
+    let list_max_age = || -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(admin_addr).expect("connect");
+        s.set_read_timeout(Some(REPLY)).expect("timeout");
+        s.write_all(b"GET /public/servers/any HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read");
+        text.lines()
+            .find_map(|l| l.strip_prefix("Cache-Control: "))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(list_max_age(), "public, max-age=5");
 
     // A bad file (unknown key) is rejected whole: the old token still works.
     write("token = \"second-secret-B2\"\nheartbeat_interval = 6\nlisten_typo = 1\n");
@@ -355,7 +369,7 @@ fn sighup_reloads_reloadable_keys_and_rejects_a_bad_file_whole() {
     }
     assert_eq!(auth_code(addr, 4, "first-secret-A1"), 0);
 
-    write("token = \"second-secret-B2\"\nheartbeat_interval = 6\n");
+    write("token = \"second-secret-B2\"\nheartbeat_interval = 6\npublic_max_age = 33\n");
     signal(&p, "-HUP");
     while !reloads("applied") {
         assert!(Instant::now() < deadline, "the reload was never applied");
@@ -369,6 +383,11 @@ fn sighup_reloads_reloadable_keys_and_rejects_a_bad_file_whole() {
         (r.code, r.heartbeat_interval),
         (0, 6),
         "new token and interval"
+    );
+    assert_eq!(
+        list_max_age(),
+        "public, max-age=33",
+        "the players' list follows"
     );
     assert_eq!(
         auth_code(addr, 3, "first-secret-A1"),

@@ -184,6 +184,8 @@ pub struct Engine {
     draining: bool,
     /// The parent of worker processes: keep running until this returns true.
     pub keep_running: Option<Box<dyn FnMut() -> bool>>,
+    /// Set when the measured window opens (the `public` mode's HTTP load starts then).
+    pub window_open: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 fn group_index(g: Group) -> usize {
@@ -217,6 +219,7 @@ impl Engine {
             server_at_window: None,
             draining: false,
             keep_running: None,
+            window_open: None,
             plan,
         })
     }
@@ -643,6 +646,9 @@ impl Engine {
                 self.stats.server_rss_growth = Some(r1 - r0);
             }
             self.window_start = Some(done);
+            if let Some(flag) = &self.window_open {
+                flag.store(true, std::sync::atomic::Ordering::Release);
+            }
         }
     }
 

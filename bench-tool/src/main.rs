@@ -9,6 +9,7 @@
 
 mod engine;
 mod hist;
+mod http_load;
 
 use engine::{Engine, Plan, ServerSamples, Stats};
 use hist::Hist;
@@ -26,6 +27,9 @@ Modes:
   pump    N nodes online, each keeps --pipeline K heartbeats in flight: ACKs/s, RTT
   churn   --workers W loops of connect -> AUTH -> INFO -> online -> close: sessions/s
   mixed   hold (--nodes), pump (--pump-nodes x --pipeline) and churn (--workers) at once
+  public  hold (--nodes, all on --plat), and once they are online --http-conns keep-alive
+          connections ask --public-addr for GET /public/servers/<plat> at --rate a second:
+          requests/s, latency, 200 vs 304, next to the heartbeat RTT of the held nodes
 
 Flags [default]:
   --addr ADDR            server node port [127.0.0.1:7700]
@@ -46,6 +50,11 @@ Flags [default]:
   --src-ips N            spread source addresses over 127.0.0.2.. [one per 8000 sockets]
   --server-pid PID       sample the server's CPU and RSS from /proc
   --procs P              worker processes (each its own open-file limit) [1]
+  --public-addr ADDR     public: the players' list listener (or the admin listener)
+  --http-conns N         public: keep-alive HTTP connections [8]
+  --rate R               public: requests/s over all of them; 0 = as fast as answered [10000]
+  --depth K              public: requests in flight per connection [1]
+  --conditional          public: send If-None-Match with the last ETag (mostly 304s)
   --json                 print one JSON object at the end
   --quiet                no progress lines
 ";
@@ -92,7 +101,7 @@ fn parse(argv: Vec<String>) -> Result<Args, String> {
         flags: Vec::new(),
         switches: Vec::new(),
     };
-    const SWITCHES: &[&str] = &["json", "quiet", "await-assign"];
+    const SWITCHES: &[&str] = &["json", "quiet", "await-assign", "conditional"];
     while let Some(a) = it.next() {
         let name = a
             .strip_prefix("--")
@@ -113,11 +122,15 @@ fn plan(a: &Args) -> Result<Plan, String> {
     let nodes: usize = a.num("nodes", 1000)?;
     let cross: usize = a.num("cross", 0)?;
     let (hold, pump, workers) = match mode {
-        "hold" => (nodes, 0, 0),
+        "hold" | "public" => (nodes, 0, 0),
         "pump" => (0, nodes, 0),
         "churn" => (0, 0, a.num("workers", 100)?),
         "mixed" => (nodes, a.num("pump-nodes", 100)?, a.num("workers", 20)?),
-        other => return Err(format!("unknown mode {other:?} (hold, pump, churn, mixed)")),
+        other => {
+            return Err(format!(
+                "unknown mode {other:?} (hold, pump, churn, mixed, public)"
+            ))
+        }
     };
     let cross = if matches!(mode, "hold" | "mixed") {
         cross
@@ -165,7 +178,7 @@ fn plan(a: &Args) -> Result<Plan, String> {
         ids_per_worker: IDS_PER_WORKER,
         inflight: a.num("inflight", 512)?,
         hs_timeout: a.secs("hs-timeout", 30.0)?,
-        warmup: if mode == "hold" {
+        warmup: if matches!(mode, "hold" | "public") {
             Duration::ZERO
         } else {
             a.secs("warmup", 1.0)?
@@ -179,6 +192,42 @@ fn plan(a: &Args) -> Result<Plan, String> {
             .map_err(|_| "--server-pid: bad pid".to_string())?,
         quiet: a.has("quiet"),
         label: String::new(),
+    })
+}
+
+fn http_plan(a: &Args, plat: &str) -> Result<http_load::HttpPlan, String> {
+    let addr = a
+        .get("public-addr")
+        .ok_or("public: --public-addr is required")?
+        .parse()
+        .map_err(|_| "--public-addr: not an address".to_string())?;
+    let rate: f64 = a.num("rate", 10_000.0)?;
+    if !(rate.is_finite() && rate >= 0.0) {
+        return Err("--rate: must be >= 0".into());
+    }
+    Ok(http_load::HttpPlan {
+        addr,
+        path: format!("/public/servers/{plat}"),
+        conns: a.num("http-conns", 8usize)?.max(1),
+        rate: (rate > 0.0).then_some(rate),
+        depth: a.num("depth", 1usize)?.max(1),
+        conditional: a.has("conditional"),
+    })
+}
+
+fn http_report(h: &http_load::HttpStats) -> Value {
+    let secs = h.secs.max(1e-9);
+    json!({
+        "requests": h.requests,
+        "requests_per_sec": h.requests as f64 / secs,
+        "status_200": h.ok,
+        "status_304": h.not_modified,
+        "status_other": h.other,
+        "body_mib_per_sec": h.body_bytes as f64 / secs / (1 << 20) as f64,
+        "latency": h.latency.summary_us(),
+        "behind": h.behind,
+        "dead_connections": h.errors,
+        "secs": h.secs,
     })
 }
 
@@ -320,6 +369,15 @@ fn print_summary(mode: &str, r: &Value) {
                 rss as f64 / n as f64
             );
         }
+    }
+    if let Some(h) = r.get("http") {
+        let l = &h["latency"];
+        println!(
+            "  http        {} requests at {:.0}/s ({} x 200, {} x 304, {} other; {:.0} MiB/s of body); latency p50 {:.0} us, p99 {:.0} us, p999 {:.0} us; {} behind the rate",
+            h["requests"], f(&h["requests_per_sec"]), h["status_200"], h["status_304"],
+            h["status_other"], f(&h["body_mib_per_sec"]), f(&l["p50_us"]), f(&l["p99_us"]),
+            f(&l["p999_us"]), h["behind"]
+        );
     }
     println!("  online at end {}", r["online_at_end"]);
     match r["failures"].as_object() {
@@ -490,6 +548,19 @@ fn main() -> ExitCode {
     raise_nofile();
     let server_pid = plan.server_pid;
     let procs: usize = args.num("procs", 1).unwrap_or(1).max(1);
+    let public = match (args.mode == "public").then(|| http_plan(&args, &plan.plat)) {
+        None => None,
+        Some(Ok(p)) if procs == 1 => Some(p),
+        Some(Ok(_)) => {
+            eprintln!("login-node-bench: public runs in one process (no --procs)");
+            return ExitCode::from(2);
+        }
+        Some(Err(e)) => {
+            eprintln!("login-node-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut http = None;
     let stats = if procs > 1 {
         match run_workers(&args, &plan, procs) {
             Ok(s) => s,
@@ -506,7 +577,39 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        if let Err(e) = engine.run() {
+        // The HTTP load runs on its own thread (the engine's loop stays one thread) and
+        // starts when the held nodes are online.
+        let load = public.map(http_load::spawn);
+        if let Some((go, _, _)) = &load {
+            engine.window_open = Some(go.clone());
+        }
+        let ran = engine.run();
+        if let Some((_, stop, handle)) = load {
+            stop.store(true, std::sync::atomic::Ordering::Release);
+            match handle.join() {
+                Ok(Ok(h)) => {
+                    if h.requests == 0 {
+                        engine.stats.failures.insert("no http answers".into(), 1);
+                    }
+                    if h.errors > 0 || h.other > 0 {
+                        engine.stats.failures.insert(
+                            "http connections closed or non-200/304 answers".into(),
+                            h.errors + h.other,
+                        );
+                    }
+                    http = Some(h);
+                }
+                Ok(Err(e)) => {
+                    eprintln!("login-node-bench: http load: {e}");
+                    return ExitCode::from(2);
+                }
+                Err(_) => {
+                    eprintln!("login-node-bench: http load thread panicked");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        if let Err(e) = ran {
             eprintln!("login-node-bench: poll failed: {e}");
             return ExitCode::from(2);
         }
@@ -523,7 +626,10 @@ fn main() -> ExitCode {
                 .or_default() += 1;
         }
     }
-    let r = report(&args.mode, &stats);
+    let mut r = report(&args.mode, &stats);
+    if let Some(h) = &http {
+        r["http"] = http_report(h);
+    }
     if args.has("json") {
         println!("{r}");
     } else {

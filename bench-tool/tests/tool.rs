@@ -216,3 +216,66 @@ fn unanswered_and_wrongly_echoed_heartbeats_are_failures() {
     );
     assert_eq!(r["acks"], 0, "a wrong echo is not an answer: {r}");
 }
+
+#[test]
+fn public_mode_asks_for_the_list_while_nodes_heartbeat() {
+    let cfg = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        token: "tool-test".into(),
+        heartbeat_interval: 1,
+        heartbeat_timeout: 5,
+        state_dir: None,
+        admin_listen: None,
+        public_listen: Some("127.0.0.1:0".parse().expect("addr")),
+        ..Config::default()
+    };
+    let mut node = LoginNode::bind(cfg).expect("bind");
+    let addr = node.local_addr().to_string();
+    let public = node.public_addr().expect("public listener").to_string();
+    let stop = node.shutdown_handle();
+    let t = std::thread::spawn(move || node.run());
+    let common = [
+        "public",
+        "--addr",
+        &addr,
+        "--token",
+        "tool-test",
+        "--public-addr",
+        &public,
+        "--nodes",
+        "30",
+        "--rate",
+        "300",
+        "--http-conns",
+        "2",
+        "--duration",
+        "1",
+        "--json",
+        "--quiet",
+    ];
+    let (code, r) = run(&common);
+    assert_eq!(code, Some(0), "{r}");
+    let http = &r["http"];
+    assert!(http["status_200"].as_u64().unwrap_or(0) > 50, "{r}");
+    assert_eq!(http["status_304"], 0, "{r}");
+    assert!(r["acks"].as_u64().unwrap_or(0) > 0, "{r}");
+    let (code, r) = run(&[&common[..], &["--conditional"]].concat());
+    assert_eq!(code, Some(0), "{r}");
+    assert!(r["http"]["status_304"].as_u64().unwrap_or(0) > 50, "{r}");
+    // Without --public-addr the mode refuses to start.
+    let out = Command::new(BIN)
+        .args([
+            "public",
+            "--addr",
+            &addr,
+            "--token",
+            "tool-test",
+            "--nodes",
+            "1",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "--public-addr is required");
+    stop.shutdown();
+    t.join().expect("server thread").expect("clean stop");
+}

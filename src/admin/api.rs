@@ -4,6 +4,7 @@
 
 use super::http::{Request, Response};
 use super::metrics::{self, IoStats};
+use super::servers::platform_servers;
 use crate::cluster::{Cluster, Handler, NodeInfo, NodeKey, Now, OperatorError, Outbox};
 use crate::proto::NodeType;
 use serde_json::{json, Value};
@@ -288,30 +289,13 @@ fn servers(req: &Request, cluster: &Cluster) -> Result<Response, Response> {
     let plat = req
         .query_param("plat")
         .ok_or_else(|| Response::error(400, "query parameter plat is required"))?;
-    let alloc = cluster.allocator();
-    let Some(plat_id) = alloc.platforms.get(&plat) else {
-        return Ok(Response::json(200, &json!({ "plat": plat, "servers": [] })));
-    };
-    let mut list: Vec<Value> = alloc
-        .games()
-        .filter(|(_, g)| g.plat == Some(plat_id))
-        .map(|(serv, g)| {
-            let key = NodeKey {
-                node_type: NodeType::Game,
-                node_id: serv,
-            };
-            // Online: what its session says; offline: its durable record.
-            let (addr, open_time) = match cluster.node(key).map(|n| n.info) {
-                Some(NodeInfo::Game {
-                    addr, open_time, ..
-                }) => (json!(&**addr), json!(open_time)),
-                _ => (json!(&*g.addr), json!(g.open_time)),
-            };
-            json!({"id": serv, "name": &*g.name, "addr": addr, "open_time": open_time,
-                   "status": cluster.game_status(serv).name()})
+    let list: Vec<Value> = platform_servers(cluster, &plat)
+        .iter()
+        .map(|e| {
+            json!({"id": e.id, "name": e.name, "addr": e.addr, "open_time": e.open_time,
+                   "status": e.status.name()})
         })
         .collect();
-    list.sort_by_key(|v| v["id"].as_u64());
     Ok(Response::json(
         200,
         &json!({ "plat": plat, "servers": list }),

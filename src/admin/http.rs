@@ -20,6 +20,8 @@ pub struct Request {
     pub query: String,
     /// The `Authorization` header's value.
     pub authorization: Option<String>,
+    /// The `If-None-Match` header's value.
+    pub if_none_match: Option<String>,
     /// Keep the connection open after the response.
     pub keep_alive: bool,
     /// The body.
@@ -31,18 +33,23 @@ impl Request {
     pub fn query_param(&self, name: &str) -> Option<String> {
         self.query.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k == name).then(|| percent_decode(v))
+            (k == name).then(|| percent_decode(v, true))
         })
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// A path segment, percent-decoded (`+` stays `+`, as in paths it is no space).
+pub fn percent_decode_path(s: &str) -> String {
+    percent_decode(s, false)
+}
+
+fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
                 let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
                     .ok()
@@ -116,6 +123,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
     let mut keep_alive = version >= 1;
     let mut content_length: usize = 0;
     let mut authorization = None;
+    let mut if_none_match = None;
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value)
             .map_err(|_| HttpError::Malformed(format!("header {} is not UTF-8", h.name)))?
@@ -138,6 +146,8 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
             }
         } else if h.name.eq_ignore_ascii_case("authorization") {
             authorization = Some(value.to_string());
+        } else if h.name.eq_ignore_ascii_case("if-none-match") {
+            if_none_match = Some(value.to_string());
         }
     }
     let total = head_len + content_length;
@@ -152,6 +162,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
             path: path.to_string(),
             query: query.to_string(),
             authorization,
+            if_none_match,
             keep_alive,
             body: buf[head_len..total].to_vec(),
         },
@@ -240,6 +251,7 @@ mod tests {
         assert_eq!(req.path, "/api/whitelist");
         assert_eq!(req.query_param("x").as_deref(), Some("1"));
         assert_eq!(req.authorization.as_deref(), Some("Bearer t"));
+        assert_eq!(req.if_none_match, None);
         assert_eq!(req.body, b"body");
         assert!(req.keep_alive);
         let (req2, _) = parse_request(&two[used..]).expect("ok").expect("whole");
@@ -279,6 +291,7 @@ mod tests {
         assert_eq!(req.query_param("z").as_deref(), Some("%zz"));
         assert_eq!(req.query_param("q").as_deref(), Some("1%2"));
         assert_eq!(req.query_param("none"), None);
+        assert_eq!(percent_decode_path("a+b%2Fc%E5%8C%BA"), "a+b/c区");
     }
 
     #[test]

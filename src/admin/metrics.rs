@@ -82,6 +82,10 @@ pub struct IoStats {
     pub loop_seconds: Histogram,
     /// Admin requests answered.
     pub admin_requests: u64,
+    /// Requests for the players' server list answered.
+    pub public_requests: u64,
+    /// Renders of the players' server lists (each serves many requests).
+    pub public_renders: u64,
     /// SIGHUP reloads applied.
     pub reloads_applied: u64,
     /// SIGHUP reloads rejected (bad file; the running configuration stayed).
@@ -100,6 +104,8 @@ impl Default for IoStats {
             fsync_seconds: Histogram::new(FSYNC_BUCKETS),
             loop_seconds: Histogram::new(LOOP_BUCKETS),
             admin_requests: 0,
+            public_requests: 0,
+            public_renders: 0,
             reloads_applied: 0,
             reloads_rejected: 0,
         }
@@ -290,6 +296,18 @@ pub fn render(cluster: &Cluster, io: &IoStats, out: &mut String) {
         "login_node_admin_requests_total",
         "Admin API requests answered.",
         io.admin_requests,
+    );
+    counter(
+        out,
+        "login_node_public_requests_total",
+        "Requests for the players' server list answered.",
+        io.public_requests,
+    );
+    counter(
+        out,
+        "login_node_public_renders_total",
+        "Players' server lists rendered (each is served until it changes).",
+        io.public_renders,
     );
     let _ = writeln!(
         out,

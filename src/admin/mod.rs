@@ -3,6 +3,8 @@
 //!
 //! - [`http`]: request parsing and response writing over bytes.
 //! - [`api`]: the routes, over the cluster (sans-IO).
+//! - [`servers`]: a platform's game servers as server lists show them.
+//! - [`public`]: the players' server list, rendered once per change and cached (sans-IO).
 //! - [`metrics`]: counters, histograms and the text format.
 //!
 //! The endpoints, with curl examples, are in `docs/ADMIN.md`.
@@ -10,3 +12,5 @@
 pub mod api;
 pub mod http;
 pub mod metrics;
+pub mod public;
+pub mod servers;

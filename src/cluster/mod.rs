@@ -553,6 +553,8 @@ pub struct Cluster {
     maintenance: HashSet<ServId>,
     busy_threshold: u32,
     full_threshold: u32,
+    /// Bumped whenever a game node's entry in a server list may have changed.
+    list_generation: u64,
     stats: ClusterStats,
     allow: Vec<guard::Cidr>,
     throttle: guard::AuthThrottle,
@@ -607,6 +609,7 @@ impl Cluster {
             maintenance: HashSet::new(),
             busy_threshold: config.busy_threshold,
             full_threshold: config.full_threshold,
+            list_generation: 0,
             stats: ClusterStats::default(),
             allow: config.allow.clone(),
             throttle: guard::AuthThrottle::new(
@@ -666,6 +669,7 @@ impl Cluster {
         };
         self.snapshot.clear();
         self.maintenance = maintenance;
+        self.list_generation += 1;
     }
 
     /// Applies the reloadable settings of `config` (SIGHUP).
@@ -678,8 +682,13 @@ impl Cluster {
         self.auth_window = config.auth_window as u64;
         self.max_connections = config.max_connections;
         self.duplicate_policy = config.duplicate_policy;
-        self.busy_threshold = config.busy_threshold;
-        self.full_threshold = config.full_threshold;
+        if (self.busy_threshold, self.full_threshold)
+            != (config.busy_threshold, config.full_threshold)
+        {
+            self.busy_threshold = config.busy_threshold;
+            self.full_threshold = config.full_threshold;
+            self.list_generation += 1;
+        }
         self.allow = config.allow.clone();
         self.throttle_window_ms = config.auth_fail_window as u64 * 1000;
         self.throttle
@@ -806,6 +815,13 @@ impl Cluster {
     /// Registered nodes (authenticated, not closed).
     pub fn registered(&self) -> usize {
         self.registry.len()
+    }
+
+    /// A number that changes whenever a game node's entry in a server list may have changed
+    /// (online, offline, name, address, open time, maintenance, or its load crossing
+    /// `busy_threshold` / `full_threshold`). Caches of rendered lists compare it.
+    pub fn list_generation(&self) -> u64 {
+        self.list_generation
     }
 
     /// The allocator's records (read-only).
@@ -979,10 +995,15 @@ impl Cluster {
                     (cmd::STATUS_REPORT, Phase::Online, NodeType::Game) => {
                         match StatusReport::decode(body) {
                             Ok(r) => {
+                                let (busy, full) = (self.busy_threshold, self.full_threshold);
                                 if let NodeInfo::Game { players_online, .. } =
                                     &mut self.sessions[conn].info
                                 {
+                                    let before = operator::load_status(*players_online, busy, full);
                                     *players_online = r.online;
+                                    if operator::load_status(r.online, busy, full) != before {
+                                        self.list_generation += 1;
+                                    }
                                 }
                             }
                             Err(e) => self.protocol_error(
@@ -1350,6 +1371,7 @@ impl Cluster {
             welcomed: welcome_now,
         };
         self.stats.online_game += 1;
+        self.list_generation += 1;
         info!(
             "{key} ({}) online: {:?} cross_plat {:?} reports cross {}/{}",
             Peer(s.peer),
@@ -1818,6 +1840,7 @@ impl Cluster {
         match info {
             NodeInfo::Game { .. } => {
                 self.stats.online_game -= 1;
+                self.list_generation += 1;
                 self.alloc.game_offline(key.node_id)
             }
             NodeInfo::Cross { cross_server_id } => {

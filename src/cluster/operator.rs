@@ -70,6 +70,17 @@ impl GameStatus {
     }
 }
 
+/// The status an online game node's player count gives it: normal, busy or full.
+pub(super) fn load_status(players: u32, busy: u32, full: u32) -> GameStatus {
+    if players >= full {
+        GameStatus::Full
+    } else if players >= busy {
+        GameStatus::Busy
+    } else {
+        GameStatus::Normal
+    }
+}
+
 fn check_entry(e: &str) -> Result<(), OperatorError> {
     if e.is_empty() || e.len() > MAX_ENTRY_LEN {
         return Err(OperatorError::BadRequest(format!(
@@ -107,13 +118,7 @@ impl Cluster {
             NodeInfo::Game { players_online, .. } => *players_online,
             _ => 0,
         };
-        if players >= self.full_threshold {
-            GameStatus::Full
-        } else if players >= self.busy_threshold {
-            GameStatus::Busy
-        } else {
-            GameStatus::Normal
-        }
+        load_status(players, self.busy_threshold, self.full_threshold)
     }
 
     /// Adds (`add` = true) or removes whitelist entries; each change bumps the version by one.
@@ -175,6 +180,7 @@ impl Cluster {
         };
         if changed {
             self.operator_seq = self.next_seq;
+            self.list_generation += 1;
             Record::Maintenance { serv, on }.encode(&mut self.journal);
             self.owed.status.push(serv);
             info!("game {serv}: maintenance {}", if on { "on" } else { "off" });

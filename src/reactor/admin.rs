@@ -8,9 +8,11 @@
 //! Reads stop while a response is held or the output is large, so a client that sends
 //! without reading cannot grow server memory.
 
-use super::{Io, LoginNode, ACCEPTS_PER_TURN, ADMIN_BASE, ADMIN_LISTENER};
+use super::public::PUBLIC_BYTES_PER_TURN;
+use super::{Io, LoginNode, ACCEPTS_PER_TURN, ADMIN_BASE, ADMIN_LISTENER, PUBLIC_LISTENER};
 use crate::admin::api::{self, Api};
 use crate::admin::http::{self, HttpError, Response, MAX_HEAD, MAX_REQUEST};
+use crate::admin::public::{PublicLists, PublicSettings};
 use crate::cluster::{Handler, Now};
 use crate::config::Config;
 use crate::logging::Peer;
@@ -24,41 +26,59 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
 
 /// Most admin connections open at once; more are closed at accept.
 pub const MAX_ADMIN_CONNS: usize = 128;
+/// Most connections open at once on the players' list listener (counted apart, so a crowd
+/// of list readers cannot lock operators out).
+pub const MAX_PUBLIC_CONNS: usize = 1024;
 /// A request must arrive whole within this many ms of its first byte.
 pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// An idle keep-alive connection is closed after this many ms.
 pub const IDLE_TIMEOUT_MS: u64 = 60_000;
 /// Reading pauses while this much output waits for the client.
 const OUTPUT_PAUSE: usize = 1 << 20;
-
 pub(super) struct AdminConn {
-    stream: TcpStream,
+    pub(super) stream: TcpStream,
     peer: SocketAddr,
-    input: Vec<u8>,
-    output: Vec<u8>,
+    pub(super) input: Vec<u8>,
+    pub(super) output: Vec<u8>,
     /// A change's response waiting until the batch (by sequence number) holding the change
     /// is durable.
     held: Option<(u64, Vec<u8>)>,
-    close_after_output: bool,
-    timer: Option<TimerId>,
+    pub(super) close_after_output: bool,
+    pub(super) timer: Option<TimerId>,
     /// The current deadline is the request deadline (a request has started).
-    in_request: bool,
+    pub(super) in_request: bool,
+    /// Accepted on the players' list listener: serves that list only, heads only.
+    pub(super) public: bool,
+    /// Has requests left over for the next turn (the turn's list budget ran out).
+    pub(super) carried: bool,
+    /// A shared list body (and how much of it was sent) that follows `output`.
+    pub(super) tail: Option<(Arc<[u8]>, usize)>,
 }
 
 /// The admin listener, its connections and the audit log.
 pub(super) struct AdminSide {
     listener: Option<TcpListener>,
     addr: Option<SocketAddr>,
-    conns: Slab<AdminConn>,
+    pub(super) conns: Slab<AdminConn>,
     audit: Option<File>,
     /// Audit lines of changes not yet handed to the store, with the batch they belong to
     /// (kept apart from the connections: a change is audited even if its client hangs up
     /// first).
     pending_audit: Vec<(u64, SocketAddr, String)>,
     fired: Vec<usize>,
+    /// The players' list listener (`public_listen`), its address and open connections.
+    public_listener: Option<TcpListener>,
+    public_addr: Option<SocketAddr>,
+    public_open: usize,
+    /// The players' server lists, rendered once per change.
+    pub(super) lists: PublicLists,
+    /// What this turn may still write of list answers, and the connections left over.
+    pub(super) public_budget: usize,
+    pub(super) carried: Vec<usize>,
 }
 
 impl AdminSide {
@@ -70,7 +90,21 @@ impl AdminSide {
             audit: None,
             pending_audit: Vec::new(),
             fired: Vec::new(),
+            public_listener: None,
+            public_addr: None,
+            public_open: 0,
+            lists: PublicLists::new(PublicSettings::of(config)),
+            public_budget: PUBLIC_BYTES_PER_TURN,
+            carried: Vec::new(),
         };
+        if let Some(addr) = config.public_listen {
+            let mut listener = TcpListener::bind(addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("public_listen {addr}: {e}")))?;
+            side.public_addr = Some(listener.local_addr()?);
+            poll.registry()
+                .register(&mut listener, PUBLIC_LISTENER, Interest::READABLE)?;
+            side.public_listener = Some(listener);
+        }
         let Some(addr) = config.admin_listen else {
             return Ok(side);
         };
@@ -115,23 +149,52 @@ impl AdminSide {
     pub(super) fn local_addr(&self) -> Option<SocketAddr> {
         self.addr
     }
+
+    pub(super) fn public_addr(&self) -> Option<SocketAddr> {
+        self.public_addr
+    }
+
+    /// Connections with requests left over for the next turn.
+    pub(super) fn has_carried(&self) -> bool {
+        !self.carried.is_empty()
+    }
 }
 
 impl<H: Handler> LoginNode<H> {
-    pub(super) fn admin_accept_ready(&mut self, now: Now) {
+    /// Accepts on the admin listener, or (`public`) on the players' list listener.
+    pub(super) fn admin_accept_ready(&mut self, now: Now, public: bool) {
         for _ in 0..ACCEPTS_PER_TURN {
-            let Some(listener) = &self.admin.listener else {
+            let listener = if public {
+                &self.admin.public_listener
+            } else {
+                &self.admin.listener
+            };
+            let Some(listener) = listener else {
                 return;
             };
             match listener.accept() {
                 Ok((mut stream, peer)) => {
-                    if self.admin.conns.len() >= MAX_ADMIN_CONNS {
-                        warn!(
-                            "admin: {} connections open; refusing {}",
-                            MAX_ADMIN_CONNS,
-                            Peer(peer)
-                        );
+                    let side = &self.admin;
+                    let (open, cap) = if public {
+                        (side.public_open, MAX_PUBLIC_CONNS)
+                    } else {
+                        (side.conns.len() - side.public_open, MAX_ADMIN_CONNS)
+                    };
+                    if open >= cap {
+                        // A crowd on the public list is normal; on the admin API it is news.
+                        if public {
+                            debug!(
+                                "public list: {cap} connections open; refusing {}",
+                                Peer(peer)
+                            );
+                        } else {
+                            warn!("admin: {cap} connections open; refusing {}", Peer(peer));
+                        }
                         continue;
+                    }
+                    if public {
+                        // A list is several segments: its last one must not wait for an ACK.
+                        let _ = stream.set_nodelay(true);
                     }
                     let entry = self.admin.conns.vacant_entry();
                     let key = entry.key();
@@ -153,7 +216,13 @@ impl<H: Handler> LoginNode<H> {
                         close_after_output: false,
                         timer: Some(timer),
                         in_request: false,
+                        public,
+                        carried: false,
+                        tail: None,
                     });
+                    if public {
+                        self.admin.public_open += 1;
+                    }
                     debug!("admin: connection {key} from {}", Peer(peer));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -179,13 +248,18 @@ impl<H: Handler> LoginNode<H> {
         self.admin_flush(key);
     }
 
-    fn admin_read(&mut self, key: usize, now: Now) {
+    pub(super) fn admin_read(&mut self, key: usize, now: Now) {
         let mut buf = [0u8; 16 * 1024];
         loop {
             let Some(c) = self.admin.conns.get_mut(key) else {
                 return;
             };
-            if c.close_after_output || c.held.is_some() || c.output.len() >= OUTPUT_PAUSE {
+            if c.close_after_output
+                || c.held.is_some()
+                || c.carried
+                || c.public_paused()
+                || c.output.len() >= OUTPUT_PAUSE
+            {
                 // Paused: edge-triggered readiness is re-reported only on new data, so the
                 // release path calls `admin_process` (and reads) itself.
                 break;
@@ -218,19 +292,29 @@ impl<H: Handler> LoginNode<H> {
     }
 
     /// Answers every whole request in the input, until one must wait for the journal.
-    fn admin_process(&mut self, key: usize, now: Now) {
+    pub(super) fn admin_process(&mut self, key: usize, now: Now) {
         loop {
             let Some(c) = self.admin.conns.get_mut(key) else {
                 return;
             };
-            if c.held.is_some() || c.close_after_output {
+            if c.held.is_some() || c.close_after_output || c.carried || c.public_paused() {
+                return;
+            }
+            if c.public && self.admin.public_budget == 0 {
+                c.carried = true;
+                self.admin.carried.push(key);
                 return;
             }
             let parsed = http::parse_request(&c.input);
             let (req, used) = match parsed {
                 Ok(Some(r)) => r,
                 Ok(None) => {
-                    if c.input.len() > MAX_REQUEST + MAX_HEAD {
+                    let limit = if c.public {
+                        MAX_HEAD
+                    } else {
+                        MAX_REQUEST + MAX_HEAD
+                    };
+                    if c.input.len() > limit {
                         self.admin_fail(key, HttpError::TooLarge);
                     }
                     return;
@@ -241,6 +325,10 @@ impl<H: Handler> LoginNode<H> {
                 }
             };
             c.input.drain(..used);
+            if c.public || req.path == "/public" || req.path.starts_with("/public/") {
+                self.public_answer(key, &req, now);
+                continue;
+            }
             let peer = c.peer;
             let journal_before = self.cluster.pending_journal().len();
             let mut frames_out = 0;
@@ -393,10 +481,11 @@ impl<H: Handler> LoginNode<H> {
         self.admin_flush(key);
     }
 
-    fn admin_flush(&mut self, key: usize) {
+    pub(super) fn admin_flush(&mut self, key: usize) {
         let Some(c) = self.admin.conns.get_mut(key) else {
             return;
         };
+        let was_paused = c.public_paused();
         let mut written = 0;
         while written < c.output.len() {
             match c.stream.write(&c.output[written..]) {
@@ -413,19 +502,30 @@ impl<H: Handler> LoginNode<H> {
         }
         c.output.drain(..written);
         if c.output.is_empty() {
-            if c.close_after_output && c.held.is_none() {
+            if let Err(e) = c.flush_tail() {
+                debug!("admin connection {key}: write: {e}");
                 self.admin_close(key);
                 return;
             }
-            c.output = Vec::new();
+            if c.tail.is_none() {
+                if c.close_after_output && c.held.is_none() {
+                    self.admin_close(key);
+                    return;
+                }
+                c.output = Vec::new();
+            }
         }
+        self.public_resume(key, was_paused);
     }
 
-    fn admin_close(&mut self, key: usize) {
+    pub(super) fn admin_close(&mut self, key: usize) {
         if !self.admin.conns.contains(key) {
             return;
         }
         let c = self.admin.conns.remove(key);
+        if c.public {
+            self.admin.public_open -= 1;
+        }
         if let Some(t) = c.timer {
             self.cluster.cancel_timer(t);
         }

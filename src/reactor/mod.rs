@@ -37,6 +37,7 @@ mod durability;
 mod failover;
 mod notify;
 mod partial;
+mod public;
 mod queue;
 
 use crate::admin::metrics::IoStats;
@@ -61,6 +62,7 @@ const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 const ADMIN_LISTENER: Token = Token(usize::MAX - 3);
+const PUBLIC_LISTENER: Token = Token(usize::MAX - 4);
 /// Admin connections use tokens from here up (node connections' slab keys stay far below).
 const ADMIN_BASE: usize = usize::MAX / 2;
 /// How long after a failed journal write the next attempt is made.
@@ -529,6 +531,11 @@ impl<H: Handler> LoginNode<H> {
         self.admin.local_addr()
     }
 
+    /// The address of the players' server list listener (`public_listen`), if set.
+    pub fn public_addr(&self) -> Option<SocketAddr> {
+        self.admin.public_addr()
+    }
+
     /// Makes SIGHUP (after [`Self::handle_signals`]) re-read the configuration with `reload`
     /// and apply its reloadable keys.
     pub fn set_reload(&mut self, reload: Reload) {
@@ -601,6 +608,9 @@ impl<H: Handler> LoginNode<H> {
                 self.local_addr
             ),
         }
+        if let Some(a) = self.admin.public_addr() {
+            info!("players' server list on {a} (GET /public/servers/<plat>)");
+        }
         notify::notify("READY=1\nSTATUS=serving");
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         if events.capacity() == 0 {
@@ -643,7 +653,8 @@ impl<H: Handler> LoginNode<H> {
                     LISTENER => self.accept_ready(now),
                     WAKER => {}
                     SIGNALS => self.signals_ready(),
-                    ADMIN_LISTENER => self.admin_accept_ready(now),
+                    ADMIN_LISTENER => self.admin_accept_ready(now, false),
+                    PUBLIC_LISTENER => self.admin_accept_ready(now, true),
                     Token(t) if t >= ADMIN_BASE => self.admin_ready(t - ADMIN_BASE, event, now),
                     Token(conn) => {
                         if event.is_writable() {
@@ -676,6 +687,7 @@ impl<H: Handler> LoginNode<H> {
         }
         self.with_outbox(|cluster, io, handler| cluster.handle_timeout(now, io, handler));
         self.admin_timers_fired();
+        self.admin_carried(now);
         self.drive_store(now);
         self.flush_dirty(now, false);
         log::logger().flush();
@@ -711,7 +723,11 @@ impl<H: Handler> LoginNode<H> {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if self.accept_more || !self.pending_reads.is_empty() || !self.dirty.is_empty() {
+        if self.accept_more
+            || !self.pending_reads.is_empty()
+            || !self.dirty.is_empty()
+            || self.admin.has_carried()
+        {
             return Some(Duration::ZERO);
         }
         let journal_wait = match (self.store_retry_wait(), self.lease_wait()) {
@@ -801,6 +817,11 @@ impl<H: Handler> LoginNode<H> {
         applied.allow = new.allow.clone();
         applied.auth_fail_limit = new.auth_fail_limit;
         applied.auth_fail_window = new.auth_fail_window;
+        applied.public_max_age = new.public_max_age;
+        applied.new_server_days = new.new_server_days;
+        self.admin
+            .lists
+            .reconfigure(crate::admin::public::PublicSettings::of(&applied));
         log::set_max_level(applied.log_level.filter());
         self.cluster.reconfigure(&applied);
         self.config = applied;

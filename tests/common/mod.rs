@@ -19,6 +19,8 @@ pub const REPLY: Duration = Duration::from_secs(5);
 pub struct Server {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
+    /// The players' server list listener (`public_listen`), if set.
+    pub public: Option<SocketAddr>,
     handle: ShutdownHandle,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -47,6 +49,7 @@ pub fn start_with<H: Handler + Send + 'static>(cfg: Config, handler: H) -> Serve
 pub fn start_node<H: Handler + Send + 'static>(node: LoginNode<H>) -> Server {
     let addr = node.local_addr();
     let admin = node.admin_addr();
+    let public = node.public_addr();
     let handle = node.shutdown_handle();
     let thread = std::thread::spawn(move || {
         let mut node = node;
@@ -55,6 +58,7 @@ pub fn start_node<H: Handler + Send + 'static>(node: LoginNode<H>) -> Server {
     Server {
         addr,
         admin,
+        public,
         handle,
         thread: Some(thread),
     }
