@@ -35,6 +35,7 @@ pub const RELOADABLE: &[&str] = &[
     "busy_threshold",
     "full_threshold",
     "admin_token",
+    "viewer_token",
     "log_level",
     "allow",
     "auth_fail_limit",
@@ -113,6 +114,9 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// Bearer token for the admin API (all but `/healthz` and `/metrics`).
     pub admin_token: String,
+    /// Read-only bearer token for the admin API and its console: `GET` endpoints only, every
+    /// change gets 403. `None`: no viewer access.
+    pub viewer_token: Option<String>,
     /// Players online at which a game node shows as busy.
     pub busy_threshold: u32,
     /// Players online at which a game node shows as full.
@@ -148,6 +152,7 @@ impl Default for Config {
             state_dir: Some(PathBuf::from("state")),
             admin_listen: Some(DEFAULT_ADMIN_LISTEN),
             admin_token: DEFAULT_ADMIN_TOKEN.to_string(),
+            viewer_token: None,
             busy_threshold: 2000,
             full_threshold: 3000,
             audit_log: None,
@@ -194,6 +199,7 @@ struct FileConfig {
     state_dir: Option<String>,
     admin_listen: Option<String>,
     admin_token: Option<String>,
+    viewer_token: Option<String>,
     busy_threshold: Option<i64>,
     full_threshold: Option<i64>,
     audit_log: Option<String>,
@@ -288,6 +294,11 @@ pub const FLAGS: &[(&str, &str, &str)] = &[
         "--admin-token",
         "TOKEN",
         "admin API bearer token [default: a dev token, loopback only]",
+    ),
+    (
+        "--viewer-token",
+        "TOKEN",
+        "read-only admin API token (GET only, changes get 403); \"\" = none [default: none]",
     ),
     (
         "--busy-threshold",
@@ -434,6 +445,9 @@ impl Config {
                 }
                 self.admin_token = value.to_string()
             }
+            "viewer_token" => {
+                self.viewer_token = (!value.is_empty()).then(|| value.to_string());
+            }
             "busy_threshold" => {
                 self.busy_threshold = int_in(key, parse_int(key, value)?, 1, u32::MAX as i64)?
             }
@@ -477,6 +491,7 @@ impl Config {
             ("state_dir", file.state_dir),
             ("admin_listen", file.admin_listen),
             ("admin_token", file.admin_token),
+            ("viewer_token", file.viewer_token),
             ("audit_log", file.audit_log),
         ];
         for (key, v) in strings {
@@ -583,6 +598,10 @@ impl Config {
                 ));
             }
         }
+        if self.viewer_token.as_deref() == Some(self.admin_token.as_str()) {
+            // One token with two roles: every request would be ambiguous.
+            return err("viewer_token: must differ from admin_token");
+        }
         if self.full_threshold < self.busy_threshold {
             return err(format!(
                 "full_threshold: {} must not be below busy_threshold {}",
@@ -663,6 +682,7 @@ impl Config {
         check("state_dir", self.state_dir != other.state_dir);
         check("admin_listen", self.admin_listen != other.admin_listen);
         check("admin_token", self.admin_token != other.admin_token);
+        check("viewer_token", self.viewer_token != other.viewer_token);
         check(
             "busy_threshold",
             self.busy_threshold != other.busy_threshold,

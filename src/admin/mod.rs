@@ -4,9 +4,13 @@
 //! - [`http`]: request parsing and response writing over bytes.
 //! - [`api`]: the routes, over the cluster (sans-IO).
 //! - [`metrics`]: counters, histograms and the text format.
+//! - [`console`]: the operator console's static files.
+//! - [`audit`]: the audit log's recent lines.
 //!
 //! The endpoints, with curl examples, are in `docs/ADMIN.md`.
 
 pub mod api;
+pub mod audit;
+pub mod console;
 pub mod http;
 pub mod metrics;
