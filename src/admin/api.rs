@@ -168,7 +168,7 @@ pub fn handle(req: &Request, api: &mut Api<'_>) -> Outcome {
         }
         (_, ["healthz"]) | (_, ["metrics"]) => return method_not_allowed("GET"),
         // The console's static files: public, they hold no data.
-        ("GET", [] | ["console.js" | "console.css"]) => {
+        ("GET", [] | ["console.js" | "console.css" | "favicon.svg"]) => {
             if let Some(asset) = console::asset(req.path.as_str()) {
                 return asset.into();
             }

@@ -7,13 +7,16 @@ use super::http::Response;
 const INDEX_HTML: &str = include_str!("console/index.html");
 const CONSOLE_JS: &str = include_str!("console/console.js");
 const CONSOLE_CSS: &str = include_str!("console/console.css");
+const FAVICON_SVG: &str = include_str!("console/favicon.svg");
 
-/// The console file served at `path` (`/`, `/console.js`, `/console.css`), if it is one.
+/// The console file served at `path` (`/`, `/console.js`, `/console.css`, `/favicon.svg`), if
+/// it is one.
 pub fn asset(path: &str) -> Option<Response> {
     let (content_type, body) = match path {
         "/" => ("text/html; charset=utf-8", INDEX_HTML),
         "/console.js" => ("text/javascript; charset=utf-8", CONSOLE_JS),
         "/console.css" => ("text/css; charset=utf-8", CONSOLE_CSS),
+        "/favicon.svg" => ("image/svg+xml", FAVICON_SVG),
         _ => return None,
     };
     Some(Response {
@@ -33,6 +36,7 @@ mod tests {
             ("/", "text/html"),
             ("/console.js", "text/javascript"),
             ("/console.css", "text/css"),
+            ("/favicon.svg", "image/svg+xml"),
         ] {
             let r = asset(path).expect(path);
             assert!(r.content_type.starts_with(kind), "{path}");

@@ -108,11 +108,9 @@ function ask(text, input) {
 }
 
 // Asks, then runs one write; shows the API's error text when it fails.
+// The node decides what a token may do: in read-only mode the buttons are disabled, and a
+// write that is tried anyway shows the node's refusal.
 async function write(question, describe, run, input) {
-  if (state.access !== "admin") {
-    showMessage("Read-only mode: the viewer token cannot make changes.", "error");
-    return;
-  }
   const answer = await ask(question, input);
   if (answer === null) return;
   try {

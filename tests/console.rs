@@ -1,0 +1,227 @@
+//! The operator console in a real browser (headless chromium through chromedriver) against a
+//! login node on loopback with real game and cross nodes: what an operator clicks reaches the
+//! nodes. Screenshots of every page go to `target/console-screenshots/`.
+
+mod browser;
+mod common;
+
+use browser::Browser;
+use common::*;
+use login_node::client::{Client, ServerMessage};
+use login_node::proto::{GameInfo, NodeType};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const VIEWER_TOKEN: &str = "test-viewer-token";
+/// Game nodes brought online: more than one page of the table (50 a page).
+const GAME_NODES: u32 = 60;
+
+fn screenshots() -> PathBuf {
+    // target/tmp/.. = target/
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .join("console-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot folder");
+    dir
+}
+
+fn named_game(server: &Server, id: u32, plat: &str, name: &str) -> Client {
+    let mut c = server.connect();
+    let r = c
+        .auth(NodeType::Game, id, "dev", TOKEN, None)
+        .expect("auth");
+    assert_eq!(r.code, 0, "game {id} auth");
+    let info = GameInfo {
+        serv_name: name,
+        ..game_info(id, plat)
+    };
+    c.send_game_info(&info).expect("info");
+    c
+}
+
+/// Reads frames until `want` says yes (other frames such as CROSS_ASSIGN are skipped).
+fn expect_frame(c: &mut Client, what: &str, want: impl Fn(&ServerMessage) -> bool) -> ServerMessage {
+    for _ in 0..100 {
+        match c.recv(REPLY) {
+            Ok(Some(m)) if want(&m) => return m,
+            Ok(Some(_)) => continue,
+            other => panic!("expected {what}, got {other:?}"),
+        }
+    }
+    panic!("expected {what} among the next 100 frames");
+}
+
+/// The response head of `GET path` (no token).
+fn head_of(server: &Server, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(server.admin.expect("admin")).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    text.split_once("\r\n\r\n").expect("head").0.to_string()
+}
+
+fn sign_in(b: &Browser, url: &str, token: &str) {
+    b.goto(url);
+    b.type_into("#token", token);
+    b.click("#signin-button");
+    b.find("body[data-loaded='overview']");
+}
+
+fn open_page(b: &Browser, page: &str) {
+    b.click(&format!("#nav button[data-page='{page}']"));
+    b.find(&format!("body[data-loaded='{page}']"));
+}
+
+#[test]
+fn an_operator_drives_the_cluster_from_the_browser_console() {
+    let dir = temp_dir("console");
+    let server = start(Config {
+        viewer_token: Some(VIEWER_TOKEN.into()),
+        // The browser takes seconds to start: nodes must not time out meanwhile.
+        heartbeat_timeout: 600,
+        ..durable_config(&dir)
+    });
+    let admin_addr = server.admin.expect("admin");
+    let url = format!("http://{admin_addr}/");
+
+    // The page and the API carry the security headers; nobody gets CORS.
+    for path in ["/", "/console.js", "/api/nodes"] {
+        let head = head_of(&server, path);
+        assert!(
+            head.contains("\r\nContent-Security-Policy: default-src 'none'; script-src 'self';"),
+            "{path}: {head}"
+        );
+        assert!(head.contains("\r\nX-Frame-Options: DENY"), "{path}: {head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("access-control-"),
+            "{path}: {head}"
+        );
+    }
+
+    let (_x90, _) = server.cross(9, "asia", 90, 40);
+    let (_x91, _) = server.cross(10, "asia", 91, 40);
+    let mut g101 = named_game(&server, 101, "asia", "Dragon-101");
+    expect_frame(&mut g101, "the first STATUS_PUSH", |m| {
+        *m == ServerMessage::StatusPush(0)
+    });
+    let mut others = Vec::new();
+    for id in 102..101 + GAME_NODES {
+        others.push(named_game(&server, id, "asia", &format!("Phoenix-{id}")));
+    }
+    let out = screenshots();
+    let b = Browser::start(&out);
+
+    // Sign in; the overview counts the nodes.
+    b.goto(&url);
+    b.find("#signin-form");
+    b.screenshot(&out.join("signin.png"));
+    sign_in(&b, &url, ADMIN_TOKEN);
+    b.wait_text("[data-card='games'] .card-value", &GAME_NODES.to_string());
+    b.wait_text("[data-card='role'] .card-value", "single");
+    b.wait_text("#access", "admin");
+    b.screenshot(&out.join("overview.png"));
+
+    // The game node the test brought online is in the table, paged and searchable.
+    open_page(&b, "nodes");
+    b.wait_text("tr[data-serv='101']", "Dragon-101");
+    b.wait_text("#nodes-page", "page 1 of 2");
+    b.screenshot(&out.join("nodes.png"));
+    b.type_into("#nodes-search", "dragon");
+    b.wait_text("#nodes-count", "1 of 60 game nodes");
+
+    // Maintenance: confirm, and the game node gets STATUS_PUSH 1.
+    b.click("tr[data-serv='101'] button[data-action='maintenance']");
+    b.wait_text("#confirm-text", "game 101");
+    b.screenshot(&out.join("confirm.png"));
+    b.click("#confirm-ok");
+    expect_frame(&mut g101, "STATUS_PUSH 1", |m| {
+        *m == ServerMessage::StatusPush(1)
+    });
+    b.wait_text("#message", "Maintenance of game 101: done");
+    b.wait_text("tr[data-serv='101']", "maintenance");
+
+    // A failing write shows the API's error text: a move to a cross node that does not exist.
+    b.click("tr[data-serv='101'] button[data-action='move']");
+    b.type_into("#confirm-input", "4242");
+    b.click("#confirm-ok");
+    b.wait_text("#message", "Move of game 101 failed: 404");
+
+    // Whitelist: two pasted entries reach the game node as WHITELIST_DELTAs.
+    open_page(&b, "whitelist");
+    b.type_into("#whitelist-add", "player-42\nplayer-43\n");
+    b.click("#whitelist-add-button");
+    b.wait_text("#confirm-text", "Add 2 entries");
+    b.click("#confirm-ok");
+    for (version, entry) in [(1, "player-42"), (2, "player-43")] {
+        let delta = expect_frame(&mut g101, "WHITELIST_DELTA", |m| {
+            matches!(m, ServerMessage::WhitelistDelta { .. })
+        });
+        assert_eq!(
+            delta,
+            ServerMessage::WhitelistDelta {
+                version,
+                op: 1,
+                entry: entry.into()
+            }
+        );
+    }
+    b.wait_text("#whitelist-body", "player-43");
+    b.wait_text("#whitelist-version", "version 2");
+    b.screenshot(&out.join("whitelist.png"));
+
+    open_page(&b, "cross");
+    b.wait_text("[data-cross='90']", "cross 90");
+    b.screenshot(&out.join("cross.png"));
+    open_page(&b, "servers");
+    b.wait_text("#servers-body tr[data-serv='101']", "maintenance");
+    b.screenshot(&out.join("servers.png"));
+    open_page(&b, "audit");
+    b.wait_text(
+        "#audit-body",
+        "admin PUT /api/nodes/game/101/maintenance game 101 maintenance true",
+    );
+    b.screenshot(&out.join("audit.png"));
+
+    // The viewer token: read-only mode, and a write tried anyway is refused by the node.
+    b.click("#signout");
+    b.find("#signin-form");
+    sign_in(&b, &url, VIEWER_TOKEN);
+    b.wait_text("#access", "viewer");
+    b.wait_text("#readonly-banner", "Read-only mode");
+    open_page(&b, "whitelist");
+    assert!(!b.enabled("#whitelist-add-button"), "add is disabled");
+    b.script(
+        "for (const e of document.querySelectorAll('[disabled]')) e.disabled = false;",
+    );
+    b.type_into("#whitelist-add", "sneaky");
+    b.click("#whitelist-add-button");
+    b.click("#confirm-ok");
+    b.wait_text("#message", "failed: 403 the viewer token is read-only");
+    b.screenshot(&out.join("readonly.png"));
+    expect_quiet(&mut g101, Duration::from_millis(300));
+    let whitelist = admin(&server, "GET", "/api/whitelist", None, 200);
+    assert_eq!(whitelist["version"], 2, "{whitelist}");
+    let audit = std::fs::read_to_string(dir.join("audit.log")).expect("audit log");
+    assert!(
+        audit.contains(" viewer POST /api/whitelist refused: the viewer token is read-only"),
+        "{audit}"
+    );
+    assert!(!audit.contains(VIEWER_TOKEN) && !audit.contains(ADMIN_TOKEN));
+
+    // The page broke no rule of its Content-Security-Policy and threw nothing.
+    let problems: Vec<String> = b
+        .console_log()
+        .into_iter()
+        .filter(|l| l.contains("SEVERE") && !l.contains("403") && !l.contains("404"))
+        .collect();
+    assert!(problems.is_empty(), "browser console: {problems:#?}");
+    drop(b);
+    drop(others);
+    server.stop().expect("clean stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}
