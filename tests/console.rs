@@ -42,7 +42,11 @@ fn named_game(server: &Server, id: u32, plat: &str, name: &str) -> Client {
 }
 
 /// Reads frames until `want` says yes (other frames such as CROSS_ASSIGN are skipped).
-fn expect_frame(c: &mut Client, what: &str, want: impl Fn(&ServerMessage) -> bool) -> ServerMessage {
+fn expect_frame(
+    c: &mut Client,
+    what: &str,
+    want: impl Fn(&ServerMessage) -> bool,
+) -> ServerMessage {
     for _ in 0..100 {
         match c.recv(REPLY) {
             Ok(Some(m)) if want(&m) => return m,
@@ -151,6 +155,18 @@ fn an_operator_drives_the_cluster_from_the_browser_console() {
     b.click("#confirm-ok");
     b.wait_text("#message", "Move of game 101 failed: 404");
 
+    // Kick: game 102 gets KICK 3 and is closed.
+    b.type_into("#nodes-search", "phoenix-102");
+    b.wait_text("#nodes-count", "1 of 60 game nodes");
+    b.click("tr[data-serv='102'] button[data-action='kick']");
+    b.wait_text("#confirm-text", "Kick game 102?");
+    b.click("#confirm-ok");
+    expect_frame(&mut others[0], "KICK 3", |m| *m == ServerMessage::Kick(3));
+    assert!(others[0].closed_within(REPLY), "closed after KICK 3");
+    b.wait_text("#message", "Kick of game 102: done");
+    b.type_into("#nodes-search", "");
+    b.wait_text("#nodes-count", "59 of 59 game nodes");
+
     // Whitelist: two pasted entries reach the game node as WHITELIST_DELTAs.
     open_page(&b, "whitelist");
     b.type_into("#whitelist-add", "player-42\nplayer-43\n");
@@ -175,7 +191,21 @@ fn an_operator_drives_the_cluster_from_the_browser_console() {
     b.screenshot(&out.join("whitelist.png"));
 
     open_page(&b, "cross");
-    b.wait_text("[data-cross='90']", "cross 90");
+    b.wait_text("[data-cross='90']", "30 / 40 members");
+    b.click("[data-cross='91'] button[data-action='capacity']");
+    b.type_into("#confirm-input", "35");
+    b.click("#confirm-ok");
+    b.wait_text("[data-cross='91']", "capacity override 35");
+    b.click("[data-cross='91'] button[data-action='drain']");
+    b.click("#confirm-ok");
+    b.wait_text("[data-cross='91']", "draining");
+    let cross = admin(&server, "GET", "/api/cross", None, 200);
+    let x91 = &cross["platforms"][0]["cross_nodes"][1];
+    assert_eq!(
+        (x91["capacity_override"].as_u64(), x91["draining"].as_bool()),
+        (Some(35), Some(true)),
+        "{x91}"
+    );
     b.screenshot(&out.join("cross.png"));
     open_page(&b, "servers");
     b.wait_text("#servers-body tr[data-serv='101']", "maintenance");
@@ -195,9 +225,7 @@ fn an_operator_drives_the_cluster_from_the_browser_console() {
     b.wait_text("#readonly-banner", "Read-only mode");
     open_page(&b, "whitelist");
     assert!(!b.enabled("#whitelist-add-button"), "add is disabled");
-    b.script(
-        "for (const e of document.querySelectorAll('[disabled]')) e.disabled = false;",
-    );
+    b.script("for (const e of document.querySelectorAll('[disabled]')) e.disabled = false;");
     b.type_into("#whitelist-add", "sneaky");
     b.click("#whitelist-add-button");
     b.click("#confirm-ok");

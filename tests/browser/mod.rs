@@ -33,7 +33,12 @@ fn find_program(names: &[&str]) -> Option<PathBuf> {
 }
 
 /// One HTTP request to chromedriver; returns the JSON body's `value`.
-fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Value, String> {
     let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
@@ -54,7 +59,10 @@ fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> 
             .read(&mut buf)
             .map_err(|e| format!("read from chromedriver: {e}"))?;
         if n == 0 {
-            return Err(format!("chromedriver closed: {:?}", String::from_utf8_lossy(&raw)));
+            return Err(format!(
+                "chromedriver closed: {:?}",
+                String::from_utf8_lossy(&raw)
+            ));
         }
         raw.extend_from_slice(&buf[..n]);
         let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -109,10 +117,8 @@ impl Browser {
             .stderr(log)
             .spawn()
             .expect("spawn chromedriver");
-        let profile = std::env::temp_dir().join(format!(
-            "login-node-chromium-{}-{port}",
-            std::process::id()
-        ));
+        let profile =
+            std::env::temp_dir().join(format!("login-node-chromium-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile);
         let mut browser = Browser {
             driver,
@@ -143,10 +149,7 @@ impl Browser {
             },
         }}});
         let v = request(addr, "POST", "/session", Some(&caps)).expect("a browser session");
-        browser.session = v["sessionId"]
-            .as_str()
-            .expect("session id")
-            .to_string();
+        browser.session = v["sessionId"].as_str().expect("session id").to_string();
         browser
     }
 
@@ -245,8 +248,12 @@ impl Browser {
 
     /// Runs a script in the page; returns what it returns.
     pub fn script(&self, js: &str) -> Value {
-        self.cmd("POST", "/execute/sync", Some(json!({"script": js, "args": []})))
-            .unwrap_or_else(|e| panic!("script {js:?}: {e}"))
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": js, "args": []})),
+        )
+        .unwrap_or_else(|e| panic!("script {js:?}: {e}"))
     }
 
     /// Saves a PNG of the window to `path`.

@@ -18,6 +18,7 @@ const state = {
   whitelistPage: 0,
   timers: [],
   busy: false,
+  again: false,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -208,7 +209,7 @@ async function refreshOverview() {
 function nodeMatches(node, words, status) {
   if (status && statusOf(node) !== status) return false;
   if (!words.length) return true;
-  const hay = [node.id, node.name, node.plat, statusOf(node), node.addr, node.peer].join(" ").toLowerCase();
+  const hay = [node.id, node.name, node.cross_plat, node.plat, statusOf(node), node.addr, node.peer].join(" ").toLowerCase();
   return words.every((w) => hay.includes(w));
 }
 
@@ -255,7 +256,8 @@ function renderNodes() {
       }),
     );
     return el("tr", { "data-serv": String(n.id) },
-      el("td", { class: "num", text: n.id }), el("td", { text: n.name || "" }), el("td", { text: n.plat }),
+      el("td", { class: "num", text: n.id }), el("td", { text: n.name || "" }),
+      el("td", { text: n.cross_plat, title: "AUTH plat " + n.plat }),
       el("td", {}, statusBadge(statusOf(n))), el("td", { text: crossCell(n) }),
       el("td", { class: "num", text: n.players_online }), el("td", { text: when(n.connected_since) }), actions);
   });
@@ -410,8 +412,14 @@ const PAGES = {
 };
 
 async function refreshPage() {
-  if (!state.token || state.busy) return;
+  if (!state.token || document.hidden) return;
+  if (state.busy) {
+    // A refresh is under way (it may predate a change just made): run one more after it.
+    state.again = true;
+    return;
+  }
   state.busy = true;
+  state.again = false;
   try {
     await PAGES[state.page]();
   } catch (e) {
@@ -420,6 +428,7 @@ async function refreshPage() {
     state.busy = false;
   }
   document.body.setAttribute("data-loaded", state.page);
+  if (state.again) refreshPage();
 }
 
 function show(page) {
@@ -496,6 +505,7 @@ function init() {
   $("whitelist-next").addEventListener("click", () => { state.whitelistPage++; renderWhitelist(); });
   $("whitelist-form").addEventListener("submit", addWhitelist);
   $("servers-form").addEventListener("submit", (e) => { e.preventDefault(); refreshPage(); });
+  document.addEventListener("visibilitychange", () => refreshPage());
   const saved = sessionStorage.getItem(TOKEN_KEY);
   if (saved) signIn(saved);
 }
