@@ -855,4 +855,23 @@ mod tests {
         );
         assert!(a.changed_keys(&a).is_empty());
     }
+
+    #[test]
+    fn the_viewer_token_is_optional_reloadable_and_not_the_admin_token() {
+        assert_eq!(Config::default().viewer_token, None);
+        let c = Config::from_args(args("--viewer-token look-only")).expect("ok");
+        assert_eq!(c.viewer_token.as_deref(), Some("look-only"));
+        let mut f = Config::default();
+        f.merge_toml("viewer_token = \"from-file\"").expect("toml");
+        assert_eq!(f.viewer_token.as_deref(), Some("from-file"));
+        f.merge_toml("viewer_token = \"\"").expect("toml");
+        assert_eq!(f.viewer_token, None, "empty = none");
+        let e = Config::from_args(args("--admin-token same --viewer-token same")).expect_err("bad");
+        assert!(e.0.starts_with("viewer_token"), "{e}");
+        assert_eq!(
+            Config::default().changed_keys(&c),
+            [("viewer_token", false)],
+            "reloadable"
+        );
+    }
 }

@@ -253,3 +253,138 @@ fn an_operator_drives_the_cluster_from_the_browser_console() {
     server.stop().expect("clean stop");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_viewer_token_reads_everything_and_changes_nothing() {
+    let dir = temp_dir("viewer");
+    let server = start(Config {
+        viewer_token: Some(VIEWER_TOKEN.into()),
+        ..durable_config(&dir)
+    });
+    let addr = server.admin.expect("admin");
+    let mut g = named_game(&server, 7, "eu", "Seven");
+    expect_frame(&mut g, "the first STATUS_PUSH", |m| {
+        *m == ServerMessage::StatusPush(0)
+    });
+    expect_frame(&mut g, "WHITELIST_SNAPSHOT", |m| {
+        matches!(m, ServerMessage::WhitelistSnapshot { last: true, .. })
+    });
+    admin(
+        &server,
+        "POST",
+        "/api/whitelist",
+        Some(r#"{"entry": "a"}"#),
+        200,
+    );
+    expect_frame(&mut g, "WHITELIST_DELTA", |m| {
+        matches!(m, ServerMessage::WhitelistDelta { .. })
+    });
+
+    // The console's files need no token; the API does.
+    assert_eq!(http(addr, "GET", "/", None, None).0, 200);
+    assert_eq!(http(addr, "GET", "/favicon.svg", None, None).0, 200);
+    assert_eq!(http(addr, "GET", "/api/whoami", None, None).0, 401);
+    let who = |token| http(addr, "GET", "/api/whoami", Some(token), None);
+    assert_eq!(who(ADMIN_TOKEN), (200, r#"{"access":"admin"}"#.into()));
+    assert_eq!(who(VIEWER_TOKEN), (200, r#"{"access":"viewer"}"#.into()));
+    assert_eq!(who("test-viewer-token-not").0, 401);
+
+    for path in [
+        "/api/nodes",
+        "/api/cross",
+        "/api/whitelist",
+        "/api/servers?plat=eu",
+        "/api/audit?lines=5",
+    ] {
+        let (status, body) = http(addr, "GET", path, Some(VIEWER_TOKEN), None);
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let writes = [
+        ("POST", "/api/whitelist", r#"{"entry": "b"}"#),
+        ("DELETE", "/api/whitelist", r#"{"entry": "a"}"#),
+        (
+            "PUT",
+            "/api/nodes/game/7/maintenance",
+            r#"{"maintenance": true}"#,
+        ),
+        ("POST", "/api/nodes/game/7/kick", ""),
+        ("PUT", "/api/cross/1/capacity", r#"{"capacity": 5}"#),
+        ("PUT", "/api/cross/1/drain", r#"{"drain": true}"#),
+        (
+            "POST",
+            "/api/assign",
+            r#"{"serv_id": 7, "cross_server_id": 1}"#,
+        ),
+    ];
+    for (method, path, body) in writes {
+        let (status, text) = http(addr, method, path, Some(VIEWER_TOKEN), Some(body));
+        assert_eq!(
+            (status, text.as_str()),
+            (403, r#"{"error":"the viewer token is read-only"}"#),
+            "{method} {path}"
+        );
+    }
+    // Nothing changed and the game node heard nothing.
+    expect_quiet(&mut g, Duration::from_millis(300));
+    let wl = admin(&server, "GET", "/api/whitelist", None, 200);
+    assert_eq!(
+        (wl["version"].as_u64(), wl["count"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    // The audit log names the role of each token, never the token; the tail is bounded.
+    let tail = admin(&server, "GET", "/api/audit?lines=1000", None, 200);
+    let lines: Vec<&str> = tail["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| l.as_str().expect("a line"))
+        .collect();
+    assert_eq!(lines.len(), 1 + writes.len(), "{lines:#?}");
+    assert!(
+        lines[0].contains(" admin POST /api/whitelist whitelist added 1 of 1"),
+        "{}",
+        lines[0]
+    );
+    for (line, (method, path, _)) in lines[1..].iter().zip(writes) {
+        assert!(
+            line.contains(&format!(
+                " viewer {method} {path} refused: the viewer token is read-only"
+            )),
+            "{line}"
+        );
+    }
+    let last = admin(&server, "GET", "/api/audit?lines=1", None, 200);
+    assert_eq!(last["lines"].as_array().map(Vec::len), Some(1));
+    assert_eq!(last["lines"][0], json_str(lines[lines.len() - 1]));
+    for bad in ["0", "1001", "x"] {
+        admin(
+            &server,
+            "GET",
+            &format!("/api/audit?lines={bad}"),
+            None,
+            400,
+        );
+    }
+    let file = std::fs::read_to_string(dir.join("audit.log")).expect("audit log");
+    assert!(
+        !file.contains(VIEWER_TOKEN) && !file.contains(ADMIN_TOKEN),
+        "{file}"
+    );
+
+    // Without a viewer token configured, it is just a wrong token.
+    drop(g);
+    server.stop().expect("stop");
+    let server = start(durable_config(&dir));
+    let addr = server.admin.expect("admin");
+    assert_eq!(
+        http(addr, "GET", "/api/nodes", Some(VIEWER_TOKEN), None).0,
+        401
+    );
+    server.stop().expect("stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn json_str(s: &str) -> serde_json::Value {
+    serde_json::Value::String(s.to_string())
+}
