@@ -24,7 +24,11 @@ for _ in $(seq 600); do
   curl -sf http://127.0.0.1:$ADMIN/metrics | grep -q "^login_node_nodes_online{type=\"game\"} $N$" && break
   sleep 0.1
 done
-curl -s -o /dev/null -H "Authorization: Bearer $ADMIN_TOKEN" \
-  -w '{"api_nodes_bytes": %{size_download}, "api_nodes_ms": %{time_total}}\n' \
-  http://127.0.0.1:$ADMIN/api/nodes
+# What one request costs the node (its loop is busy meanwhile): the whole list, one page of
+# the console's table, the cross platforms, the whitelist.
+for path in /api/nodes "/api/nodes?type=game&limit=50&offset=5000" "/api/nodes?type=game&q=1234" /api/cross /api/whitelist; do
+  curl -s -o /dev/null -H "Authorization: Bearer $ADMIN_TOKEN" \
+    -w "{\"path\": \"$path\", \"bytes\": %{size_download}, \"seconds\": %{time_total}}\n" \
+    "http://127.0.0.1:$ADMIN$path"
+done
 python3 scripts/console-10k.py 127.0.0.1:$ADMIN $ADMIN_TOKEN "$N"

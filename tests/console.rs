@@ -388,3 +388,65 @@ fn the_viewer_token_reads_everything_and_changes_nothing() {
 fn json_str(s: &str) -> serde_json::Value {
     serde_json::Value::String(s.to_string())
 }
+
+#[test]
+fn the_node_list_is_paged_and_searched_on_the_node() {
+    let dir = temp_dir("nodes-page");
+    let server = start(durable_config(&dir));
+    let (_x, _) = server.cross(9, "eu", 90, 200);
+    let games: Vec<Client> = (1..=120)
+        .map(|id| named_game(&server, id, "eu", &format!("Phoenix-{id}")))
+        .collect();
+    admin(
+        &server,
+        "PUT",
+        "/api/nodes/game/7/maintenance",
+        Some(r#"{"maintenance": true}"#),
+        200,
+    );
+    let page = |query: &str| admin(&server, "GET", &format!("/api/nodes?{query}"), None, 200);
+    let ids = |v: &serde_json::Value| -> Vec<u64> {
+        v["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| n["id"].as_u64().expect("id"))
+            .collect()
+    };
+
+    let last = page("type=game&offset=100&limit=50");
+    assert_eq!(
+        (last["total"].as_u64(), last["matched"].as_u64()),
+        (Some(120), Some(120))
+    );
+    assert_eq!(ids(&last), (101..=120).collect::<Vec<_>>());
+    assert_eq!(last["nodes"][0]["name"], "Phoenix-101");
+    assert_eq!(
+        ids(&page("type=game")),
+        (1..=50).collect::<Vec<_>>(),
+        "50 a page by default"
+    );
+    assert_eq!(
+        ids(&page("type=game&q=PHOENIX-11")),
+        [11, 110, 111, 112, 113, 114, 115, 116, 117, 118, 119]
+    );
+    assert_eq!(ids(&page("type=game&q=phoenix-11+eu")).len(), 11);
+    assert_eq!(
+        page("type=game&q=phoenix-11+asia")["matched"],
+        0,
+        "every word must match"
+    );
+    assert_eq!(ids(&page("type=game&status=maintenance")), [7]);
+    assert_eq!(page("type=cross")["nodes"][0]["cross_server_id"], 90);
+    assert_eq!(page("limit=1000")["matched"], 121, "both types");
+    // Without paging parameters the whole list, as before.
+    let all = admin(&server, "GET", "/api/nodes", None, 200);
+    assert_eq!(all["nodes"].as_array().map(Vec::len), Some(121));
+    assert!(all.get("total").is_none());
+    for bad in ["limit=0", "limit=1001", "offset=-1", "type=other"] {
+        admin(&server, "GET", &format!("/api/nodes?{bad}"), None, 400);
+    }
+    drop(games);
+    server.stop().expect("stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}

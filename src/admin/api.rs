@@ -4,8 +4,8 @@
 
 use super::http::{Request, Response};
 use super::metrics::{self, IoStats};
-use super::{audit, console};
-use crate::cluster::{Cluster, Handler, NodeInfo, NodeKey, Now, OperatorError, Outbox};
+use super::{audit, console, nodes_page};
+use crate::cluster::{Cluster, Handler, NodeInfo, NodeKey, NodeView, Now, OperatorError, Outbox};
 use crate::proto::NodeType;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -194,6 +194,9 @@ fn route(req: &Request, api: &mut Api<'_>, access: Access, segments: &[&str]) ->
         }
         ("GET", ["api", "audit"]) => audit_tail(req, api.audit_log).map(Outcome::from),
         (_, ["api", "whoami" | "audit"]) => Ok(method_not_allowed("GET")),
+        ("GET", ["api", "nodes"]) if nodes_page::wanted(req) => {
+            nodes_page::handle(req, api.cluster, api.now.mono_ms).map(Outcome::from)
+        }
         ("GET", ["api", "nodes"]) => Ok(nodes(api.cluster, api.now.mono_ms).into()),
         ("GET", ["api", "cross"]) => Ok(cross(api.cluster).into()),
         ("GET", ["api", "servers"]) => servers(req, api.cluster).map(Outcome::from),
@@ -244,55 +247,58 @@ fn audit_tail(req: &Request, path: Option<&Path>) -> Result<Response, Response> 
 }
 
 fn nodes(cluster: &Cluster, now_ms: u64) -> Response {
-    let alloc = cluster.allocator();
     let mut list: Vec<Value> = cluster
         .online_nodes()
-        .map(|n| {
-            let mut v = json!({
-                "type": n.key.node_type.name(),
-                "id": n.key.node_id,
-                "plat": n.plat,
-                "peer": n.peer.to_string(),
-                "connected_since": n.connected_unix,
-                "last_heard_ms_ago": now_ms.saturating_sub(n.last_heard_ms),
-            });
-            match n.info {
-                NodeInfo::Game {
-                    open_time,
-                    cross_plat,
-                    addr,
-                    players_online,
-                    ..
-                } => {
-                    let rec = alloc.game(n.key.node_id);
-                    v["name"] = json!(rec.map_or("", |g| &*g.name));
-                    v["open_time"] = json!(open_time);
-                    v["cross_plat"] = json!(alloc.platforms.name(*cross_plat));
-                    v["addr"] = json!(&**addr);
-                    v["players_online"] = json!(players_online);
-                    v["assignment"] = match rec.and_then(|g| g.assignment) {
-                        Some((c, p)) => json!({"cross_server_id": c, "cross_pos": p}),
-                        None => Value::Null,
-                    };
-                    v["waiting"] = json!(rec.is_some_and(|g| g.is_waiting()));
-                    v["maintenance"] = json!(cluster.in_maintenance(n.key.node_id));
-                    v["status"] = json!(cluster.game_status(n.key.node_id).name());
-                }
-                NodeInfo::Cross { cross_server_id } => {
-                    let rec = alloc.cross(*cross_server_id);
-                    v["cross_server_id"] = json!(cross_server_id);
-                    v["name"] = json!(rec.and_then(|c| c.name.as_deref()).unwrap_or(""));
-                    v["capacity"] = json!(rec.map_or(0, |c| c.capacity));
-                    v["members"] = json!(rec.map_or(0, |c| c.members.len()));
-                    v["draining"] = json!(rec.is_some_and(|c| c.draining));
-                }
-                NodeInfo::None => {}
-            }
-            v
-        })
+        .map(|n| node_json(cluster, &n, now_ms))
         .collect();
     list.sort_by_key(|v| (v["type"].as_str().map(str::to_string), v["id"].as_u64()));
     Response::json(200, &json!({ "nodes": list }))
+}
+
+/// One online node as `GET /api/nodes` shows it.
+pub(super) fn node_json(cluster: &Cluster, n: &NodeView<'_>, now_ms: u64) -> Value {
+    let alloc = cluster.allocator();
+    let mut v = json!({
+        "type": n.key.node_type.name(),
+        "id": n.key.node_id,
+        "plat": n.plat,
+        "peer": n.peer.to_string(),
+        "connected_since": n.connected_unix,
+        "last_heard_ms_ago": now_ms.saturating_sub(n.last_heard_ms),
+    });
+    match n.info {
+        NodeInfo::Game {
+            open_time,
+            cross_plat,
+            addr,
+            players_online,
+            ..
+        } => {
+            let rec = alloc.game(n.key.node_id);
+            v["name"] = json!(rec.map_or("", |g| &*g.name));
+            v["open_time"] = json!(open_time);
+            v["cross_plat"] = json!(alloc.platforms.name(*cross_plat));
+            v["addr"] = json!(&**addr);
+            v["players_online"] = json!(players_online);
+            v["assignment"] = match rec.and_then(|g| g.assignment) {
+                Some((c, p)) => json!({"cross_server_id": c, "cross_pos": p}),
+                None => Value::Null,
+            };
+            v["waiting"] = json!(rec.is_some_and(|g| g.is_waiting()));
+            v["maintenance"] = json!(cluster.in_maintenance(n.key.node_id));
+            v["status"] = json!(cluster.game_status(n.key.node_id).name());
+        }
+        NodeInfo::Cross { cross_server_id } => {
+            let rec = alloc.cross(*cross_server_id);
+            v["cross_server_id"] = json!(cross_server_id);
+            v["name"] = json!(rec.and_then(|c| c.name.as_deref()).unwrap_or(""));
+            v["capacity"] = json!(rec.map_or(0, |c| c.capacity));
+            v["members"] = json!(rec.map_or(0, |c| c.members.len()));
+            v["draining"] = json!(rec.is_some_and(|c| c.draining));
+        }
+        NodeInfo::None => {}
+    }
+    v
 }
 
 fn cross(cluster: &Cluster) -> Response {

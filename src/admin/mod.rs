@@ -6,6 +6,7 @@
 //! - [`metrics`]: counters, histograms and the text format.
 //! - [`console`]: the operator console's static files.
 //! - [`audit`]: the audit log's recent lines.
+//! - [`nodes_page`]: `GET /api/nodes` paged and searched.
 //!
 //! The endpoints, with curl examples, are in `docs/ADMIN.md`.
 
@@ -14,3 +15,4 @@ pub mod audit;
 pub mod console;
 pub mod http;
 pub mod metrics;
+pub mod nodes_page;

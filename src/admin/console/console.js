@@ -12,7 +12,7 @@ const state = {
   token: null,
   access: null,
   page: "overview",
-  nodes: [],
+  nodes: { nodes: [], total: 0, matched: 0 },
   nodesPage: 0,
   whitelist: { version: 0, entries: [] },
   whitelistPage: 0,
@@ -206,28 +206,18 @@ async function refreshOverview() {
 
 // ---- game nodes ----
 
-function nodeMatches(node, words, status) {
-  if (status && statusOf(node) !== status) return false;
-  if (!words.length) return true;
-  const hay = [node.id, node.name, node.cross_plat, node.plat, statusOf(node), node.addr, node.peer].join(" ").toLowerCase();
-  return words.every((w) => hay.includes(w));
-}
-
 function crossCell(node) {
   if (node.assignment) return "cross " + node.assignment.cross_server_id + " slot " + node.assignment.cross_pos;
   return node.waiting ? "waiting" : "\u2013";
 }
 
+// The node pages and searches (GET /api/nodes?type=game&q=..&offset=..&limit=..): the page
+// holds one page of rows whatever the number of game nodes.
 function renderNodes() {
-  const words = $("nodes-search").value.toLowerCase().split(/\s+/).filter(Boolean);
-  const status = $("nodes-status").value;
-  const games = state.nodes.filter((n) => n.type === "game");
-  const shown = games.filter((n) => nodeMatches(n, words, status));
-  const pages = Math.max(1, Math.ceil(shown.length / PAGE_SIZE));
-  state.nodesPage = Math.min(state.nodesPage, pages - 1);
-  const from = state.nodesPage * PAGE_SIZE;
+  const { nodes, total, matched } = state.nodes;
+  const pages = Math.max(1, Math.ceil(matched / PAGE_SIZE));
   const readOnly = state.access !== "admin";
-  const rows = shown.slice(from, from + PAGE_SIZE).map((n) => {
+  const rows = nodes.map((n) => {
     const actions = el("td", { class: "actions writes" },
       el("button", {
         type: "button", "data-action": "maintenance", disabled: readOnly,
@@ -261,16 +251,30 @@ function renderNodes() {
       el("td", {}, statusBadge(statusOf(n))), el("td", { text: crossCell(n) }),
       el("td", { class: "num", text: n.players_online }), el("td", { text: when(n.connected_since) }), actions);
   });
-  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "8", class: "empty", text: games.length ? "No game node matches." : "No game node online." })));
+  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "8", class: "empty", text: total ? "No game node matches." : "No game node online." })));
   $("nodes-body").replaceChildren(...rows);
-  $("nodes-count").textContent = shown.length + " of " + games.length + " game nodes";
+  $("nodes-count").textContent = matched + " of " + total + " game nodes";
   $("nodes-page").textContent = "page " + (state.nodesPage + 1) + " of " + pages;
   $("nodes-prev").disabled = state.nodesPage === 0;
   $("nodes-next").disabled = state.nodesPage >= pages - 1;
 }
 
 async function refreshNodes() {
-  state.nodes = (await api("GET", "/api/nodes")).nodes;
+  const query = () => {
+    const params = new URLSearchParams({ type: "game", offset: String(state.nodesPage * PAGE_SIZE), limit: String(PAGE_SIZE) });
+    const q = $("nodes-search").value.trim();
+    const status = $("nodes-status").value;
+    if (q) params.set("q", q);
+    if (status) params.set("status", status);
+    return api("GET", "/api/nodes?" + params);
+  };
+  let data = await query();
+  if (!data.nodes.length && data.matched && state.nodesPage > 0) {
+    // Fewer nodes than before: show the last page there is.
+    state.nodesPage = Math.floor((data.matched - 1) / PAGE_SIZE);
+    data = await query();
+  }
+  state.nodes = data;
   renderNodes();
 }
 
@@ -496,10 +500,14 @@ function init() {
   });
   $("signout").addEventListener("click", () => signOut(""));
   for (const b of $("nav").querySelectorAll("button")) b.addEventListener("click", () => show(b.dataset.page));
-  $("nodes-search").addEventListener("input", () => { state.nodesPage = 0; renderNodes(); });
-  $("nodes-status").addEventListener("change", () => { state.nodesPage = 0; renderNodes(); });
-  $("nodes-prev").addEventListener("click", () => { state.nodesPage--; renderNodes(); });
-  $("nodes-next").addEventListener("click", () => { state.nodesPage++; renderNodes(); });
+  let searchTimer = null;
+  $("nodes-search").addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => { state.nodesPage = 0; refreshPage(); }, 200);
+  });
+  $("nodes-status").addEventListener("change", () => { state.nodesPage = 0; refreshPage(); });
+  $("nodes-prev").addEventListener("click", () => { state.nodesPage--; refreshPage(); });
+  $("nodes-next").addEventListener("click", () => { state.nodesPage++; refreshPage(); });
   $("whitelist-search").addEventListener("input", () => { state.whitelistPage = 0; renderWhitelist(); });
   $("whitelist-prev").addEventListener("click", () => { state.whitelistPage--; renderWhitelist(); });
   $("whitelist-next").addEventListener("click", () => { state.whitelistPage++; renderWhitelist(); });
