@@ -117,6 +117,10 @@ fn an_operator_drives_the_cluster_from_the_browser_console() {
     for id in 102..101 + GAME_NODES {
         others.push(named_game(&server, id, "asia", &format!("Phoenix-{id}")));
     }
+    // Players online make some busy and full (STATUS_REPORT).
+    for (c, players) in others.iter_mut().skip(1).zip([2500, 3100, 1200, 800]) {
+        c.send_status(players).expect("status");
+    }
     let out = screenshots();
     let b = Browser::start(&out);
 
@@ -134,6 +138,8 @@ fn an_operator_drives_the_cluster_from_the_browser_console() {
     open_page(&b, "nodes");
     b.wait_text("tr[data-serv='101']", "Dragon-101");
     b.wait_text("#nodes-page", "page 1 of 2");
+    b.wait_text("tr[data-serv='104']", "full");
+    b.wait_text("tr[data-serv='103']", "busy");
     b.screenshot(&out.join("nodes.png"));
     b.type_into("#nodes-search", "dragon");
     b.wait_text("#nodes-count", "1 of 60 game nodes");

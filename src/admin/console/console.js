@@ -447,7 +447,9 @@ function show(page) {
 function startTimers() {
   stopTimers();
   state.timers.push(setInterval(() => state.page === "overview" && refreshPage(), OVERVIEW_EVERY_MS));
-  state.timers.push(setInterval(() => state.page !== "overview" && !$("confirm").open && refreshPage(), PAGE_EVERY_MS));
+  // The whitelist may hold 100,000s of entries: it is fetched when opened, after a change
+  // and on Refresh, not on a timer.
+  state.timers.push(setInterval(() => !["overview", "whitelist"].includes(state.page) && !$("confirm").open && refreshPage(), PAGE_EVERY_MS));
 }
 
 function stopTimers() {
@@ -499,6 +501,7 @@ function init() {
     signIn($("token").value.trim());
   });
   $("signout").addEventListener("click", () => signOut(""));
+  $("refresh").addEventListener("click", () => refreshPage());
   for (const b of $("nav").querySelectorAll("button")) b.addEventListener("click", () => show(b.dataset.page));
   let searchTimer = null;
   $("nodes-search").addEventListener("input", () => {
