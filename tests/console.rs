@@ -195,6 +195,38 @@ fn an_operator_drives_the_cluster_from_the_browser_console() {
     b.wait_text("#whitelist-body", "player-43");
     b.wait_text("#whitelist-version", "version 2");
     b.screenshot(&out.join("whitelist.png"));
+    // Remove one: WHITELIST_DELTA op 2.
+    b.type_into("#whitelist-add", "player-44");
+    b.click("#whitelist-add-button");
+    b.click("#confirm-ok");
+    b.wait_text("#whitelist-version", "version 3");
+    b.type_into("#whitelist-search", "44");
+    b.wait_text("#whitelist-count", "1 of 3 entries");
+    b.click("li[data-entry='player-44'] button[data-action='remove']");
+    b.wait_text("#confirm-text", "Remove \"player-44\"");
+    b.click("#confirm-ok");
+    let mut deltas = Vec::new();
+    for _ in 0..2 {
+        deltas.push(expect_frame(&mut g101, "WHITELIST_DELTA", |m| {
+            matches!(m, ServerMessage::WhitelistDelta { .. })
+        }));
+    }
+    assert_eq!(
+        deltas,
+        [
+            ServerMessage::WhitelistDelta {
+                version: 3,
+                op: 1,
+                entry: "player-44".into()
+            },
+            ServerMessage::WhitelistDelta {
+                version: 4,
+                op: 2,
+                entry: "player-44".into()
+            }
+        ]
+    );
+    b.wait_text("#whitelist-version", "version 4");
 
     open_page(&b, "cross");
     b.wait_text("[data-cross='90']", "30 / 40 members");
@@ -239,7 +271,7 @@ fn an_operator_drives_the_cluster_from_the_browser_console() {
     b.screenshot(&out.join("readonly.png"));
     expect_quiet(&mut g101, Duration::from_millis(300));
     let whitelist = admin(&server, "GET", "/api/whitelist", None, 200);
-    assert_eq!(whitelist["version"], 2, "{whitelist}");
+    assert_eq!(whitelist["version"], 4, "{whitelist}");
     let audit = std::fs::read_to_string(dir.join("audit.log")).expect("audit log");
     assert!(
         audit.contains(" viewer POST /api/whitelist refused: the viewer token is read-only"),
