@@ -38,6 +38,7 @@ pub const RELOADABLE: &[&str] = &[
     "busy_threshold",
     "full_threshold",
     "admin_token",
+    "viewer_token",
     "log_level",
     "allow",
     "auth_fail_limit",
@@ -118,6 +119,9 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// Bearer token for the admin API (all but `/healthz` and `/metrics`).
     pub admin_token: String,
+    /// Read-only bearer token for the admin API and its console: `GET` endpoints only, every
+    /// change gets 403. `None`: no viewer access.
+    pub viewer_token: Option<String>,
     /// Players online at which a game node shows as busy.
     pub busy_threshold: u32,
     /// Players online at which a game node shows as full.
@@ -170,6 +174,7 @@ impl Default for Config {
             state_dir: Some(PathBuf::from("state")),
             admin_listen: Some(DEFAULT_ADMIN_LISTEN),
             admin_token: DEFAULT_ADMIN_TOKEN.to_string(),
+            viewer_token: None,
             busy_threshold: 2000,
             full_threshold: 3000,
             audit_log: None,
@@ -223,6 +228,7 @@ struct FileConfig {
     state_dir: Option<String>,
     admin_listen: Option<String>,
     admin_token: Option<String>,
+    viewer_token: Option<String>,
     busy_threshold: Option<i64>,
     full_threshold: Option<i64>,
     audit_log: Option<String>,
@@ -324,6 +330,11 @@ pub const FLAGS: &[(&str, &str, &str)] = &[
         "--admin-token",
         "TOKEN",
         "admin API bearer token [default: a dev token, loopback only]",
+    ),
+    (
+        "--viewer-token",
+        "TOKEN",
+        "read-only admin API token (GET only, changes get 403); \"\" = none [default: none]",
     ),
     (
         "--busy-threshold",
@@ -505,6 +516,9 @@ impl Config {
                 }
                 self.admin_token = value.to_string()
             }
+            "viewer_token" => {
+                self.viewer_token = (!value.is_empty()).then(|| value.to_string());
+            }
             "busy_threshold" => {
                 self.busy_threshold = int_in(key, parse_int(key, value)?, 1, u32::MAX as i64)?
             }
@@ -596,6 +610,7 @@ impl Config {
             ("state_dir", file.state_dir),
             ("admin_listen", file.admin_listen),
             ("admin_token", file.admin_token),
+            ("viewer_token", file.viewer_token),
             ("audit_log", file.audit_log),
             ("etcd_prefix", file.etcd_prefix),
             ("member_name", file.member_name),
@@ -715,6 +730,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.check_ranges()?;
         self.check_dev_tokens(self.listen, self.admin_listen)?;
+        if self.viewer_token.as_deref() == Some(self.admin_token.as_str()) {
+            // One token with two roles: every request would be ambiguous.
+            return err("viewer_token: must differ from admin_token");
+        }
         if self.full_threshold < self.busy_threshold {
             return err(format!(
                 "full_threshold: {} must not be below busy_threshold {}",
@@ -881,6 +900,7 @@ impl Config {
         check("state_dir", self.state_dir != other.state_dir);
         check("admin_listen", self.admin_listen != other.admin_listen);
         check("admin_token", self.admin_token != other.admin_token);
+        check("viewer_token", self.viewer_token != other.viewer_token);
         check(
             "busy_threshold",
             self.busy_threshold != other.busy_threshold,
@@ -1080,5 +1100,24 @@ mod tests {
             ]
         );
         assert!(a.changed_keys(&a).is_empty());
+    }
+
+    #[test]
+    fn the_viewer_token_is_optional_reloadable_and_not_the_admin_token() {
+        assert_eq!(Config::default().viewer_token, None);
+        let c = Config::from_args(args("--viewer-token look-only")).expect("ok");
+        assert_eq!(c.viewer_token.as_deref(), Some("look-only"));
+        let mut f = Config::default();
+        f.merge_toml("viewer_token = \"from-file\"").expect("toml");
+        assert_eq!(f.viewer_token.as_deref(), Some("from-file"));
+        f.merge_toml("viewer_token = \"\"").expect("toml");
+        assert_eq!(f.viewer_token, None, "empty = none");
+        let e = Config::from_args(args("--admin-token same --viewer-token same")).expect_err("bad");
+        assert!(e.0.starts_with("viewer_token"), "{e}");
+        assert_eq!(
+            Config::default().changed_keys(&c),
+            [("viewer_token", false)],
+            "reloadable"
+        );
     }
 }

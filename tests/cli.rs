@@ -699,3 +699,55 @@ fn a_busy_default_admin_port_does_not_stop_the_node_but_a_busy_chosen_one_does()
     assert!(stderr.contains("admin_listen"), "{stderr}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn sighup_replaces_the_viewer_token() {
+    let dir = scratch_dir();
+    let file = dir.join("node.toml");
+    let (port, admin_port) = (free_port(), free_port());
+    let write = |viewer: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\nviewer_token = \"{viewer}\"\n",
+                dir.join("state").display()
+            ),
+        )
+        .expect("write config")
+    };
+    write("viewer-one-C3");
+    let mut p = spawn(Command::new(BIN).args([
+        "--config",
+        file.to_str().expect("utf8"),
+        "--admin-listen",
+        &format!("127.0.0.1:{admin_port}"),
+    ]));
+    drop(connect_when_up(
+        format!("127.0.0.1:{port}").parse().expect("addr"),
+    ));
+    let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().expect("addr");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(admin).is_err() {
+        assert!(Instant::now() < deadline, "the admin API never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let whoami = |token: &str| common::http(admin, "GET", "/api/whoami", Some(token), None).0;
+    assert_eq!(whoami("viewer-one-C3"), 200);
+
+    write("viewer-two-D4");
+    signal(&p, "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while whoami("viewer-two-D4") != 200 {
+        assert!(Instant::now() < deadline, "the reload was never applied");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(whoami("viewer-one-C3"), 401, "the old viewer token is gone");
+    sigterm(&p);
+    assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
+    let stderr = stderr_of(&mut p);
+    assert!(stderr.contains("SIGHUP: viewer_token changed"), "{stderr}");
+    assert!(
+        !stderr.contains("one-C3") && !stderr.contains("two-D4"),
+        "tokens never logged: {stderr}"
+    );
+}

@@ -43,6 +43,8 @@ fuzz_target!(|data: &[u8]| {
                         handler: &mut NoHandler,
                         now,
                         admin_token: "t",
+                        viewer_token: Some("v"),
+                        audit_log: None,
                         io: &io,
                         peer: "127.0.0.1:1".parse().expect("addr"),
                     },

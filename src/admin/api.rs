@@ -5,10 +5,12 @@
 use super::http::{Request, Response};
 use super::metrics::{self, IoStats};
 use super::servers::platform_servers;
-use crate::cluster::{Cluster, Handler, NodeInfo, NodeKey, Now, OperatorError, Outbox};
+use super::{audit, console, nodes_page};
+use crate::cluster::{Cluster, Handler, NodeInfo, NodeKey, NodeView, Now, OperatorError, Outbox};
 use crate::proto::NodeType;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
+use std::path::Path;
 
 /// What the routes may touch.
 pub struct Api<'a> {
@@ -22,6 +24,10 @@ pub struct Api<'a> {
     pub now: Now,
     /// The bearer token.
     pub admin_token: &'a str,
+    /// The read-only bearer token, if any.
+    pub viewer_token: Option<&'a str>,
+    /// The audit log, for `GET /api/audit`.
+    pub audit_log: Option<&'a Path>,
     /// The reactor's counters, for `/metrics`.
     pub io: &'a IoStats,
     /// The peer of the request (audit).
@@ -45,6 +51,28 @@ impl From<Response> for Outcome {
         }
     }
 }
+
+/// What a request's bearer token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The admin token: everything.
+    Admin,
+    /// The viewer token: `GET` only.
+    Viewer,
+}
+
+impl Access {
+    /// The role's name, as audit lines and `GET /api/whoami` show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Access::Admin => "admin",
+            Access::Viewer => "viewer",
+        }
+    }
+}
+
+/// Most lines `GET /api/audit` returns.
+pub const MAX_AUDIT_LINES: usize = 1000;
 
 fn operator_error(e: OperatorError) -> Response {
     let status = match e {
@@ -132,6 +160,17 @@ fn method_not_allowed(allowed: &str) -> Outcome {
     Response::error(405, format!("method not allowed here; use {allowed}")).into()
 }
 
+/// What the request's bearer token allows (`None`: no valid token). Audit lines name it.
+pub fn access(req: &Request, admin_token: &str, viewer_token: Option<&str>) -> Option<Access> {
+    if authorized(req, admin_token) {
+        Some(Access::Admin)
+    } else if viewer_token.is_some_and(|t| authorized(req, t)) {
+        Some(Access::Viewer)
+    } else {
+        None
+    }
+}
+
 /// Answers one request.
 pub fn handle(req: &Request, api: &mut Api<'_>) -> Outcome {
     let path = req.path.trim_end_matches('/');
@@ -149,12 +188,36 @@ pub fn handle(req: &Request, api: &mut Api<'_>) -> Outcome {
             .into();
         }
         (_, ["healthz"]) | (_, ["metrics"]) => return method_not_allowed("GET"),
+        // The console's static files: public, they hold no data.
+        ("GET", [] | ["console.js" | "console.css" | "favicon.svg"]) => {
+            if let Some(asset) = console::asset(req.path.as_str()) {
+                return asset.into();
+            }
+        }
         _ => {}
     }
-    if !authorized(req, api.admin_token) {
+    let Some(access) = access(req, api.admin_token, api.viewer_token) else {
         return Response::error(401, "missing or wrong bearer token").into();
+    };
+    route(req, api, access, &segments)
+}
+
+fn route(req: &Request, api: &mut Api<'_>, access: Access, segments: &[&str]) -> Outcome {
+    if access == Access::Viewer && req.method != "GET" {
+        return Outcome {
+            response: Response::error(403, "the viewer token is read-only"),
+            audit: Some("refused: the viewer token is read-only".to_string()),
+        };
     }
-    let result = match (req.method.as_str(), segments.as_slice()) {
+    let result = match (req.method.as_str(), segments) {
+        ("GET", ["api", "whoami"]) => {
+            Ok(Response::json(200, &json!({"access": access.name()})).into())
+        }
+        ("GET", ["api", "audit"]) => audit_tail(req, api.audit_log).map(Outcome::from),
+        (_, ["api", "whoami" | "audit"]) => Ok(method_not_allowed("GET")),
+        ("GET", ["api", "nodes"]) if nodes_page::wanted(req) => {
+            nodes_page::handle(req, api.cluster, api.now.mono_ms).map(Outcome::from)
+        }
         ("GET", ["api", "nodes"]) => Ok(nodes(api.cluster, api.now.mono_ms).into()),
         ("GET", ["api", "cross"]) => Ok(cross(api.cluster).into()),
         ("GET", ["api", "servers"]) => servers(req, api.cluster).map(Outcome::from),
@@ -181,56 +244,83 @@ pub fn handle(req: &Request, api: &mut Api<'_>) -> Outcome {
     result.unwrap_or_else(Outcome::from)
 }
 
+fn audit_tail(req: &Request, path: Option<&Path>) -> Result<Response, Response> {
+    let lines = match req.query_param("lines") {
+        None => 100,
+        Some(n) => match n.parse::<usize>() {
+            Ok(n) if (1..=MAX_AUDIT_LINES).contains(&n) => n,
+            _ => {
+                return Err(Response::error(
+                    400,
+                    format!("lines must be a whole number 1..={MAX_AUDIT_LINES}"),
+                ))
+            }
+        },
+    };
+    let Some(path) = path else {
+        return Ok(Response::json(200, &json!({"enabled": false, "lines": []})));
+    };
+    let tail = audit::tail(path, lines)
+        .map_err(|e| Response::error(500, format!("audit log {}: {e}", path.display())))?;
+    Ok(Response::json(
+        200,
+        &json!({"enabled": true, "lines": tail}),
+    ))
+}
+
 fn nodes(cluster: &Cluster, now_ms: u64) -> Response {
-    let alloc = cluster.allocator();
     let mut list: Vec<Value> = cluster
         .online_nodes()
-        .map(|n| {
-            let mut v = json!({
-                "type": n.key.node_type.name(),
-                "id": n.key.node_id,
-                "plat": n.plat,
-                "peer": n.peer.to_string(),
-                "connected_since": n.connected_unix,
-                "last_heard_ms_ago": now_ms.saturating_sub(n.last_heard_ms),
-            });
-            match n.info {
-                NodeInfo::Game {
-                    open_time,
-                    cross_plat,
-                    addr,
-                    players_online,
-                    ..
-                } => {
-                    let rec = alloc.game(n.key.node_id);
-                    v["name"] = json!(rec.map_or("", |g| &*g.name));
-                    v["open_time"] = json!(open_time);
-                    v["cross_plat"] = json!(alloc.platforms.name(*cross_plat));
-                    v["addr"] = json!(&**addr);
-                    v["players_online"] = json!(players_online);
-                    v["assignment"] = match rec.and_then(|g| g.assignment) {
-                        Some((c, p)) => json!({"cross_server_id": c, "cross_pos": p}),
-                        None => Value::Null,
-                    };
-                    v["waiting"] = json!(rec.is_some_and(|g| g.is_waiting()));
-                    v["maintenance"] = json!(cluster.in_maintenance(n.key.node_id));
-                    v["status"] = json!(cluster.game_status(n.key.node_id).name());
-                }
-                NodeInfo::Cross { cross_server_id } => {
-                    let rec = alloc.cross(*cross_server_id);
-                    v["cross_server_id"] = json!(cross_server_id);
-                    v["name"] = json!(rec.and_then(|c| c.name.as_deref()).unwrap_or(""));
-                    v["capacity"] = json!(rec.map_or(0, |c| c.capacity));
-                    v["members"] = json!(rec.map_or(0, |c| c.members.len()));
-                    v["draining"] = json!(rec.is_some_and(|c| c.draining));
-                }
-                NodeInfo::None => {}
-            }
-            v
-        })
+        .map(|n| node_json(cluster, &n, now_ms))
         .collect();
     list.sort_by_key(|v| (v["type"].as_str().map(str::to_string), v["id"].as_u64()));
     Response::json(200, &json!({ "nodes": list }))
+}
+
+/// One online node as `GET /api/nodes` shows it.
+pub(super) fn node_json(cluster: &Cluster, n: &NodeView<'_>, now_ms: u64) -> Value {
+    let alloc = cluster.allocator();
+    let mut v = json!({
+        "type": n.key.node_type.name(),
+        "id": n.key.node_id,
+        "plat": n.plat,
+        "peer": n.peer.to_string(),
+        "connected_since": n.connected_unix,
+        "last_heard_ms_ago": now_ms.saturating_sub(n.last_heard_ms),
+    });
+    match n.info {
+        NodeInfo::Game {
+            open_time,
+            cross_plat,
+            addr,
+            players_online,
+            ..
+        } => {
+            let rec = alloc.game(n.key.node_id);
+            v["name"] = json!(rec.map_or("", |g| &*g.name));
+            v["open_time"] = json!(open_time);
+            v["cross_plat"] = json!(alloc.platforms.name(*cross_plat));
+            v["addr"] = json!(&**addr);
+            v["players_online"] = json!(players_online);
+            v["assignment"] = match rec.and_then(|g| g.assignment) {
+                Some((c, p)) => json!({"cross_server_id": c, "cross_pos": p}),
+                None => Value::Null,
+            };
+            v["waiting"] = json!(rec.is_some_and(|g| g.is_waiting()));
+            v["maintenance"] = json!(cluster.in_maintenance(n.key.node_id));
+            v["status"] = json!(cluster.game_status(n.key.node_id).name());
+        }
+        NodeInfo::Cross { cross_server_id } => {
+            let rec = alloc.cross(*cross_server_id);
+            v["cross_server_id"] = json!(cross_server_id);
+            v["name"] = json!(rec.and_then(|c| c.name.as_deref()).unwrap_or(""));
+            v["capacity"] = json!(rec.map_or(0, |c| c.capacity));
+            v["members"] = json!(rec.map_or(0, |c| c.members.len()));
+            v["draining"] = json!(rec.is_some_and(|c| c.draining));
+        }
+        NodeInfo::None => {}
+    }
+    v
 }
 
 fn cross(cluster: &Cluster) -> Response {

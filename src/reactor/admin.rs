@@ -65,6 +65,8 @@ pub(super) struct AdminSide {
     addr: Option<SocketAddr>,
     pub(super) conns: Slab<AdminConn>,
     audit: Option<File>,
+    /// Where `audit` writes, for `GET /api/audit`.
+    audit_path: Option<std::path::PathBuf>,
     /// Audit lines of changes not yet handed to the store, with the batch they belong to
     /// (kept apart from the connections: a change is audited even if its client hangs up
     /// first).
@@ -88,6 +90,7 @@ impl AdminSide {
             addr: None,
             conns: Slab::new(),
             audit: None,
+            audit_path: None,
             pending_audit: Vec::new(),
             fired: Vec::new(),
             public_listener: None,
@@ -137,6 +140,7 @@ impl AdminSide {
                     io::Error::new(e.kind(), format!("audit_log {}: {e}", path.display()))
                 })?;
             side.audit = Some(file);
+            side.audit_path = Some(path);
         }
         Ok(side)
     }
@@ -339,6 +343,9 @@ impl<H: Handler> LoginNode<H> {
                 self.config.max_write_buffer,
                 &mut frames_out,
             );
+            let viewer_token = self.config.viewer_token.as_deref();
+            let by = api::access(&req, &self.config.admin_token, viewer_token)
+                .map_or("-", api::Access::name);
             let outcome = api::handle(
                 &req,
                 &mut Api {
@@ -347,6 +354,8 @@ impl<H: Handler> LoginNode<H> {
                     handler: &mut self.handler,
                     now,
                     admin_token: &self.config.admin_token,
+                    viewer_token,
+                    audit_log: self.admin.audit_path.as_deref(),
                     io: &self.io_stats,
                     peer,
                 },
@@ -363,7 +372,8 @@ impl<H: Handler> LoginNode<H> {
             if !req.keep_alive {
                 c.close_after_output = true;
             }
-            let what = format!("{} {}", req.method, req.path);
+            // The role of the token (never its value) names who made the change.
+            let what = format!("{by} {} {}", req.method, req.path);
             match outcome.audit {
                 Some(change) if self.cluster.pending_journal().len() > journal_before => {
                     // 200 only once the change is durable; its audit line is written (and

@@ -813,6 +813,7 @@ impl<H: Handler> LoginNode<H> {
         applied.busy_threshold = new.busy_threshold;
         applied.full_threshold = new.full_threshold;
         applied.admin_token = new.admin_token.clone();
+        applied.viewer_token = new.viewer_token.clone();
         applied.log_level = new.log_level;
         applied.allow = new.allow.clone();
         applied.auth_fail_limit = new.auth_fail_limit;
