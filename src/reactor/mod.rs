@@ -460,6 +460,14 @@ impl<H: Handler> LoginNode<H> {
         let db = match &config.state_dir {
             // A failover group keeps its state in etcd (the state directory holds only the
             // audit log then).
+            Some(dir) if !config.etcd.is_empty() => {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)?;
+                None
+            }
             _ if !config.etcd.is_empty() => None,
             Some(dir) => {
                 let (db, state) = Db::open(dir).map_err(io::Error::other)?;

@@ -10,7 +10,7 @@
 //! Fencing: every data transaction compares the leader key's create revision with ours, so a
 //! member that lost its lease (expired while it was paused, or revoked) can write nothing: a
 //! failed compare is [`RoleChange::Lost`], never retried. The thread renews the lease every
-//! third of its TTL and reports each success ([`RoleChange::Renewed`], with the instant the
+//! quarter of its TTL and reports each success ([`RoleChange::Renewed`], with the instant the
 //! renewal was *sent*): the loop keeps its own deadline from that, so a paused process notices
 //! on its own that it must stop before it sends anything.
 //!
@@ -135,7 +135,9 @@ pub(super) fn run(
     wake: Box<dyn Fn() + Send>,
     audit: Option<File>,
 ) {
-    let timeout = Duration::from_secs(cfg.lease_ttl.clamp(1, 3));
+    // A call that hangs (an etcd member without a leader during its election) must not
+    // outlast the renewals: a quarter of the TTL, then the next endpoint is tried.
+    let timeout = Duration::from_millis((cfg.lease_ttl * 1000 / 4).max(500));
     let mut m = Member {
         gw: Gateway::new(&cfg.endpoints, timeout),
         leader_key: format!("{}/leader", cfg.prefix).into_bytes(),
@@ -279,7 +281,7 @@ impl Member {
             state: Box::new(state),
             renewed_at: granted_at,
         }));
-        let every = Duration::from_millis(self.cfg.lease_ttl * 1000 / 3);
+        let every = renewal_interval(self.cfg.lease_ttl);
         let mut next_renewal = granted_at + every;
         loop {
             let left = next_renewal.saturating_duration_since(Instant::now());
@@ -320,7 +322,7 @@ impl Member {
     /// Renews the lease; Err when it has expired.
     fn renew(&mut self, lease: i64, next: &mut Instant) -> Result<(), String> {
         let sent = Instant::now();
-        let every = Duration::from_millis(self.cfg.lease_ttl * 1000 / 3);
+        let every = renewal_interval(self.cfg.lease_ttl);
         match self.gw.keepalive(lease) {
             Ok(Some(_)) => {
                 *next = sent + every;
@@ -394,6 +396,12 @@ impl Member {
         }
         Ok(())
     }
+}
+
+/// The lease is renewed four times per TTL, so one or two failed renewals (an etcd election)
+/// still leave time before the local deadline.
+fn renewal_interval(ttl: u64) -> Duration {
+    Duration::from_millis(ttl * 1000 / 4)
 }
 
 enum Fenced {

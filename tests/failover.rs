@@ -1,0 +1,620 @@
+//! Failover groups over real processes (contract §6): a 3-member etcd cluster (Debian's
+//! `etcd-server`, on free loopback ports, never 2379/2380) and login-node binaries that form
+//! one group. Every scenario ends by checking that no slot is held twice and that every
+//! CROSS_ASSIGN a game node was told is what the group's state says now.
+//!
+//! Needs `etcd` on PATH (`.ci/run` installs `etcd-server`); bounded in time, loopback only.
+
+mod common;
+
+use common::{parse_response, REPLY, TOKEN};
+use login_node::client::{Client, ServerMessage};
+use login_node::proto::{CrossInfo, NodeType, U32List};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_login-node");
+const ADMIN_TOKEN: &str = "failover-admin-token";
+const TTL: u64 = 4;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("login-node-failover-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(p: &Proc, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &p.0.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig}");
+}
+
+/// One plain HTTP/1.1 request; (status, body).
+fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut bytes = Vec::new();
+    s.read_to_end(&mut bytes).ok()?;
+    (!bytes.is_empty()).then(|| parse_response(&bytes))
+}
+
+/// A 3-member etcd cluster on free loopback ports.
+struct Etcd {
+    members: Vec<Option<Proc>>,
+    args: Vec<Vec<String>>,
+    clients: Vec<String>,
+}
+
+impl Etcd {
+    fn start(dir: &std::path::Path) -> Etcd {
+        assert!(
+            Command::new("etcd").arg("--version").output().is_ok(),
+            "etcd is not installed: `apt-get install etcd-server` (.ci/run does)"
+        );
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let cluster: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("e{i}=http://127.0.0.1:{peer}"))
+            .collect();
+        let mut etcd = Etcd {
+            members: Vec::new(),
+            args: Vec::new(),
+            clients: ports
+                .iter()
+                .map(|(c, _)| format!("http://127.0.0.1:{c}"))
+                .collect(),
+        };
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let args: Vec<String> = [
+                "--name".to_string(),
+                format!("e{i}"),
+                "--data-dir".into(),
+                dir.join(format!("etcd{i}")).display().to_string(),
+                "--listen-client-urls".into(),
+                format!("http://127.0.0.1:{client}"),
+                "--advertise-client-urls".into(),
+                format!("http://127.0.0.1:{client}"),
+                "--listen-peer-urls".into(),
+                format!("http://127.0.0.1:{peer}"),
+                "--initial-advertise-peer-urls".into(),
+                format!("http://127.0.0.1:{peer}"),
+                "--initial-cluster".into(),
+                cluster.join(","),
+                "--initial-cluster-token".into(),
+                format!("t{}", std::process::id()),
+                "--heartbeat-interval".into(),
+                "50".into(),
+                "--election-timeout".into(),
+                "500".into(),
+            ]
+            .to_vec();
+            etcd.args.push(args);
+            etcd.members.push(None);
+            etcd.restart(i);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for c in etcd.clients.clone() {
+            let addr: SocketAddr = c.trim_start_matches("http://").parse().expect("addr");
+            loop {
+                let up = http(addr, "GET", "/health", "")
+                    .is_some_and(|(s, b)| s == 200 && b.contains("true"));
+                if up {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "etcd {c} never became healthy");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        etcd
+    }
+
+    fn restart(&mut self, i: usize) {
+        let child = Command::new("etcd")
+            .args(&self.args[i])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn etcd");
+        self.members[i] = Some(Proc(child));
+    }
+
+    fn stop(&mut self, i: usize) {
+        self.members[i] = None;
+    }
+}
+
+/// A login-node member of the group.
+struct Member {
+    proc: Proc,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    name: String,
+}
+
+fn member(etcd: &Etcd, name: &str, prefix: &str, dir: &std::path::Path) -> Member {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log");
+    let child = Command::new(BIN)
+        .args([
+            "--listen",
+            &addr.to_string(),
+            "--admin-listen",
+            &admin.to_string(),
+            "--token",
+            TOKEN,
+            "--admin-token",
+            ADMIN_TOKEN,
+            "--etcd",
+            &etcd.clients.join(","),
+            "--etcd-prefix",
+            prefix,
+            "--member-name",
+            name,
+            "--lease-ttl",
+            &TTL.to_string(),
+            "--state-dir",
+            &dir.join(name).display().to_string(),
+            "--default-capacity",
+            "1000",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn login-node");
+    Member {
+        proc: Proc(child),
+        addr,
+        admin,
+        name: name.into(),
+    }
+}
+
+fn role(m: &Member) -> Option<(u16, Value)> {
+    let (status, body) = http(m.admin, "GET", "/healthz", "")?;
+    Some((status, serde_json::from_str(&body).ok()?))
+}
+
+/// Waits until one of `members` answers /healthz 200 "active"; its index and how long it took.
+fn wait_active(members: &[&Member], within: Duration) -> (usize, Duration) {
+    let start = Instant::now();
+    loop {
+        for (i, m) in members.iter().enumerate() {
+            if let Some((200, v)) = role(m) {
+                if v["role"] == "active" {
+                    return (i, start.elapsed());
+                }
+            }
+        }
+        assert!(
+            start.elapsed() < within,
+            "no member became active within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn cross(addr: SocketAddr, id: u32) -> Client {
+    let mut c = Client::connect(addr, REPLY).expect("connect");
+    assert_eq!(
+        c.auth(NodeType::Cross, id, "p", TOKEN, None)
+            .expect("auth")
+            .code,
+        0
+    );
+    let name = format!("cross{id}@127.0.0.1");
+    let info = CrossInfo {
+        id,
+        cross_plat: "p",
+        cross_server_id: id,
+        cross_node_name: &name,
+        capacity: 0,
+        game_server_list: U32List::EMPTY,
+    };
+    c.send_cross_info(&info, &[]).expect("info");
+    c
+}
+
+fn send_game(addr: SocketAddr, id: u32) -> Option<Client> {
+    let mut c = Client::connect(addr, REPLY).ok()?;
+    c.send_auth(NodeType::Game as u8, id, "p", TOKEN, None)
+        .ok()?;
+    c.send_game_info(&common::game_info(id, "p")).ok()?;
+    Some(c)
+}
+
+/// What a game node's connection said: its CROSS_ASSIGN, KICK, or nothing before it closed.
+#[derive(Debug, PartialEq)]
+enum Heard {
+    Assign(u32, u16),
+    Kick(u8),
+    AuthCode(u8),
+    Nothing,
+}
+
+fn hear(c: &mut Client, wait: Duration) -> Heard {
+    loop {
+        match c.recv(wait) {
+            Ok(Some(ServerMessage::CrossAssign {
+                cross_server_id,
+                cross_pos,
+                ..
+            })) => return Heard::Assign(cross_server_id, cross_pos),
+            Ok(Some(ServerMessage::Kick(r))) => return Heard::Kick(r),
+            Ok(Some(ServerMessage::AuthResult(r))) if r.code != 0 => {
+                return Heard::AuthCode(r.code)
+            }
+            Ok(Some(_)) => continue,
+            _ => return Heard::Nothing,
+        }
+    }
+}
+
+/// Every game node's slot in the group's state, from the active member's admin API.
+fn recorded(m: &Member) -> HashMap<u32, (u32, u16)> {
+    let (status, body) = http(m.admin, "GET", "/api/cross", "").expect("answer");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    let mut slots = HashMap::new();
+    for p in v["platforms"].as_array().expect("platforms") {
+        for c in p["cross_nodes"].as_array().expect("cross nodes") {
+            let cross = c["cross_server_id"].as_u64().expect("id") as u32;
+            for m in c["members"].as_array().expect("members") {
+                let serv = m["serv_id"].as_u64().expect("serv") as u32;
+                let slot = (cross, m["cross_pos"].as_u64().expect("pos") as u16);
+                assert!(slots.insert(serv, slot).is_none(), "game {serv} twice");
+            }
+        }
+    }
+    let mut held: HashMap<(u32, u16), u32> = HashMap::new();
+    for (&serv, &slot) in &slots {
+        if let Some(other) = held.insert(slot, serv) {
+            panic!("slot {slot:?} held by both {other} and {serv}");
+        }
+    }
+    slots
+}
+
+fn assert_told_matches(told: &HashMap<u32, (u32, u16)>, active: &Member) {
+    let now = recorded(active);
+    for (serv, slot) in told {
+        assert_eq!(now.get(serv), Some(slot), "game {serv} was told {slot:?}");
+    }
+}
+
+#[test]
+fn one_member_is_active_standbys_answer_code_7_and_a_step_down_hands_over_at_once() {
+    let dir = scratch("stepdown");
+    let etcd = Etcd::start(&dir);
+    let prefix = format!("/test/stepdown-{}", std::process::id());
+    let a = member(&etcd, "a", &prefix, &dir);
+    let b = member(&etcd, "b", &prefix, &dir);
+    let members = [&a, &b];
+    let (i, _) = wait_active(&members, Duration::from_secs(15));
+    let (active, standby) = (members[i], members[1 - i]);
+    // The standby: 503 naming the active member, AUTH code 7 then closed, writes refused.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, v) = role(standby).expect("healthz");
+        assert_eq!(status, 503);
+        if v["active"] == active.name.as_str() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "standby never named the active: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = Client::connect(standby.addr, REPLY).expect("connect");
+    assert_eq!(
+        c.auth(NodeType::Game, 9, "p", TOKEN, None)
+            .expect("auth")
+            .code,
+        7
+    );
+    assert!(c.closed_within(REPLY));
+    let (status, body) =
+        http(standby.admin, "POST", "/api/whitelist", r#"{"entry": "x"}"#).expect("answer");
+    assert_eq!(status, 503);
+    assert!(body.contains(&active.name), "{body}");
+
+    // The active serves; a whitelist change and an assignment land in the group's state.
+    let _x = cross(active.addr, 90);
+    let mut g = send_game(active.addr, 101).expect("connect");
+    let mut told = HashMap::new();
+    assert_eq!(hear(&mut g, REPLY), Heard::Assign(90, 1));
+    told.insert(101, (90, 1));
+    let (status, _) = http(
+        active.admin,
+        "POST",
+        "/api/whitelist",
+        r#"{"entry": "alice"}"#,
+    )
+    .expect("answer");
+    assert_eq!(status, 200);
+
+    // Step down: KICK 6 to its nodes, and the standby is active within 1.5 s.
+    let (status, _) = http(active.admin, "POST", "/api/step-down", "").expect("answer");
+    assert_eq!(status, 200);
+    let start = Instant::now();
+    assert_eq!(hear(&mut g, REPLY), Heard::Kick(6));
+    let (j, _) = wait_active(&[standby], Duration::from_millis(1500));
+    assert_eq!(j, 0);
+    let took = start.elapsed();
+    eprintln!("step-down: {} took over in {took:?}", standby.name);
+    assert!(took <= Duration::from_millis(1500), "{took:?}");
+    // The node returns to the new active member with its assignment; the whitelist is there.
+    let _x = cross(standby.addr, 90);
+    let mut g = send_game(standby.addr, 101).expect("connect");
+    assert_eq!(hear(&mut g, REPLY), Heard::Assign(90, 1));
+    let (_, wl) = http(standby.admin, "GET", "/api/whitelist", "").expect("answer");
+    assert!(wl.contains("alice"), "{wl}");
+    assert_told_matches(&told, standby);
+
+    // SIGTERM hands over too: the lease is revoked on the way out.
+    let (status, _) = http(standby.admin, "GET", "/healthz", "").expect("answer");
+    assert_eq!(status, 200);
+    std::thread::sleep(Duration::from_secs(3)); // the stepped-down member campaigns again
+    signal(&standby.proc, "-TERM");
+    let start = Instant::now();
+    assert_eq!(hear(&mut g, REPLY), Heard::Kick(6));
+    wait_active(&[active], Duration::from_millis(1500));
+    eprintln!(
+        "SIGTERM: {} took over in {:?}",
+        active.name,
+        start.elapsed()
+    );
+    assert_told_matches(&told, active);
+    drop(etcd);
+    if std::env::var_os("KEEP_FAILOVER_LOGS").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn sigkill_of_the_active_during_arrivals_loses_nothing_and_a_standby_takes_over() {
+    let dir = scratch("sigkill");
+    let etcd = Etcd::start(&dir);
+    let prefix = format!("/test/sigkill-{}", std::process::id());
+    let a = member(&etcd, "a", &prefix, &dir);
+    let b = member(&etcd, "b", &prefix, &dir);
+    let members = [&a, &b];
+    let (i, _) = wait_active(&members, Duration::from_secs(15));
+    let (active, standby) = (members[i], members[1 - i]);
+    let crosses: Vec<Client> = [90, 91].iter().map(|&id| cross(active.addr, id)).collect();
+    let mut told: HashMap<u32, (u32, u16)> = HashMap::new();
+    let mut burst: Vec<(u32, Client)> = (1..=40)
+        .filter_map(|id| send_game(active.addr, id).map(|c| (id, c)))
+        .collect();
+    for (id, c) in burst.iter_mut().take(20) {
+        if let Heard::Assign(x, p) = hear(c, REPLY) {
+            told.insert(*id, (x, p));
+        }
+    }
+    // More arrive; the kill lands while they are handled.
+    let late: Vec<(u32, Client)> = (41..=80)
+        .filter_map(|id| send_game(active.addr, id).map(|c| (id, c)))
+        .collect();
+    burst.extend(late);
+    std::thread::sleep(Duration::from_millis(5));
+    signal(&active.proc, "-KILL");
+    let killed = Instant::now();
+    for (id, c) in burst.iter_mut() {
+        if let Heard::Assign(x, p) = hear(c, Duration::from_millis(100)) {
+            told.insert(*id, (x, p));
+        }
+    }
+    let (_, _) = wait_active(&[standby], Duration::from_secs(TTL + 2));
+    let took = killed.elapsed();
+    eprintln!(
+        "SIGKILL: {} active {took:?} after the kill; {} game nodes had been told",
+        standby.name,
+        told.len()
+    );
+    assert!(took <= Duration::from_secs(TTL + 2), "{took:?}");
+    drop(crosses);
+    // Everyone comes back to the new active member: the same assignment for every node told.
+    let _crosses: Vec<Client> = [90, 91].iter().map(|&id| cross(standby.addr, id)).collect();
+    for id in 1..=80u32 {
+        let mut c = send_game(standby.addr, id).expect("connect");
+        match hear(&mut c, REPLY) {
+            Heard::Assign(x, p) => {
+                if let Some(before) = told.get(&id) {
+                    assert_eq!((x, p), *before, "game {id}");
+                }
+                told.insert(id, (x, p));
+            }
+            other => panic!("game {id}: {other:?}"),
+        }
+    }
+    assert_told_matches(&told, standby);
+    drop(etcd);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_paused_active_member_stops_on_its_own_and_announces_nothing_after_losing_the_role() {
+    let dir = scratch("sigstop");
+    let etcd = Etcd::start(&dir);
+    let prefix = format!("/test/sigstop-{}", std::process::id());
+    let a = member(&etcd, "a", &prefix, &dir);
+    let b = member(&etcd, "b", &prefix, &dir);
+    let members = [&a, &b];
+    let (i, _) = wait_active(&members, Duration::from_secs(15));
+    let (old, new) = (members[i], members[1 - i]);
+    let _x = cross(old.addr, 90);
+    let mut g1 = send_game(old.addr, 1).expect("connect");
+    assert_eq!(hear(&mut g1, REPLY), Heard::Assign(90, 1));
+    let mut told = HashMap::from([(1u32, (90u32, 1u16))]);
+
+    signal(&old.proc, "-STOP");
+    // While it is paused: a game node sends it its INFO (it must never be answered with an
+    // assignment), and the other member takes over and assigns new nodes.
+    let mut g2 = send_game(old.addr, 2).expect("connect (the kernel accepts)");
+    wait_active(&[new], Duration::from_secs(TTL + 3));
+    let _x_new = cross(new.addr, 90);
+    let mut g3 = send_game(new.addr, 3).expect("connect");
+    let Heard::Assign(x, p) = hear(&mut g3, REPLY) else {
+        panic!("the new active member assigns");
+    };
+    told.insert(3, (x, p));
+
+    signal(&old.proc, "-CONT");
+    // The old member notices on its own: KICK 6 to the node it had, and nothing but code 7
+    // or a close to the one that arrived meanwhile.
+    assert_eq!(hear(&mut g1, REPLY), Heard::Kick(6));
+    match hear(&mut g2, REPLY) {
+        Heard::Assign(..) => panic!("a member that lost its role announced an assignment"),
+        other => eprintln!("the node that arrived during the pause heard {other:?}"),
+    }
+    let (status, v) = role(old).expect("healthz");
+    assert_eq!((status, v["role"].as_str()), (503, Some("standby")), "{v}");
+    // Game 2 was never durably assigned by the old member: it is assigned once, by the new one.
+    let mut g2 = send_game(new.addr, 2).expect("connect");
+    let Heard::Assign(x, p) = hear(&mut g2, REPLY) else {
+        panic!("game 2 on the new active member");
+    };
+    told.insert(2, (x, p));
+    assert_told_matches(&told, new);
+    drop(etcd);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn without_an_etcd_quorum_nobody_is_active_and_with_it_back_a_member_is() {
+    let dir = scratch("quorum");
+    let mut etcd = Etcd::start(&dir);
+    let prefix = format!("/test/quorum-{}", std::process::id());
+    let a = member(&etcd, "a", &prefix, &dir);
+    let b = member(&etcd, "b", &prefix, &dir);
+    let members = [&a, &b];
+    let (i, _) = wait_active(&members, Duration::from_secs(15));
+    let mut g = send_game(members[i].addr, 1).expect("connect");
+    hear(&mut g, Duration::from_millis(300));
+    etcd.stop(1);
+    etcd.stop(2);
+    let stopped = Instant::now();
+    // The active member cannot renew: it steps down within its local deadline.
+    assert_eq!(hear(&mut g, Duration::from_secs(TTL + 2)), Heard::Kick(6));
+    let took = stopped.elapsed();
+    eprintln!("quorum lost: the active member stood down after {took:?}");
+    assert!(took <= Duration::from_secs(TTL + 1), "{took:?}");
+    for m in members {
+        let (status, _) = role(m).expect("healthz");
+        assert_eq!(status, 503, "{} without a quorum", m.name);
+    }
+    etcd.restart(1);
+    etcd.restart(2);
+    let (_, took) = wait_active(&members, Duration::from_secs(30));
+    eprintln!("quorum back: a member active after {took:?}");
+    drop(etcd);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The etcd member that leads its cluster now.
+fn etcd_leader(etcd: &Etcd) -> Option<usize> {
+    let mut ids = Vec::new();
+    let mut leader = None;
+    for c in &etcd.clients {
+        let addr: SocketAddr = c.trim_start_matches("http://").parse().ok()?;
+        let Some((200, body)) = http(addr, "POST", "/v3/maintenance/status", "{}") else {
+            ids.push(String::new());
+            continue;
+        };
+        let v: Value = serde_json::from_str(&body).ok()?;
+        ids.push(v["header"]["member_id"].as_str().unwrap_or("").to_string());
+        leader = v["leader"].as_str().map(str::to_string).or(leader);
+    }
+    let leader = leader?;
+    ids.iter().position(|id| *id == leader)
+}
+
+#[test]
+fn sigkill_of_the_etcd_leader_during_arrivals_holds_frames_and_loses_nothing() {
+    let dir = scratch("etcdleader");
+    let mut etcd = Etcd::start(&dir);
+    let prefix = format!("/test/etcdleader-{}", std::process::id());
+    let a = member(&etcd, "a", &prefix, &dir);
+    let b = member(&etcd, "b", &prefix, &dir);
+    let members = [&a, &b];
+    let (i, _) = wait_active(&members, Duration::from_secs(15));
+    let active = members[i];
+    let _x = cross(active.addr, 90);
+    let mut clients: Vec<(u32, Client)> = (1..=30)
+        .filter_map(|id| send_game(active.addr, id).map(|c| (id, c)))
+        .collect();
+    let leader = etcd_leader(&etcd).expect("an etcd leader");
+    etcd.stop(leader); // SIGKILL (Drop kills)
+    let stopped = Instant::now();
+    clients.extend((31..=60).filter_map(|id| send_game(active.addr, id).map(|c| (id, c))));
+    // Every node is answered once etcd has elected a new leader (or, if the login node's
+    // lease lapsed meanwhile, the group's new active member answers them below).
+    let mut told: HashMap<u32, (u32, u16)> = HashMap::new();
+    let mut kicked = 0;
+    for (id, c) in clients.iter_mut() {
+        match hear(c, Duration::from_secs(TTL + 3)) {
+            Heard::Assign(x, p) => {
+                told.insert(*id, (x, p));
+            }
+            Heard::Kick(6) => kicked += 1,
+            other => panic!("game {id}: {other:?}"),
+        }
+    }
+    eprintln!(
+        "etcd leader killed: {} of 60 assigned within {:?}, {kicked} told to go elsewhere (KICK 6)",
+        told.len(),
+        stopped.elapsed()
+    );
+    let (j, _) = wait_active(&members, Duration::from_secs(15));
+    let active = members[j];
+    let _x = cross(active.addr, 90);
+    for id in 1..=60u32 {
+        let mut c = send_game(active.addr, id).expect("connect");
+        match hear(&mut c, REPLY) {
+            Heard::Assign(x, p) => {
+                if let Some(before) = told.get(&id) {
+                    assert_eq!((x, p), *before, "game {id}");
+                }
+                told.insert(id, (x, p));
+            }
+            other => panic!("game {id} after the etcd election: {other:?}"),
+        }
+    }
+    assert_told_matches(&told, active);
+    drop(etcd);
+    if std::env::var_os("KEEP_FAILOVER_LOGS").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
