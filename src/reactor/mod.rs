@@ -519,6 +519,9 @@ impl<H: Handler> LoginNode<H> {
                 self.local_addr
             ),
         }
+        // The start-up lines reach stderr before systemd is told ready, and before the loop
+        // blocks in its first poll with no node to wake it.
+        log::logger().flush();
         notify::notify("READY=1\nSTATUS=serving");
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         let result = self.run_loop(&mut events);
@@ -536,6 +539,8 @@ impl<H: Handler> LoginNode<H> {
     fn run_loop(&mut self, events: &mut Events) -> io::Result<()> {
         loop {
             let timeout = self.poll_timeout();
+            // Once per turn, and never a line left buffered while the loop blocks.
+            log::logger().flush();
             if let Err(e) = self.poll.poll(events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -586,7 +591,6 @@ impl<H: Handler> LoginNode<H> {
         self.admin_timers_fired();
         self.commit_journal();
         self.flush_dirty(now, false);
-        log::logger().flush();
     }
 
     /// Group commit: one write and one `fdatasync` for every record of this turn, then the
