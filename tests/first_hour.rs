@@ -141,3 +141,107 @@ fn the_builder_refuses_a_max_frame_too_small_for_any_auth() {
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     assert!(e.to_string().contains("max_frame"), "{e}");
 }
+
+/// A game node online on the server at `addr`, then closed by the node.
+fn one_game_session(addr: std::net::SocketAddr, id: u32, app_command: bool) {
+    use login_node::client::{Client, ServerMessage};
+    use login_node::proto::NodeType;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut c = loop {
+        match Client::connect(addr, Duration::from_secs(1)) {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "server never came up: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    let r = c
+        .auth(NodeType::Game, id, "dev", TOKEN, None)
+        .expect("auth");
+    assert_eq!(r.code, 0);
+    let mut info = common::game_info(id, "pvp");
+    info.serv_name = "s\"1";
+    c.send_game_info(&info).expect("info");
+    assert_eq!(
+        c.recv(common::REPLY).expect("status"),
+        Some(ServerMessage::StatusPush(0))
+    );
+    if app_command {
+        c.send_app(0x1000, b"abc").expect("app command");
+        // A heartbeat behind it: once it is answered, the command was handled.
+        c.send_heartbeat(9).expect("hb");
+        let r = c.recv_until(common::REPLY, |m| {
+            matches!(m, ServerMessage::HeartbeatAck(9))
+        });
+        assert!(r.is_ok(), "heartbeat answered");
+    }
+}
+
+#[test]
+fn a_session_logs_one_line_online_and_one_offline_and_a_failed_auth_warns() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let (_p, lines) = spawn_with_lines(
+        Command::new(BIN)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--token", TOKEN, "--admin-listen", "127.0.0.1:0"])
+            .args(["--state-dir", "", "--log-level", "info"]),
+    );
+    one_game_session(addr, 7, false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let seen = wait_for_line(&lines, "game 7 (", deadline).expect("online line");
+    let seen = seen + &wait_for_line(&lines, "offline", deadline).expect("offline line");
+    let session: Vec<&str> = seen.lines().filter(|l| l.contains("game 7")).collect();
+    assert_eq!(session.len(), 2, "two lines per session:\n{seen}");
+    let online = session[0];
+    assert!(
+        online.contains("Z [INFO] game 7 (127.0.0.1:")
+            && online.contains(") online: plat \"dev\" serv_name \"s\\\"1\" cross_plat \"pvp\"")
+            && online.contains("addr \"127.0.0.1:1\"")
+            && online.contains("reports cross 0/0"),
+        "{online}"
+    );
+    let offline = session[1];
+    assert!(
+        offline.contains("Z [INFO] game 7 (127.0.0.1:")
+            && offline.contains(") offline: closed by peer, online ")
+            && offline.ends_with(" s"),
+        "{offline}"
+    );
+    // A failed AUTH stays a warning with its reason.
+    let mut bad = login_node::client::Client::connect(addr, common::REPLY).expect("connect");
+    let r = bad
+        .auth(login_node::proto::NodeType::Game, 8, "dev", "wrong", None)
+        .expect("auth result");
+    assert_eq!(r.code, 1);
+    let refused = wait_for_line(&lines, "refused", deadline).expect("refusal line");
+    assert!(
+        refused.contains("[WARN] conn ")
+            && refused.contains("AUTH game 8 refused: code 1 (bad signature)"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn an_app_command_dropped_for_want_of_a_handler_is_logged_at_debug() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let (_p, lines) = spawn_with_lines(
+        Command::new(BIN)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--token", TOKEN, "--admin-listen", "127.0.0.1:0"])
+            .args(["--state-dir", "", "--log-level", "debug"]),
+    );
+    one_game_session(addr, 9, true);
+    let line = wait_for_line(
+        &lines,
+        "application command",
+        Instant::now() + Duration::from_secs(10),
+    )
+    .expect("a debug line for the dropped command");
+    assert!(
+        line.contains("[DEBUG] game 9: application command 0x1000 (3 bytes) dropped: no handler"),
+        "{line}"
+    );
+}

@@ -26,7 +26,7 @@ pub mod guard;
 mod operator;
 
 use crate::config::{Config, DuplicatePolicy};
-use crate::logging::Peer;
+use crate::logging::{Peer, Quoted, Seconds};
 use crate::proto::{
     self, cmd, AuthCode, AuthResult, CrossAssign, CrossInfo, CrossMembers, FrameError, GameInfo,
     Heartbeat, Kick, KickReason, Member, NodeType, StatusPush, StatusReport, WhitelistSnapshot,
@@ -104,7 +104,13 @@ pub trait Handler {
     /// An online node went offline (closed, kicked, timed out, replaced).
     fn node_offline(&mut self, _ctx: &mut Context<'_>, _node: NodeKey) {}
     /// An online node sent an application command (0x1000..=0x7FFF).
-    fn app_command(&mut self, _ctx: &mut Context<'_>, _from: NodeKey, _cmd: u16, _body: &[u8]) {}
+    /// The default drops it, logged at debug level (contract §4).
+    fn app_command(&mut self, _ctx: &mut Context<'_>, from: NodeKey, cmd: u16, body: &[u8]) {
+        debug!(
+            "{from}: application command {cmd:#06x} ({} bytes) dropped: no handler",
+            body.len()
+        );
+    }
     /// A timer set with [`Context::set_timer`] fired, with the token it was set with.
     fn timer(&mut self, _ctx: &mut Context<'_>, _token: u64) {}
 }
@@ -324,6 +330,8 @@ struct Session {
     timer: Option<TimerId>,
     /// The plat field of its AUTH, interned.
     auth_plat: PlatId,
+    /// Monotonic ms when its INFO made it online (the offline line says how long).
+    online_ms: u64,
     info: NodeInfo,
     /// The peer address is on the allowlist (checked first at AUTH).
     allowed: bool,
@@ -342,6 +350,7 @@ impl Session {
             connected_unix: 0,
             timer: None,
             auth_plat: 0,
+            online_ms: 0,
             info: NodeInfo::None,
             allowed: true,
         }
@@ -736,7 +745,7 @@ impl Cluster {
         if s.phase != Phase::Closed {
             debug!("conn {conn} from {} closed by peer", Peer(s.peer));
         }
-        self.end_session(conn, now, out, handler);
+        self.end_session(conn, "closed by peer", now, out, handler);
         self.sessions[conn].phase = Phase::Free;
         self.open_connections -= 1;
     }
@@ -866,7 +875,7 @@ impl Cluster {
                         Peer(s.peer)
                     );
                     out.close(conn);
-                    self.end_session(conn, now, out, handler);
+                    self.end_session(conn, "no AUTH", now, out, handler);
                 }
                 Phase::AwaitInfo | Phase::Online => {
                     let deadline = s.last_heard_ms + self.heartbeat_timeout_ms;
@@ -936,7 +945,7 @@ impl Cluster {
                 }
                 Phase::AwaitAuth => {
                     out.close(conn);
-                    self.end_session(conn, now, out, handler);
+                    self.end_session(conn, "shutdown", now, out, handler);
                 }
                 Phase::Free | Phase::Closed => {}
             }
@@ -997,7 +1006,7 @@ impl Cluster {
         }
         self.auth_result(conn, code, now, out);
         out.close(conn);
-        self.end_session(conn, now, out, handler);
+        self.end_session(conn, "AUTH refused", now, out, handler);
     }
 
     fn on_auth(
@@ -1077,10 +1086,10 @@ impl Cluster {
             }
             None => s.timer = Some(self.wheel.insert(deadline, Timer::Session(conn))),
         }
-        info!(
-            "{key} from {}: authenticated (plat {:?})",
+        debug!(
+            "{key} from {}: authenticated (plat {})",
             Peer(s.peer),
-            auth.plat
+            Quoted(auth.plat)
         );
         self.auth_result(conn, AuthCode::Ok, now, out);
     }
@@ -1116,6 +1125,7 @@ impl Cluster {
         let welcome_now = self.journal.is_empty();
         let s = &mut self.sessions[conn];
         s.phase = Phase::Online;
+        s.online_ms = now.mono_ms;
         s.info = NodeInfo::Game {
             open_time: info.open_time,
             cross_plat: plat,
@@ -1125,10 +1135,13 @@ impl Cluster {
         };
         self.stats.online_game += 1;
         info!(
-            "{key} ({}) online: {:?} cross_plat {:?} reports cross {}/{}",
+            "{key} ({}) online: plat {} serv_name {} cross_plat {} addr {} open_time {} reports cross {}/{}",
             Peer(s.peer),
-            info.serv_name,
-            info.cross_plat,
+            Quoted(self.alloc.platforms.name(s.auth_plat)),
+            Quoted(info.serv_name),
+            Quoted(info.cross_plat),
+            Quoted(info.addr),
+            info.open_time,
             info.cross_server_id,
             info.cross_pos
         );
@@ -1199,15 +1212,17 @@ impl Cluster {
         let plat = self.alloc.platforms.intern(info.cross_plat);
         let s = &mut self.sessions[conn];
         s.phase = Phase::Online;
+        s.online_ms = now.mono_ms;
         s.info = NodeInfo::Cross {
             cross_server_id: info.cross_server_id,
         };
         info!(
-            "{key} ({}) online: cross {} {:?} plat {:?} capacity {} lists {} servers",
+            "{key} ({}) online: plat {} cross_server_id {} cross_node_name {} cross_plat {} capacity {} lists {} servers",
             Peer(s.peer),
+            Quoted(self.alloc.platforms.name(s.auth_plat)),
             info.cross_server_id,
-            info.cross_node_name,
-            info.cross_plat,
+            Quoted(info.cross_node_name),
+            Quoted(info.cross_plat),
             info.capacity,
             info.game_server_list.len()
         );
@@ -1469,7 +1484,7 @@ impl Cluster {
         .encode(&mut self.scratch);
         out.send(conn, &self.scratch);
         out.close(conn);
-        self.end_session(conn, now, out, handler);
+        self.end_session(conn, reason.describe(), now, out, handler);
     }
 
     /// Takes the session out of the registry and the allocator; the slot stays `Closed` until
@@ -1477,6 +1492,7 @@ impl Cluster {
     fn end_session(
         &mut self,
         conn: ConnId,
+        why: &'static str,
         now: Now,
         out: &mut dyn Outbox,
         handler: &mut dyn Handler,
@@ -1493,6 +1509,7 @@ impl Cluster {
         let key = s.key;
         let info = std::mem::replace(&mut s.info, NodeInfo::None);
         let peer = Peer(s.peer);
+        let online_for = Seconds(now.mono_ms.saturating_sub(s.online_ms));
         if was == Phase::AwaitAuth || self.registry.get(&key) != Some(&conn) {
             return;
         }
@@ -1514,7 +1531,7 @@ impl Cluster {
             }
             NodeInfo::None => {}
         }
-        info!("{key} ({peer}) offline");
+        info!("{key} ({peer}) offline: {why}, online {online_for}");
         let mut ctx = self.context(out, now.mono_ms);
         handler.node_offline(&mut ctx, key);
     }

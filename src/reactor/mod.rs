@@ -807,7 +807,7 @@ impl<H: Handler> LoginNode<H> {
                         dirty: false,
                         read_pending: false,
                     });
-                    info!("conn {conn} from {}: connected", Peer(peer));
+                    debug!("conn {conn} from {}: connected", Peer(peer));
                     self.cluster.open(conn, peer, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
