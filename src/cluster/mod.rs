@@ -26,7 +26,7 @@ pub mod guard;
 mod operator;
 
 use crate::config::{Config, DuplicatePolicy};
-use crate::logging::{Peer, Quoted, Seconds};
+use crate::logging::{Escaped, Peer, Seconds};
 use crate::proto::{
     self, cmd, AuthCode, AuthResult, CrossAssign, CrossInfo, CrossMembers, FrameError, GameInfo,
     Heartbeat, Kick, KickReason, Member, NodeType, StatusPush, StatusReport, WhitelistSnapshot,
@@ -91,7 +91,10 @@ pub struct NodeKey {
 
 impl fmt::Display for NodeKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.node_type.name(), self.node_id)
+        // Three pieces, not a nested format: this is in every per-session log line.
+        f.write_str(self.node_type.name())?;
+        f.write_str(" ")?;
+        fmt::Display::fmt(&self.node_id, f)
     }
 }
 
@@ -1087,9 +1090,9 @@ impl Cluster {
             None => s.timer = Some(self.wheel.insert(deadline, Timer::Session(conn))),
         }
         debug!(
-            "{key} from {}: authenticated (plat {})",
+            "{key} from {}: authenticated (plat \"{}\")",
             Peer(s.peer),
-            Quoted(auth.plat)
+            Escaped(auth.plat)
         );
         self.auth_result(conn, AuthCode::Ok, now, out);
     }
@@ -1135,12 +1138,12 @@ impl Cluster {
         };
         self.stats.online_game += 1;
         info!(
-            "{key} ({}) online: plat {} serv_name {} cross_plat {} addr {} open_time {} reports cross {}/{}",
+            "{key} ({}) online: plat \"{}\" serv_name \"{}\" cross_plat \"{}\" addr \"{}\" open_time {} reports cross {}/{}",
             Peer(s.peer),
-            Quoted(self.alloc.platforms.name(s.auth_plat)),
-            Quoted(info.serv_name),
-            Quoted(info.cross_plat),
-            Quoted(info.addr),
+            Escaped(self.alloc.platforms.name(s.auth_plat)),
+            Escaped(info.serv_name),
+            Escaped(info.cross_plat),
+            Escaped(info.addr),
             info.open_time,
             info.cross_server_id,
             info.cross_pos
@@ -1217,12 +1220,12 @@ impl Cluster {
             cross_server_id: info.cross_server_id,
         };
         info!(
-            "{key} ({}) online: plat {} cross_server_id {} cross_node_name {} cross_plat {} capacity {} lists {} servers",
+            "{key} ({}) online: plat \"{}\" cross_server_id {} cross_node_name \"{}\" cross_plat \"{}\" capacity {} lists {} servers",
             Peer(s.peer),
-            Quoted(self.alloc.platforms.name(s.auth_plat)),
+            Escaped(self.alloc.platforms.name(s.auth_plat)),
             info.cross_server_id,
-            Quoted(info.cross_node_name),
-            Quoted(info.cross_plat),
+            Escaped(info.cross_node_name),
+            Escaped(info.cross_plat),
             info.capacity,
             info.game_server_list.len()
         );
