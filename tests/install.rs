@@ -26,7 +26,7 @@ fn read(rel: &str) -> String {
 fn unit_value(unit: &str, key: &str) -> Option<String> {
     unit.lines()
         .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
-        .last()
+        .next_back()
         .map(|v| v.trim().to_string())
 }
 
