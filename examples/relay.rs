@@ -65,7 +65,7 @@ fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:7700".into());
     let token = args.next().unwrap_or_else(|| "dev-token-change-me".into());
-    let _ = login_node::logging::BufferedLogger::init_stderr(log::LevelFilter::Info);
+    let _ = login_node::logging::init_stderr(log::LevelFilter::Info);
     let mut node = LoginNode::builder()
         .listen(
             listen

@@ -101,7 +101,7 @@ pub struct Config {
     pub auth_timeout_ms: u64,
     /// Seconds an AUTH `time` may differ from the server clock.
     pub auth_window: u32,
-    /// Largest accepted frame payload (`len`), 16..=65535.
+    /// Largest accepted frame payload (`len`), 29 (the smallest AUTH) ..=65535.
     pub max_frame: usize,
     /// Most open connections on the node port; an AUTH beyond it gets code 5.
     pub max_connections: usize,
@@ -289,7 +289,7 @@ pub const FLAGS: &[(&str, &str, &str)] = &[
     (
         "--max-frame",
         "BYTES",
-        "largest accepted frame length, 16..65535 [default: 65535]",
+        "largest accepted frame length, 29..65535 [default: 65535]",
     ),
     (
         "--max-connections",
@@ -728,6 +728,7 @@ impl Config {
     /// `LoginNode::builder().build()` both call it, so code cannot build a node the binary
     /// would refuse.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        check_max_frame(self.max_frame)?;
         self.check_ranges()?;
         self.check_dev_tokens(self.listen, self.admin_listen)?;
         if self.viewer_token.as_deref() == Some(self.admin_token.as_str()) {
@@ -947,6 +948,20 @@ impl Config {
     }
 }
 
+/// The smallest AUTH payload: cmd (2), node_type (1), node_id (4), an empty plat (2),
+/// time (4), sign (16).
+pub const MIN_AUTH_PAYLOAD: usize = 29;
+
+/// A `max_frame` below the smallest AUTH would refuse every node (KICK 5); refused at start.
+fn check_max_frame(max_frame: usize) -> Result<(), ConfigError> {
+    if max_frame < MIN_AUTH_PAYLOAD {
+        return err(format!(
+            "max_frame: {max_frame} is below {MIN_AUTH_PAYLOAD}, the smallest AUTH frame; no node could log in"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -980,6 +995,14 @@ mod tests {
         assert!(e.0.starts_with("token:"), "{e}");
         Config::from_args(args("--listen 0.0.0.0:7700 --token s3cret"))
             .expect("custom token is fine");
+    }
+
+    #[test]
+    fn max_frame_below_the_smallest_auth_is_refused() {
+        let e = Config::from_args(args("--max-frame 28")).expect_err("too small");
+        assert!(e.0.starts_with("max_frame:") && e.0.contains("AUTH"), "{e}");
+        let c = Config::from_args(args("--max-frame 29")).expect("the smallest AUTH fits");
+        assert_eq!(c.max_frame, MIN_AUTH_PAYLOAD);
     }
 
     #[test]

@@ -1,133 +1,152 @@
-//! Logging for the binary: a buffered logger for the `log` facade, and a fast peer-address
-//! formatter for log lines.
+//! Logging for the binary: `simplelog`'s `WriteLogger` over a buffered, timestamping stderr
+//! sink, and cheap formatters for the parts of log lines a peer sends (addresses, names).
 //!
-//! Every connect, auth result, online and offline is logged, so at thousands of handshakes per
-//! second logging is most of the node's user-space work. The logger keeps the formatted
-//! date-and-time prefix for the current second (only the milliseconds change within it),
-//! appends lines to one buffer, and writes the buffer once per poll-loop turn (the reactor
-//! calls `log::logger().flush()`), or sooner when it passes 32 KiB.
-//! Measured with callgrind over a churn run (connect, auth, info, close): logging was 74% of
-//! the server's user-space instructions with simplelog; see docs/PERFORMANCE.md for the figures.
+//! Line format (docs/ADMIN.md, "Log lines"): `2026-12-01T07:53:06.123Z [INFO] message`. The
+//! logger is configured lean (no thread, target or source location); the timestamp is written
+//! by the sink, which keeps the formatted date and time of the current second and only adds
+//! the milliseconds, instead of a calendar conversion and a format description per line.
+//! Lines collect in one buffer that the reactor writes out once per poll-loop turn, before it
+//! blocks (`log::logger().flush()`), or sooner when it passes 32 KiB.
 
-use log::{LevelFilter, Log, Metadata, Record};
+use log::LevelFilter;
 use std::fmt;
-use std::io::Write;
+use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const FLUSH_AT: usize = 32 * 1024;
 
-struct State {
+/// A `Write` sink for a line logger: opens every line with a UTC timestamp and buffers lines
+/// until flushed (or 32 KiB are waiting).
+pub struct StampedBuffer<W: Write> {
     buf: Vec<u8>,
-    sink: Box<dyn Write + Send>,
+    sink: W,
+    /// Bytes of a line were written and its `\n` not yet.
+    in_line: bool,
     /// The second `stamp` was formatted for.
     second: u64,
     /// `YYYY-MM-DDTHH:MM:SS` of `second`, UTC.
     stamp: [u8; 19],
 }
 
-/// A `log::Log` that buffers lines and writes them when flushed.
-pub struct BufferedLogger {
-    level: LevelFilter,
-    state: Mutex<State>,
-}
-
-impl BufferedLogger {
-    /// A logger writing lines at `level` or more severe to `sink`.
-    pub fn new(level: LevelFilter, sink: Box<dyn Write + Send>) -> Self {
-        BufferedLogger {
-            level,
-            state: Mutex::new(State {
-                buf: Vec::with_capacity(FLUSH_AT * 2),
-                sink,
-                second: u64::MAX,
-                stamp: [b'0'; 19],
-            }),
+impl<W: Write> StampedBuffer<W> {
+    /// A buffer over `sink`; nothing reaches `sink` before a flush or 32 KiB of lines.
+    pub fn new(sink: W) -> Self {
+        StampedBuffer {
+            buf: Vec::with_capacity(FLUSH_AT * 2),
+            sink,
+            in_line: false,
+            second: u64::MAX,
+            stamp: [b'0'; 19],
         }
     }
 
-    /// Installs a logger writing to stderr as the global logger.
-    pub fn init_stderr(level: LevelFilter) -> Result<(), log::SetLoggerError> {
-        log::set_boxed_logger(Box::new(BufferedLogger::new(
-            level,
-            Box::new(std::io::stderr()),
-        )))?;
-        log::set_max_level(level);
-        Ok(())
-    }
-
-    fn write_out(state: &mut State) {
-        if !state.buf.is_empty() {
-            // Nowhere to report a failing log sink; drop the lines rather than stall the loop.
-            let _ = state.sink.write_all(&state.buf);
-            let _ = state.sink.flush();
-            state.buf.clear();
-        }
-    }
-}
-
-fn level_tag(level: log::Level) -> &'static [u8] {
-    match level {
-        log::Level::Error => b"Z [ERROR] ",
-        log::Level::Warn => b"Z [WARN] ",
-        log::Level::Info => b"Z [INFO] ",
-        log::Level::Debug => b"Z [DEBUG] ",
-        log::Level::Trace => b"Z [TRACE] ",
-    }
-}
-
-impl Log for BufferedLogger {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= self.level
-    }
-
-    fn log(&self, record: &Record<'_>) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
+    /// Appends `YYYY-MM-DDTHH:MM:SS.mmmZ ` for now.
+    fn open_line(&mut self) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        let mut state = match self.state.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
         let secs = now.as_secs();
-        if secs != state.second {
-            state.second = secs;
-            state.stamp = utc_stamp(secs);
+        if secs != self.second {
+            self.second = secs;
+            self.stamp = utc_stamp(secs);
         }
-        let stamp = state.stamp;
         let millis = now.subsec_millis();
-        let buf = &mut state.buf;
-        buf.extend_from_slice(&stamp);
-        buf.extend_from_slice(&[
+        self.buf.extend_from_slice(&self.stamp);
+        self.buf.extend_from_slice(&[
             b'.',
             b'0' + (millis / 100) as u8,
             b'0' + (millis / 10 % 10) as u8,
             b'0' + (millis % 10) as u8,
+            b'Z',
+            b' ',
         ]);
-        buf.extend_from_slice(level_tag(record.level()));
-        match record.args().as_str() {
-            Some(s) => buf.extend_from_slice(s.as_bytes()),
-            None => {
-                let _ = buf.write_fmt(*record.args());
-            }
-        }
-        buf.push(b'\n');
-        if buf.len() >= FLUSH_AT {
-            Self::write_out(&mut state);
-        }
     }
 
-    fn flush(&self) {
-        let mut state = match self.state.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        Self::write_out(&mut state);
+    fn write_out(&mut self) {
+        if !self.buf.is_empty() {
+            // Nowhere to report a failing log sink; drop the lines rather than stall the loop.
+            let _ = self.sink.write_all(&self.buf);
+            let _ = self.sink.flush();
+            self.buf.clear();
+        }
     }
+}
+
+/// `fmt::Write` straight into the line buffer (appending to a `Vec` cannot fail).
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for Append<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl<W: Write> StampedBuffer<W> {
+    /// After bytes were appended: a line that ended may send the buffer out.
+    fn appended(&mut self) {
+        if self.buf.last() == Some(&b'\n') {
+            self.in_line = false;
+            if self.buf.len() >= FLUSH_AT {
+                self.write_out();
+            }
+        }
+    }
+}
+
+impl<W: Write> Write for StampedBuffer<W> {
+    /// The logger formats through this: every piece of a line is appended to the buffer
+    /// directly, not through `io::Write`'s error-keeping adapter and `write_all` per piece.
+    fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
+        if !self.in_line {
+            self.open_line();
+            self.in_line = true;
+        }
+        match args.as_str() {
+            Some(s) => self.buf.extend_from_slice(s.as_bytes()),
+            None => {
+                let _ = fmt::write(&mut Append(&mut self.buf), args);
+            }
+        }
+        self.appended();
+        Ok(())
+    }
+
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        if !self.in_line {
+            self.open_line();
+            self.in_line = true;
+        }
+        self.buf.extend_from_slice(data);
+        self.appended();
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.write_out();
+        Ok(())
+    }
+}
+
+/// The lean `simplelog` configuration: `[LEVEL] message` after the sink's timestamp.
+pub fn line_config() -> simplelog::Config {
+    simplelog::ConfigBuilder::new()
+        .set_time_level(LevelFilter::Off)
+        .set_thread_level(LevelFilter::Off)
+        .set_target_level(LevelFilter::Off)
+        .set_location_level(LevelFilter::Off)
+        .set_level_padding(simplelog::LevelPadding::Off)
+        .build()
+}
+
+/// Installs the global logger: lines at `level` or more severe, to stderr through a
+/// [`StampedBuffer`].
+pub fn init_stderr(level: LevelFilter) -> Result<(), log::SetLoggerError> {
+    simplelog::WriteLogger::init(level, line_config(), StampedBuffer::new(io::stderr()))
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for `time` (the audit log's stamps).
@@ -280,6 +299,51 @@ impl fmt::Debug for Peer {
     }
 }
 
+/// A name a peer sent, for log lines inside double quotes (`"{}"` in the format string): as
+/// is when it is printable ASCII without a quote or backslash, else with `{:?}`'s escapes, so a
+/// name cannot forge a line (the common case is one copy, not a per-character escape).
+#[derive(Clone, Copy)]
+pub struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Peer-supplied: at most the first CLIP_BYTES bytes, then the length.
+        let clip = Clip(self.0);
+        let head = clip.head();
+        let plain = head
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+        if plain {
+            f.write_str(head)?;
+        } else {
+            fmt::Display::fmt(&head.escape_debug(), f)?;
+        }
+        clip.tail(f)
+    }
+}
+
+/// A duration in milliseconds as seconds with three decimals, e.g. `12.034 s`.
+#[derive(Clone, Copy)]
+pub struct Seconds(pub u64);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // By hand: `{:03}` goes through the padding machinery, in every offline line.
+        let ms = (self.0 % 1000) as u32;
+        let tail = [
+            b'.',
+            b'0' + (ms / 100) as u8,
+            b'0' + (ms / 10 % 10) as u8,
+            b'0' + (ms % 10) as u8,
+            b' ',
+            b's',
+        ];
+        fmt::Display::fmt(&(self.0 / 1000), f)?;
+        // Always ASCII; validating six bytes is cheap.
+        f.write_str(std::str::from_utf8(&tail).unwrap_or(" s"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,34 +420,59 @@ mod tests {
     }
 
     #[test]
-    fn lines_are_buffered_until_flushed_and_filtered_by_level() {
+    fn lines_are_stamped_buffered_until_flushed_and_filtered_by_level() {
+        use log::{Log, Record};
         let out = Arc::new(StdMutex::new(Vec::new()));
-        let logger = BufferedLogger::new(LevelFilter::Info, Box::new(Shared(out.clone())));
+        let logger = simplelog::WriteLogger::new(
+            LevelFilter::Info,
+            line_config(),
+            StampedBuffer::new(Shared(out.clone())),
+        );
         let peer = Peer("127.0.0.1:5".parse().expect("addr"));
-        logger.log(
-            &Record::builder()
-                .level(log::Level::Info)
-                .args(format_args!("conn {} from {peer}", 7))
-                .build(),
-        );
-        logger.log(
-            &Record::builder()
-                .level(log::Level::Debug)
-                .args(format_args!("hidden"))
-                .build(),
-        );
+        for (level, args) in [
+            (log::Level::Info, format_args!("conn {} from {peer}", 7)),
+            (log::Level::Debug, format_args!("hidden")),
+            (log::Level::Warn, format_args!("second")),
+        ] {
+            logger.log(&Record::builder().level(level).args(args).build());
+        }
         assert!(
             out.lock().expect("lock").is_empty(),
             "nothing written before flush"
         );
         logger.flush();
         let text = String::from_utf8(out.lock().expect("lock").clone()).expect("utf8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
         assert!(
-            text.ends_with("Z [INFO] conn 7 from 127.0.0.1:5\n"),
+            lines[0].ends_with("Z [INFO] conn 7 from 127.0.0.1:5"),
             "{text}"
         );
-        assert_eq!(text.lines().count(), 1);
-        assert_eq!(&text[4..5], "-");
-        assert_eq!(&text[19..20], ".");
+        assert!(lines[1].ends_with("Z [WARN] second"), "{text}");
+        for line in lines {
+            // 2026-12-01T07:53:06.123Z
+            let b = line.as_bytes();
+            assert_eq!(
+                (b[4], b[10], b[19], b[23], b[24]),
+                (b'-', b'T', b'.', b'Z', b' ')
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_escaped_like_debug_only_when_needed() {
+        assert_eq!(format!("\"{}\"", Escaped("g100000")), "\"g100000\"");
+        assert_eq!(format!("\"{}\"", Escaped("")), "\"\"");
+        for tricky in ["a\nb", "q\"uote", "back\\slash", "é", "\u{1b}[31m"] {
+            assert_eq!(format!("\"{}\"", Escaped(tricky)), format!("{tricky:?}"));
+        }
+    }
+
+    #[test]
+    fn seconds_have_three_decimals() {
+        assert_eq!(Seconds(0).to_string(), "0.000 s");
+        assert_eq!(Seconds(12_034).to_string(), "12.034 s");
+        assert_eq!(Seconds(999).to_string(), "0.999 s");
+        assert_eq!(Seconds(3_600_001).to_string(), "3600.001 s");
     }
 }

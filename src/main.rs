@@ -56,10 +56,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr through a buffer the reactor flushes once per loop turn, so a burst of
-/// connects costs one write, not one per line. A panic flushes what is buffered first.
+/// Logs to stderr (simplelog over a buffer the reactor flushes once per loop turn, before it
+/// blocks), so a burst of connects costs one write, not one per line. A panic flushes what is
+/// buffered first.
 fn init_logging(config: &Config) {
-    let _ = login_node::logging::BufferedLogger::init_stderr(config.log_level.filter());
+    let _ = login_node::logging::init_stderr(config.log_level.filter());
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         log::logger().flush();

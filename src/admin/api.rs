@@ -104,10 +104,12 @@ fn healthz(cluster: &Cluster) -> Response {
 }
 
 fn authorized(req: &Request, token: &str) -> bool {
+    // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
     let Some(given) = req
         .authorization
         .as_deref()
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer").then_some(token))
     else {
         return false;
     };

@@ -131,7 +131,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
     }
     let version = req.version.unwrap_or(1);
     let mut keep_alive = version >= 1;
-    let mut content_length: usize = 0;
+    let mut content_length: Option<usize> = None;
     let mut authorization = None;
     let mut if_none_match = None;
     for h in req.headers.iter() {
@@ -139,12 +139,15 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
             .map_err(|_| HttpError::Malformed(format!("header {} is not UTF-8", h.name)))?
             .trim();
         if h.name.eq_ignore_ascii_case("content-length") {
-            content_length = value
-                .parse()
-                .map_err(|_| HttpError::Malformed("bad Content-Length".into()))?;
-            if content_length > MAX_REQUEST {
-                return Err(HttpError::TooLarge);
+            let n = parse_content_length(value)?;
+            // RFC 9112 §6.3: differing lengths make the framing ambiguous (request
+            // smuggling behind a proxy); repeats of one value are harmless.
+            if content_length.is_some_and(|before| before != n) {
+                return Err(HttpError::Malformed(
+                    "differing Content-Length headers".into(),
+                ));
             }
+            content_length = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(HttpError::Unsupported(format!("Transfer-Encoding {value}")));
         } else if h.name.eq_ignore_ascii_case("connection") {
@@ -160,7 +163,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
             if_none_match = Some(value.to_string());
         }
     }
-    let total = head_len + content_length;
+    let total = head_len + content_length.unwrap_or(0);
     if buf.len() < total {
         return Ok(None);
     }
@@ -178,6 +181,18 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
         },
         total,
     )))
+}
+
+/// `Content-Length = 1*DIGIT` (RFC 9110 §8.6): no sign, no spaces inside, no list.
+fn parse_content_length(value: &str) -> Result<usize, HttpError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HttpError::Malformed("bad Content-Length".into()));
+    }
+    // All digits: a parse failure can only be overflow, which is over the limit too.
+    match value.parse::<usize>() {
+        Ok(n) if n <= MAX_REQUEST => Ok(n),
+        _ => Err(HttpError::TooLarge),
+    }
 }
 
 fn reason(status: u16) -> &'static str {
@@ -288,10 +303,20 @@ mod tests {
             parse_request(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Err(HttpError::Unsupported(_))
         ));
+        for bad in ["x", "+15", "-1", "1 5", "15,15", ""] {
+            let req = format!("POST / HTTP/1.1\r\nContent-Length: {bad}\r\n\r\n");
+            assert!(
+                matches!(parse_request(req.as_bytes()), Err(HttpError::Malformed(_))),
+                "Content-Length {bad:?}"
+            );
+        }
         assert!(matches!(
-            parse_request(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+            parse_request(b"POST / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 15\r\n\r\n"),
             Err(HttpError::Malformed(_))
         ));
+        let same = b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok";
+        let (req, _) = parse_request(same).expect("ok").expect("whole");
+        assert_eq!(req.body, b"ok");
     }
 
     #[test]

@@ -33,7 +33,7 @@ mod shared;
 pub use role::Role;
 
 use crate::config::{Config, DuplicatePolicy};
-use crate::logging::{Clip, Peer};
+use crate::logging::{Clip, Escaped, Peer, Seconds};
 use crate::proto::{
     self, cmd, AuthCode, AuthResult, CrossAssign, CrossInfo, CrossMembers, FrameError, GameInfo,
     Heartbeat, Kick, KickReason, Member, NodeType, StatusPush, StatusReport,
@@ -109,7 +109,10 @@ pub struct NodeKey {
 
 impl fmt::Display for NodeKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.node_type.name(), self.node_id)
+        // Three pieces, not a nested format: this is in every per-session log line.
+        f.write_str(self.node_type.name())?;
+        f.write_str(" ")?;
+        fmt::Display::fmt(&self.node_id, f)
     }
 }
 
@@ -128,7 +131,13 @@ pub trait Handler {
     /// An online node went offline (closed, kicked, timed out, replaced).
     fn node_offline(&mut self, _ctx: &mut Context<'_>, _node: NodeKey) {}
     /// An online node sent an application command (0x1000..=0x7FFF).
-    fn app_command(&mut self, _ctx: &mut Context<'_>, _from: NodeKey, _cmd: u16, _body: &[u8]) {}
+    /// The default drops it, logged at debug level (contract §4).
+    fn app_command(&mut self, _ctx: &mut Context<'_>, from: NodeKey, cmd: u16, body: &[u8]) {
+        debug!(
+            "{from}: application command {cmd:#06x} ({} bytes) dropped: no handler",
+            body.len()
+        );
+    }
     /// A timer set with [`Context::set_timer`] fired, with the token it was set with.
     fn timer(&mut self, _ctx: &mut Context<'_>, _token: u64) {}
 }
@@ -356,6 +365,8 @@ struct Session {
     timer: Option<TimerId>,
     /// The plat field of its AUTH, shared with other sessions that sent the same name.
     auth_plat: Option<Arc<str>>,
+    /// Monotonic ms when its INFO made it online (the offline line says how long).
+    online_ms: u64,
     info: NodeInfo,
     /// The peer address is on the allowlist (checked first at AUTH).
     allowed: bool,
@@ -375,6 +386,7 @@ impl Session {
             connected_unix: 0,
             timer: None,
             auth_plat: None,
+            online_ms: 0,
             info: NodeInfo::None,
             allowed: true,
         }
@@ -919,7 +931,7 @@ impl Cluster {
         if s.phase != Phase::Closed {
             debug!("conn {conn} from {} closed by peer", Peer(s.peer));
         }
-        self.end_session(conn, now, out, handler);
+        self.end_session(conn, "closed by peer", now, out, handler);
         self.sessions[conn].phase = Phase::Free;
         self.open_connections -= 1;
     }
@@ -1074,7 +1086,7 @@ impl Cluster {
                         Peer(s.peer)
                     );
                     out.close(conn);
-                    self.end_session(conn, now, out, handler);
+                    self.end_session(conn, "no AUTH", now, out, handler);
                 }
                 Phase::AwaitInfo | Phase::Online => {
                     // One ms past: both instants are floored to the ms, and the contract says
@@ -1150,7 +1162,7 @@ impl Cluster {
                 }
                 Phase::AwaitAuth => {
                     out.close(conn);
-                    self.end_session(conn, now, out, handler);
+                    self.end_session(conn, "shutdown", now, out, handler);
                 }
                 Phase::Free | Phase::Closed => {}
             }
@@ -1211,7 +1223,7 @@ impl Cluster {
         }
         self.auth_result(conn, code, now, out);
         out.close(conn);
-        self.end_session(conn, now, out, handler);
+        self.end_session(conn, "AUTH refused", now, out, handler);
     }
 
     /// Counts a bad signature or time against the identity the AUTH claimed.
@@ -1270,7 +1282,7 @@ impl Cluster {
             // Told nothing new, and no signature is checked: closed without a word.
             self.stats.connections_throttled += 1;
             out.close(conn);
-            return self.end_session(conn, now, out, handler);
+            return self.end_session(conn, "AUTH throttled", now, out, handler);
         }
         if !proto::auth::verify(auth.node_id, auth.time, &auth.sign, &self.tokens) {
             self.identity_failed(claimed, &key, now);
@@ -1322,10 +1334,10 @@ impl Cluster {
             }
             None => s.timer = Some(self.wheel.insert(deadline, Timer::Session(conn))),
         }
-        info!(
-            "{key} from {}: authenticated (plat {:?})",
+        debug!(
+            "{key} from {}: authenticated (plat \"{}\")",
             Peer(s.peer),
-            Clip(auth.plat)
+            Escaped(auth.plat)
         );
         self.auth_result(conn, AuthCode::Ok, now, out);
     }
@@ -1363,6 +1375,7 @@ impl Cluster {
         let welcome_now = self.operator_seq <= self.durable_seq;
         let s = &mut self.sessions[conn];
         s.phase = Phase::Online;
+        s.online_ms = now.mono_ms;
         s.info = NodeInfo::Game {
             open_time: info.open_time,
             cross_plat: plat,
@@ -1373,10 +1386,13 @@ impl Cluster {
         self.stats.online_game += 1;
         self.list_generation += 1;
         info!(
-            "{key} ({}) online: {:?} cross_plat {:?} reports cross {}/{}",
+            "{key} ({}) online: plat \"{}\" serv_name \"{}\" cross_plat \"{}\" addr \"{}\" open_time {} reports cross {}/{}",
             Peer(s.peer),
-            Clip(info.serv_name),
-            Clip(info.cross_plat),
+            Escaped(s.auth_plat.as_deref().unwrap_or("")),
+            Escaped(info.serv_name),
+            Escaped(info.cross_plat),
+            Escaped(info.addr),
+            info.open_time,
             info.cross_server_id,
             info.cross_pos
         );
@@ -1447,15 +1463,17 @@ impl Cluster {
         }
         let s = &mut self.sessions[conn];
         s.phase = Phase::Online;
+        s.online_ms = now.mono_ms;
         s.info = NodeInfo::Cross {
             cross_server_id: info.cross_server_id,
         };
         info!(
-            "{key} ({}) online: cross {} {:?} plat {:?} capacity {} lists {} servers",
+            "{key} ({}) online: plat \"{}\" cross_server_id {} cross_node_name \"{}\" cross_plat \"{}\" capacity {} lists {} servers",
             Peer(s.peer),
+            Escaped(s.auth_plat.as_deref().unwrap_or("")),
             info.cross_server_id,
-            Clip(info.cross_node_name),
-            Clip(info.cross_plat),
+            Escaped(info.cross_node_name),
+            Escaped(info.cross_plat),
             info.capacity,
             info.game_server_list.len()
         );
@@ -1799,7 +1817,7 @@ impl Cluster {
         .encode(&mut self.scratch);
         out.send(conn, &self.scratch);
         out.close(conn);
-        self.end_session(conn, now, out, handler);
+        self.end_session(conn, reason.describe(), now, out, handler);
     }
 
     /// Takes the session out of the registry and the allocator; the slot stays `Closed` until
@@ -1807,6 +1825,7 @@ impl Cluster {
     fn end_session(
         &mut self,
         conn: ConnId,
+        why: &'static str,
         now: Now,
         out: &mut dyn Outbox,
         handler: &mut dyn Handler,
@@ -1830,6 +1849,7 @@ impl Cluster {
         let key = s.key;
         let info = std::mem::replace(&mut s.info, NodeInfo::None);
         let peer = Peer(s.peer);
+        let online_for = Seconds(now.mono_ms.saturating_sub(s.online_ms));
         if was == Phase::AwaitAuth || self.registry.get(&key) != Some(&conn) {
             return;
         }
@@ -1852,7 +1872,7 @@ impl Cluster {
             }
             NodeInfo::None => {}
         }
-        info!("{key} ({peer}) offline");
+        info!("{key} ({peer}) offline: {why}, online {online_for}");
         let panicked = handler_guard::catch(|| {
             let mut ctx = self.context(out, now.mono_ms);
             handler.node_offline(&mut ctx, key);

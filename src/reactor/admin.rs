@@ -365,9 +365,16 @@ impl<H: Handler> LoginNode<H> {
             let mut bytes = Vec::with_capacity(256 + outcome.response.body.len());
             outcome.response.write(req.keep_alive, &mut bytes);
             let c = &mut self.admin.conns[key];
-            c.in_request = false;
+            // Bytes left behind this request are the start of the next one: its deadline
+            // runs from now, as if they had just arrived.
+            c.in_request = !c.input.is_empty();
             if let Some(t) = c.timer {
-                self.cluster.move_timer(t, now.mono_ms + IDLE_TIMEOUT_MS);
+                let wait = if c.in_request {
+                    REQUEST_TIMEOUT_MS
+                } else {
+                    IDLE_TIMEOUT_MS
+                };
+                self.cluster.move_timer(t, now.mono_ms + wait);
             }
             if !req.keep_alive {
                 c.close_after_output = true;

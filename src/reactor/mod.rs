@@ -619,6 +619,9 @@ impl<H: Handler> LoginNode<H> {
         if let Some(a) = self.admin.public_addr() {
             info!("players' server list on {a} (GET /public/servers/<plat>)");
         }
+        // The start-up lines reach stderr before systemd is told ready, and before the loop
+        // blocks in its first poll with no node to wake it.
+        log::logger().flush();
         notify::notify("READY=1\nSTATUS=serving");
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         if events.capacity() == 0 {
@@ -646,6 +649,8 @@ impl<H: Handler> LoginNode<H> {
     fn run_loop(&mut self, events: &mut Events) -> io::Result<()> {
         loop {
             let timeout = self.poll_timeout();
+            // Once per turn, and never a line left buffered while the loop blocks.
+            log::logger().flush();
             if let Err(e) = self.poll.poll(events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -698,7 +703,6 @@ impl<H: Handler> LoginNode<H> {
         self.admin_carried(now);
         self.drive_store(now);
         self.flush_dirty(now, false);
-        log::logger().flush();
     }
 
     /// Runs `f` with the cluster, an outbox over every connection (outside a read) and the
@@ -867,7 +871,7 @@ impl<H: Handler> LoginNode<H> {
                         dirty: false,
                         read_pending: false,
                     });
-                    info!("conn {conn} from {}: connected", Peer(peer));
+                    debug!("conn {conn} from {}: connected", Peer(peer));
                     self.cluster.open(conn, peer, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
