@@ -618,3 +618,91 @@ fn sigkill_of_the_etcd_leader_during_arrivals_holds_frames_and_loses_nothing() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[test]
+fn the_rust_node_client_goes_to_the_active_member_and_follows_a_hand_over() {
+    use login_node::client::machine::{NodeInfoSpec, NodeSpec};
+    use login_node::client::node::{ClientEvent, NodeClient, Options};
+    let dir = scratch("client");
+    let etcd = Etcd::start(&dir);
+    let prefix = format!("/test/client-{}", std::process::id());
+    let a = member(&etcd, "a", &prefix, &dir);
+    let b = member(&etcd, "b", &prefix, &dir);
+    let members = [&a, &b];
+    let (i, _) = wait_active(&members, Duration::from_secs(15));
+    let (active, standby) = (members[i], members[1 - i]);
+    let _x = cross(active.addr, 90);
+    let spec = NodeSpec {
+        node_id: 101,
+        plat: "p".into(),
+        token: TOKEN.into(),
+        info: NodeInfoSpec::Game {
+            serv_name: "S101".into(),
+            open_time: 1_700_000_000,
+            cross_plat: "p".into(),
+            cross_server_id: 0,
+            cross_pos: 0,
+            addr: "127.0.0.1:1".into(),
+        },
+    };
+    // The standby first: it answers code 7, and the client moves on at once.
+    let (client, events) =
+        NodeClient::start_group(vec![standby.addr, active.addr], spec, Options::default())
+            .expect("start");
+    let next = |what: &str, want: &dyn Fn(&ClientEvent) -> bool| -> Vec<ClientEvent> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let e = events
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {what}; saw {seen:?}"));
+            let done = want(&e);
+            seen.push(e);
+            if done {
+                return seen;
+            }
+        }
+    };
+    let seen = next("assignment", &|e| {
+        matches!(e, ClientEvent::CrossAssign { .. })
+    });
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, ClientEvent::AuthRejected(7))),
+        "{seen:?}"
+    );
+    assert!(matches!(
+        seen.last(),
+        Some(ClientEvent::CrossAssign {
+            cross_server_id: 90,
+            cross_pos: 1,
+            ..
+        })
+    ));
+    // A hand-over: KICK 6, then the other member, where the assignment is the same.
+    let (status, _) = http(active.admin, "POST", "/api/step-down", "").expect("answer");
+    assert_eq!(status, 200);
+    let _x2 = {
+        wait_active(&[standby], Duration::from_secs(5));
+        cross(standby.addr, 90)
+    };
+    let seen = next("assignment after the hand-over", &|e| {
+        matches!(e, ClientEvent::CrossAssign { .. })
+    });
+    assert!(
+        seen.iter().any(|e| matches!(e, ClientEvent::Kicked(6))),
+        "{seen:?}"
+    );
+    assert!(matches!(
+        seen.last(),
+        Some(ClientEvent::CrossAssign {
+            cross_server_id: 90,
+            cross_pos: 1,
+            ..
+        })
+    ));
+    client.stop();
+    drop(etcd);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -14,7 +14,12 @@
 //!   that stayed online for one announced heartbeat_timeout, so a login node that kicks right
 //!   after login does not get a reconnect storm;
 //! - a whitelist snapshot replaces the set only once complete; a disconnect discards a partial
-//!   one.
+//!   one;
+//! - with several addresses (the members of a failover group, [`NodeClient::start_group`]),
+//!   a connection that ends for any reason but an operator's KICK 3 — AUTH code 7 from a
+//!   standby, KICK 6, a refused connection, a silent or vanished login node — goes to the
+//!   next address at once; the backoff applies only once every address has failed in a row
+//!   (contract §6).
 //!
 //! The client runs no user code on its thread: events go to the channel, so a consumer that
 //! panics only drops the receiver (the thread then keeps the node online until stopped).
@@ -225,14 +230,33 @@ impl NodeClient {
         spec: NodeSpec,
         options: Options,
     ) -> io::Result<(NodeClient, Receiver<ClientEvent>)> {
+        NodeClient::start_group(vec![addr], spec, options)
+    }
+
+    /// Like [`Self::start`] with the addresses of every member of a failover group: the
+    /// client moves on to the next address when a connection ends (see the module docs).
+    /// Fails (`InvalidInput`) on an empty list.
+    pub fn start_group(
+        addrs: Vec<SocketAddr>,
+        spec: NodeSpec,
+        options: Options,
+    ) -> io::Result<(NodeClient, Receiver<ClientEvent>)> {
         options.validate()?;
+        if addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no login node address",
+            ));
+        }
         let (commands, command_rx) = mpsc::channel();
         let (event_tx, events) = mpsc::channel();
         let whitelist = Arc::new(Mutex::new(Whitelist::default()));
         let shared = whitelist.clone();
         let thread = std::thread::spawn(move || {
             Worker {
-                addr,
+                addr: addrs[0],
+                addrs,
+                failed_in_a_row: 0,
                 spec,
                 options,
                 commands: command_rx,
@@ -295,7 +319,12 @@ impl Drop for NodeClient {
 }
 
 struct Worker {
+    /// The address of the current (or next) connection.
     addr: SocketAddr,
+    /// Every login node address; `addr` is one of them.
+    addrs: Vec<SocketAddr>,
+    /// Connections that failed since one got online (the backoff waits for a whole round).
+    failed_in_a_row: usize,
     spec: NodeSpec,
     options: Options,
     commands: Receiver<Command>,
@@ -339,6 +368,20 @@ impl Worker {
             };
             if stayed_online {
                 backoff = self.options.backoff_initial;
+            }
+            if self.addrs.len() > 1 && !reason.starts_with("kicked, reason 3") {
+                // The next member of the group, at once until every one has failed in a row.
+                let at = self.addrs.iter().position(|a| *a == self.addr).unwrap_or(0);
+                self.addr = self.addrs[(at + 1) % self.addrs.len()];
+                self.failed_in_a_row += 1;
+                if self.failed_in_a_row < self.addrs.len() {
+                    self.emit(ClientEvent::Disconnected {
+                        reason,
+                        retry_in: Duration::ZERO,
+                    });
+                    continue;
+                }
+                self.failed_in_a_row = 0;
             }
             // Full jitter in [backoff/2, backoff]: reconnecting nodes spread out.
             let wait = backoff.mul_f64(0.5 + 0.5 * jitter(&mut seed));
@@ -465,6 +508,7 @@ impl Worker {
                         ..
                     } => {
                         online = true;
+                        self.failed_in_a_row = 0;
                         *online_since = Some(Instant::now());
                         *silence_limit = Duration::from_secs(heartbeat_timeout.max(1).into());
                         self.emit(ClientEvent::Online { heartbeat_interval });

@@ -22,6 +22,10 @@
 %% - cross nodes: cross_server_id (default: node_id) must be non-zero (the contract makes 0
 %%   a protocol error); start_link refuses 0.
 %%
+%% - failover groups: `addrs => [{Host, Port}, ...]` (every member) instead of host/port;
+%%   the client moves to the next address at once on AUTH code 7, KICK 6, a refused
+%%   connection or a silent login node, and backs off only after a whole round failed.
+%%
 %%   {ok, Pid} = login_client:start_link(#{
 %%       host => "10.0.0.1", port => 7700, token => <<"secret">>,
 %%       node_type => game, node_id => 1001, plat => <<"asia">>,
@@ -54,6 +58,9 @@
 
 -record(st, {opts, sock = undefined, handler, hstate, hb_ms = 10000, hb_timer = undefined,
              backoff, wl, wl_version = 0,
+             %% The address in use (an index into addrs/1) and connections failed in a row
+             %% since one got online (the backoff waits for a whole round of the group).
+             addr_ix = 0, failed = 0,
              %% {Version, [Entries]} of a snapshot being received; a disconnect discards it.
              loading = none,
              online = false,
@@ -150,9 +157,8 @@ handle_cast({players, N}, S = #st{online = true}) ->
 handle_cast(_, S) ->
     {noreply, S}.
 
-handle_info(connect, S = #st{opts = O}) ->
-    Host = maps:get(host, O, "127.0.0.1"),
-    Port = maps:get(port, O, 7700),
+handle_info(connect, S = #st{opts = O, addr_ix = Ix}) ->
+    {Host, Port} = lists:nth(Ix + 1, addrs(O)),
     case gen_tcp:connect(Host, Port, [binary, {packet, 2}, {active, true}, {nodelay, true},
                                       {send_timeout, maps:get(send_timeout_ms, O, 5000)},
                                       {send_timeout_close, true}],
@@ -217,7 +223,7 @@ on_message({auth_result, 0, _ServerTime, Interval, Timeout}, S = #st{sock = Sock
             Silence = max(1, Timeout) * 1000,
             cancel(S0#st.deadline),
             true = ets:insert(S0#st.wl, {'$status', online}),
-            S1 = S0#st{online = true, hb_ms = Ms, silence_ms = Silence, online_at = now_ms(),
+            S1 = S0#st{online = true, failed = 0, hb_ms = Ms, silence_ms = Silence, online_at = now_ms(),
                        hb_timer = erlang:send_after(Ms, self(), heartbeat),
                        deadline = erlang:send_after(Silence, self(), {deadline, Sock})},
             call(online, [Interval], S1);
@@ -296,7 +302,23 @@ close(S = #st{sock = Sock, hb_timer = T, deadline = D}) ->
 retry(Reason = {kicked, 1}, S) ->
     {noreply, S1} = call(offline, [Reason], S),
     {stop, normal, S1};
-retry(Reason, S0 = #st{opts = O}) ->
+retry(Reason, S0 = #st{opts = O, addr_ix = Ix, failed = Failed}) ->
+    %% A failover group: the next member at once (code 7, KICK 6, a refused or dead login
+    %% node; not after an operator's KICK 3); the backoff applies once every address has
+    %% failed in a row (contract section 6).
+    N = length(addrs(O)),
+    case N > 1 andalso Reason =/= {kicked, 3} of
+        true when Failed + 1 < N ->
+            {noreply, S1} = call(offline, [Reason], S0#st{online_at = undefined}),
+            self() ! connect,
+            {noreply, S1#st{addr_ix = (Ix + 1) rem N, failed = Failed + 1}};
+        true ->
+            backoff(Reason, S0#st{addr_ix = (Ix + 1) rem N, failed = 0});
+        false ->
+            backoff(Reason, S0)
+    end.
+
+backoff(Reason, S0 = #st{opts = O}) ->
     %% The backoff starts over only after a session that stayed online for a heartbeat timeout.
     Initial = maps:get(backoff_initial_ms, O, 200),
     Stayed = case S0#st.online_at of
@@ -312,6 +334,14 @@ retry(Reason, S0 = #st{opts = O}) ->
     Wait = B div 2 + rand:uniform(max(1, B div 2)),
     erlang:send_after(Wait, self(), connect),
     {noreply, S1#st{backoff = min(B * 2, maps:get(backoff_max_ms, O, 30000))}}.
+
+%% The login node addresses: `addrs => [{Host, Port}, ...]` (every member of a failover
+%% group), else `host` and `port`.
+addrs(O) ->
+    case maps:get(addrs, O, []) of
+        [] -> [{maps:get(host, O, "127.0.0.1"), maps:get(port, O, 7700)}];
+        List -> List
+    end.
 
 %%% Encoding
 

@@ -9,6 +9,8 @@
 %%   silent_after_accept                   read AUTH, answer nothing
 %%   {silent_after_auth, I, T}             AUTH_RESULT 0, then read everything, answer nothing
 %%   kick_after_auth                       AUTH_RESULT 0 (1 s / 3 s), then KICK 3 at once
+%%   kick6_after_auth                      AUTH_RESULT 0 (1 s / 3 s), read INFO, then KICK 6
+%%   {auth_code, Code}                     AUTH_RESULT Code (e.g. 7: a standby), then close
 %%   {online_for, Timeout, Ms}             AUTH_RESULT 0 (1 s / Timeout s), heartbeats answered
 %%                                         for Ms, then closed
 %%   {never_reads, I, T}                   AUTH_RESULT 0, then never reads again
@@ -88,6 +90,14 @@ after_auth(S, silent_after_accept) ->
 after_auth(S, {silent_after_auth, I, T}) ->
     ok = gen_tcp:send(S, auth_result(0, I, T)),
     drain(S);
+after_auth(S, kick6_after_auth) ->
+    _ = gen_tcp:send(S, auth_result(0, 1, 3)),
+    _ = recv(S), % the INFO: the node is online
+    _ = gen_tcp:send(S, <<16#80FF:16, 6:8>>),
+    gen_tcp:close(S);
+after_auth(S, {auth_code, Code}) ->
+    _ = gen_tcp:send(S, auth_result(Code, 1, 3)),
+    gen_tcp:close(S);
 after_auth(S, kick_after_auth) ->
     _ = gen_tcp:send(S, auth_result(0, 1, 3)),
     _ = gen_tcp:send(S, <<16#80FF:16, 3:8>>),

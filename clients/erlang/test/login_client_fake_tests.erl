@@ -129,6 +129,31 @@ stop_returns_while_the_login_node_does_not_read_test_() ->
         ?assert(Us < 5000000)
     end).
 
+%% A failover group: code 7 from a standby and KICK 6 from a member that lost its role send
+%% the client to the next address at once, without the backoff (5 s here).
+a_group_is_tried_address_by_address_test_() ->
+    {"code 7 and KICK 6 move to the next member at once", {timeout, 30, fun() ->
+        process_flag(trap_exit, true),
+        F1 = fake_login:start([{auth_code, 7}, {online, 1, 3, [fake_login:snapshot(1, 1, [])]}]),
+        F2 = fake_login:start([kick6_after_auth]),
+        try
+            {ok, C} = client(F1, #{addrs => [{"127.0.0.1", fake_login:port(F1)},
+                                             {"127.0.0.1", fake_login:port(F2)}],
+                                   backoff_initial_ms => 5000, backoff_max_ms => 5000}),
+            T0 = erlang:monotonic_time(millisecond),
+            _ = expect(C, online, 4000),
+            ?assertEqual({kicked, 6}, expect(C, offline, 4000)),
+            _ = expect(C, online, 4000),
+            ?assert(erlang:monotonic_time(millisecond) - T0 < 4000),
+            ?assertEqual(2, fake_login:connections(F1)),
+            ?assertEqual(1, fake_login:connections(F2)),
+            ok = login_client:stop(C)
+        after
+            fake_login:stop(F1),
+            fake_login:stop(F2)
+        end
+    end}}.
+
 zero_backoff_is_refused_test() ->
     process_flag(trap_exit, true),
     Opts = #{host => "127.0.0.1", port => 1, token => <<"t">>, node_type => game,
