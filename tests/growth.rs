@@ -173,7 +173,9 @@ fn auth_frame(id: u32, plat: &str) -> Vec<u8> {
 fn peer_supplied_names_are_freed_and_clipped_in_the_log() {
     use std::io::Read;
     let _g = serial();
-    let server = Server::start(&["--log-level", "info"]);
+    // Debug: the AUTH line (which carries the plat) is a debug line since two lines per
+    // session are the info level's.
+    let server = Server::start(&["--log-level", "debug"]);
     let before = rss_kib(server.pid());
     for i in 0..200u32 {
         let plat = format!("{i:05}{}", "q".repeat(60_000));
