@@ -770,7 +770,11 @@ impl Cluster {
         let Some((in_flight, mut owed)) = self.in_flight.take() else {
             return;
         };
-        debug_assert_eq!(in_flight, seq, "durable batch is not the one in flight");
+        if in_flight != seq {
+            // Not the batch in flight (one of a state since forgotten): release nothing.
+            self.in_flight = Some((in_flight, owed));
+            return;
+        }
         self.durable_seq = seq;
         self.send_owed(&mut owed, out);
         if self.journal.is_empty() {
@@ -1649,6 +1653,12 @@ impl Cluster {
     /// Sends everything held for the journal, in the order nodes expect: whitelist deltas and
     /// status to nodes already welcomed, then the welcomes, then assignments and members.
     fn send_owed(&mut self, owed: &mut Owed, out: &mut dyn Outbox) {
+        if self.operator_seq > self.durable_seq && !owed.welcome.is_empty() {
+            // A whitelist or maintenance change made since is not durable yet: a welcome now
+            // would show it. The welcomes (and their nodes' frames, to keep their order)
+            // wait for the next batch.
+            self.defer_welcomes(owed);
+        }
         if !owed.deltas.is_empty() {
             // Encoded once, shared by every game node's write queue.
             let count = shared::count_frames(&owed.deltas);
@@ -1705,6 +1715,49 @@ impl Cluster {
             }
             start = end;
         }
+    }
+
+    /// Moves `owed`'s welcomes, and the frames held for those connections, in front of what
+    /// the accumulating batch holds.
+    fn defer_welcomes(&mut self, owed: &mut Owed) {
+        let mut moved = Owed {
+            welcome: std::mem::take(&mut owed.welcome),
+            ..Owed::default()
+        };
+        let (mut start, mut kept) = (0, 0);
+        let frames = std::mem::take(&mut owed.frames);
+        let mut remaining = Vec::with_capacity(frames.len());
+        owed.frame_index.retain_mut(|entry| {
+            let end = entry.2;
+            let frame = &frames[start..end];
+            start = end;
+            if moved.welcome.contains(&entry.0) {
+                moved.frames.extend_from_slice(frame);
+                moved
+                    .frame_index
+                    .push((entry.0, entry.1, moved.frames.len()));
+                false
+            } else {
+                remaining.extend_from_slice(frame);
+                kept += frame.len();
+                entry.2 = kept;
+                true
+            }
+        });
+        owed.frames = remaining;
+        let later = std::mem::take(&mut self.owed);
+        let offset = moved.frames.len();
+        moved.frames.extend_from_slice(&later.frames);
+        moved.frame_index.extend(
+            later
+                .frame_index
+                .iter()
+                .map(|&(c, k, e)| (c, k, e + offset)),
+        );
+        moved.welcome.extend_from_slice(&later.welcome);
+        moved.status = later.status;
+        moved.deltas = later.deltas;
+        self.owed = moved;
     }
 
     /// CROSS_ASSIGN to online game nodes whose cross node's name is known, CROSS_MEMBERS to

@@ -28,6 +28,10 @@ pub(super) struct Durability {
     spare: Batch,
     /// A failover group's active member must stop by then unless its lease is renewed.
     pub(super) lease_deadline: Option<Instant>,
+    /// The term batches are submitted under (a failover group's election; 0 otherwise).
+    pub(super) term: u64,
+    /// The store thread has ended; logged once.
+    dead: bool,
 }
 
 impl Durability {
@@ -35,6 +39,8 @@ impl Durability {
     pub(super) fn abandon_batches(&mut self) {
         self.retry = None;
         self.retry_at = None;
+        // Whatever is still in flight belongs to the term that ended.
+        self.term = u64::MAX;
     }
 }
 
@@ -59,6 +65,12 @@ impl<H: Handler> LoginNode<H> {
         }
         for event in events {
             self.store_event(event, now);
+        }
+        if !self.durability.dead && self.durability.store.as_ref().is_some_and(|s| !s.alive()) {
+            self.durability.dead = true;
+            self.store_thread_died();
+            self.lose_role("the store thread stopped", now);
+            self.admin_abandon_held("the state store stopped: nothing more can be made durable");
         }
         self.step_down_if_asked(now);
         self.check_lease(now);
@@ -95,6 +107,7 @@ impl<H: Handler> LoginNode<H> {
             return;
         };
         batch.seq = seq;
+        batch.term = self.durability.term;
         batch.audit.clear();
         batch.audit_written = false;
         self.admin_audit_lines(seq, &mut batch.audit);
@@ -114,7 +127,8 @@ impl<H: Handler> LoginNode<H> {
             #[cfg(feature = "etcd")]
             StoreEvent::Role(change) => self.role_changed(change, now),
         }
-        let _ = now;
+        #[cfg(not(feature = "etcd"))]
+        let _ = now; // only role changes need the turn's clock
     }
 
     fn batch_finished(&mut self, done: Done) {
@@ -123,6 +137,11 @@ impl<H: Handler> LoginNode<H> {
             result,
             elapsed,
         } = done;
+        if batch.term != self.durability.term {
+            // Of a term that ended (the role was lost meanwhile): its frames are gone, and it
+            // is never retried.
+            return;
+        }
         match result {
             Ok(()) => {
                 self.io_stats.fsyncs += 1;

@@ -19,7 +19,12 @@ impl<H: Handler> LoginNode<H> {
     pub(super) fn role_changed(&mut self, change: RoleChange, now: Now) {
         match change {
             RoleChange::Standby { active } => self.cluster.set_standby(active.as_deref()),
-            RoleChange::Active { state, renewed_at } => {
+            RoleChange::Active {
+                term,
+                state,
+                renewed_at,
+            } => {
+                self.durability.term = term;
                 self.durability.lease_deadline = Some(self.lease_deadline_after(renewed_at));
                 if Instant::now() >= self.lease_deadline_after(renewed_at) {
                     // Loading took the whole lease: the role may already be another's.

@@ -659,6 +659,9 @@ impl<H: Handler> LoginNode<H> {
             }
             let turn_start = Instant::now();
             let now = self.now_at(turn_start);
+            // A group member past its lease deadline (a paused process waking up) stops
+            // being active before it handles any event: nothing it answers may predate that.
+            self.check_lease(now);
             // Connections that hit the read cap last turn read again after this turn's events.
             let carried = std::mem::take(&mut self.pending_reads);
             for event in events.iter() {

@@ -22,6 +22,9 @@ use std::sync::Arc;
 pub const DB_FILE: &str = "state.db";
 /// Where a migration writes before the result is renamed to [`DB_FILE`].
 const MIGRATING: &str = "state.db.migrating";
+/// Present from a migration's rename until its old files are moved aside: a crash between
+/// the two leaves a database *and* the files it came from, which is not a conflict.
+const MIGRATED_MARK: &str = "state.db.migrated";
 
 /// Why the state directory could not be opened; the node refuses to start.
 #[derive(Debug)]
@@ -159,11 +162,22 @@ impl Db {
         }
         let path = dir.join(DB_FILE);
         if !legacy::files(dir).is_empty() {
+            if path.exists() && !dir.join(MIGRATED_MARK).exists() {
+                // A journal beside a database that did not come from it (a rollback to the
+                // old version wrote it): which one holds the truth is for an operator to say.
+                return Err(StoreError::Inconsistent(
+                    dir.to_path_buf(),
+                    format!(
+                        "both {DB_FILE} and a journal/snapshot of the earlier format are here; move one of them away (the journal is migrated only into a directory without {DB_FILE})"
+                    ),
+                ));
+            }
             if !path.exists() {
                 migrate(dir, &path)?;
             }
             // Migrated (now, or by a start that stopped before moving the old files).
             let aside = legacy::move_aside(dir, unix_secs())?;
+            let _ = fs::remove_file(dir.join(MIGRATED_MARK));
             info!(
                 "state {}: the journal and snapshot of the earlier format are migrated into {DB_FILE}; the old files are kept in {}",
                 dir.display(),
@@ -264,6 +278,11 @@ fn migrate(dir: &Path, path: &Path) -> Result<(), StoreError> {
     File::open(&tmp)
         .and_then(|f| f.sync_all())
         .map_err(io_err)?;
+    let mark = dir.join(MIGRATED_MARK);
+    create_private(&mark)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| StoreError::Io(mark.clone(), e))?;
+    sync_dir(dir).map_err(|e| StoreError::Io(dir.to_path_buf(), e))?;
     fs::rename(&tmp, path).map_err(io_err)?;
     sync_dir(dir).map_err(|e| StoreError::Io(dir.to_path_buf(), e))?;
     info!(
@@ -416,6 +435,22 @@ mod tests {
         let (_db, state) = Db::open(&dir).expect("migrates");
         assert_eq!(state.assignments[&1], (10, 1));
         assert!(!dir.join(MIGRATING).exists());
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_journal_that_reappears_beside_a_database_stops_the_start() {
+        let dir = temp_dir("reappear");
+        {
+            let (mut db, _) = Db::open(&dir).expect("open");
+            db.commit(&encode(&[assign(1, 10, 1)])).expect("commit");
+        }
+        let mut journal = JOURNAL_MAGIC.to_vec();
+        assign(2, 10, 2).encode(&mut journal);
+        fs::write(dir.join("journal"), &journal).expect("journal");
+        let err = Db::open(&dir).err().expect("refuses");
+        assert!(err.to_string().contains("move one of them away"), "{err}");
+        assert!(dir.join("journal").exists(), "nothing moved");
         fs::remove_dir_all(&dir).ok();
     }
 

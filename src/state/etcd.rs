@@ -15,7 +15,7 @@ use std::time::Duration;
 /// Most operations etcd accepts in one transaction (its `--max-txn-ops` default).
 pub const MAX_TXN_OPS: usize = 128;
 /// Keys per page of a range read.
-const PAGE: usize = 5000;
+const PAGE: usize = 20_000;
 
 /// Why a call failed.
 #[derive(Debug)]
@@ -246,31 +246,35 @@ impl Gateway {
         }
     }
 
-    /// Every key under `prefix` with its value, read at `revision` (one consistent picture
-    /// over all pages), keys with the prefix removed.
-    pub fn range_prefix(&mut self, prefix: &[u8], revision: i64) -> Result<KeyValues, EtcdError> {
-        let end = b64(&prefix_end(prefix));
-        let mut from = prefix.to_vec();
-        let mut out = Vec::new();
-        loop {
-            let v = self.call(
-                "/v3/kv/range",
-                &json!({"key": b64(&from), "range_end": end, "limit": PAGE.to_string(),
-                        "revision": revision.to_string()}),
-            )?;
-            let kvs = v["kvs"].as_array().cloned().unwrap_or_default();
-            for kv in &kvs {
-                let key = unb64(&kv["key"])?;
-                let value = unb64(&kv["value"])?;
-                out.push((key[prefix.len().min(key.len())..].to_vec(), value));
+    /// One page of the keys under `prefix` from `from` (a key under it; the prefix itself
+    /// for the first page), read at `revision` so all pages show one consistent picture.
+    /// Appends them (prefix removed) to `out`; returns where the next page starts, if any.
+    pub fn range_page(
+        &mut self,
+        prefix: &[u8],
+        from: &[u8],
+        revision: i64,
+        out: &mut KeyValues,
+    ) -> Result<Option<Vec<u8>>, EtcdError> {
+        let v = self.call(
+            "/v3/kv/range",
+            &json!({"key": b64(from), "range_end": b64(&prefix_end(prefix)),
+                    "limit": PAGE.to_string(), "revision": revision.to_string()}),
+        )?;
+        let kvs = v["kvs"].as_array().map_or(&[][..], Vec::as_slice);
+        let mut last = None;
+        for kv in kvs {
+            let key = unb64(&kv["key"])?;
+            let value = unb64(&kv["value"])?;
+            out.push((key[prefix.len().min(key.len())..].to_vec(), value));
+            last = Some(key);
+        }
+        match (v["more"].as_bool().unwrap_or(false), last) {
+            (true, Some(mut next)) => {
+                next.push(0); // just after the last key
+                Ok(Some(next))
             }
-            if !v["more"].as_bool().unwrap_or(false) || kvs.is_empty() {
-                return Ok(out);
-            }
-            // The next page starts just after the last key.
-            let mut next = unb64(&kvs[kvs.len() - 1]["key"])?;
-            next.push(0);
-            from = next;
+            _ => Ok(None),
         }
     }
 

@@ -55,6 +55,8 @@ pub enum RoleChange {
     },
     /// This member is active with this state; the lease was granted at `renewed_at`.
     Active {
+        /// Which election of this member (batches carry it; an older term's are refused).
+        term: u64,
         /// The group's state at the election.
         state: Box<State>,
         /// When the lease's last renewal was sent.
@@ -77,8 +79,13 @@ const POLL: Duration = Duration::from_millis(200);
 /// After a step-down, how long before this member campaigns again (so another takes over).
 const STEP_DOWN_PAUSE: Duration = Duration::from_secs(3);
 
-/// The ops of `records` as transactions of at most [`MAX_TXN_OPS`], in event order, each
-/// ending with the whitelist version it reached (if it changed the whitelist).
+/// Most bytes of keys and values in one transaction: etcd refuses requests over 1.5 MiB
+/// (`--max-request-bytes`), and the gateway's base64 makes them a third larger.
+const MAX_TXN_BYTES: usize = 768 << 10;
+
+/// The ops of `records` as transactions of at most [`MAX_TXN_OPS`] ops and
+/// [`MAX_TXN_BYTES`], in event order, each ending with the whitelist version it reached (if
+/// it changed the whitelist).
 pub fn chunks(records: &[Record]) -> Vec<Vec<TxnOp>> {
     fn close(chunk: &mut Vec<TxnOp>, version: &mut Option<Vec<u8>>, out: &mut Vec<Vec<TxnOp>>) {
         if let Some(v) = version.take() {
@@ -90,10 +97,21 @@ pub fn chunks(records: &[Record]) -> Vec<Vec<TxnOp>> {
     }
     let mut out = Vec::new();
     let mut chunk = Vec::new();
+    let mut bytes = 0;
     let mut version = None;
     for r in records {
-        // One record is one data op, plus the version for a whitelist change.
+        // One record is one data op (at most ~200 KB: three 64 KB strings), plus the version
+        // for a whitelist change.
         for op in keys::ops(std::slice::from_ref(r)) {
+            let size = match &op {
+                Op::Put(k, v) => k.len() + v.len(),
+                Op::Delete(k) => k.len(),
+            };
+            if bytes + size > MAX_TXN_BYTES && !chunk.is_empty() {
+                close(&mut chunk, &mut version, &mut out);
+                bytes = 0;
+            }
+            bytes += size;
             match op {
                 Op::Put(k, v) if k == WHITELIST_VERSION => version = Some(v),
                 Op::Put(k, v) => chunk.push(TxnOp::Put(k, v)),
@@ -102,6 +120,7 @@ pub fn chunks(records: &[Record]) -> Vec<Vec<TxnOp>> {
         }
         if chunk.len() >= MAX_TXN_OPS - 1 {
             close(&mut chunk, &mut version, &mut out);
+            bytes = 0;
         }
     }
     close(&mut chunk, &mut version, &mut out);
@@ -125,6 +144,8 @@ struct Member {
     wake: Box<dyn Fn() + Send>,
     audit: Option<File>,
     fault: Option<Arc<AtomicBool>>,
+    /// Elections won so far.
+    term: u64,
 }
 
 /// Runs a member's store thread until the loop drops its end of the channel.
@@ -148,6 +169,7 @@ pub(super) fn run(
         wake,
         audit,
         fault: None,
+        term: 0,
     };
     let mut last_holder: Option<String> = Some(String::from("\0")); // nothing reported yet
     loop {
@@ -263,11 +285,19 @@ impl Member {
 
     /// Holds the role until it is lost or the loop goes away.
     fn active(&mut self, lease: i64, fence: i64, granted_at: Instant) -> Exit {
+        self.term += 1;
+        let term = self.term;
         let started = Instant::now();
         let prefix = self.data_prefix.clone();
-        let state = match self.load(&prefix, fence) {
+        let every = renewal_interval(self.cfg.lease_ttl);
+        let mut next_renewal = granted_at + every;
+        let mut renewed_at = granted_at;
+        let state = match self.load(&prefix, fence, lease, &mut next_renewal, &mut renewed_at) {
             Ok(s) => s,
-            Err(why) => return Exit::Lost(why, Duration::from_secs(1)),
+            Err(why) => {
+                error!("group {}: {why}; standing down", self.cfg.prefix);
+                return Exit::Lost(why, Duration::from_secs(1));
+            }
         };
         info!(
             "group {}: active as {} ({} assignments, {} whitelist entries loaded in {} ms)",
@@ -278,14 +308,23 @@ impl Member {
             started.elapsed().as_millis()
         );
         self.report(StoreEvent::Role(RoleChange::Active {
+            term,
             state: Box::new(state),
-            renewed_at: granted_at,
+            renewed_at,
         }));
-        let every = renewal_interval(self.cfg.lease_ttl);
-        let mut next_renewal = granted_at + every;
         loop {
             let left = next_renewal.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
+                Ok(Msg::Batch(batch)) if batch.term != term => {
+                    // Decided under an earlier term: another member may have held the role
+                    // since, so it is never written.
+                    let done = Done {
+                        batch,
+                        result: Err(io::Error::other("a batch of an earlier term")),
+                        elapsed: Duration::ZERO,
+                    };
+                    self.report(StoreEvent::Done(done));
+                }
                 Ok(Msg::Batch(mut batch)) => {
                     let start = Instant::now();
                     let result = self.commit(&mut batch, lease, fence, &mut next_renewal);
@@ -339,11 +378,29 @@ impl Member {
         }
     }
 
-    fn load(&mut self, prefix: &[u8], revision: i64) -> Result<State, String> {
-        let kvs = self
-            .gw
-            .range_prefix(prefix, revision)
-            .map_err(|e| format!("loading the state: {e}"))?;
+    /// Reads the whole state at `revision`, renewing the lease between pages (a large state
+    /// takes longer to read than a lease lasts).
+    fn load(
+        &mut self,
+        prefix: &[u8],
+        revision: i64,
+        lease: i64,
+        next_renewal: &mut Instant,
+        renewed_at: &mut Instant,
+    ) -> Result<State, String> {
+        let mut kvs = Vec::new();
+        let mut from = Some(prefix.to_vec());
+        while let Some(at) = from {
+            if Instant::now() >= *next_renewal {
+                let sent = Instant::now();
+                self.renew(lease, next_renewal)?;
+                *renewed_at = sent;
+            }
+            from = self
+                .gw
+                .range_page(prefix, &at, revision, &mut kvs)
+                .map_err(|e| format!("loading the state: {e}"))?;
+        }
         let mut state = State::default();
         for (k, v) in kvs {
             keys::load(&mut state, &k, &v).map_err(|e| format!("loading the state: {e}"))?;
@@ -451,5 +508,28 @@ mod tests {
             applied[0],
             TxnOp::Put(b"assign/1".to_vec(), vec![0, 0, 0, 10, 0, 1])
         );
+    }
+
+    #[test]
+    fn long_names_split_transactions_by_bytes() {
+        let records: Vec<Record> = (0..40u32)
+            .map(|serv| Record::Name {
+                serv,
+                name: "n".repeat(60_000).into(),
+            })
+            .collect();
+        let txns = chunks(&records);
+        assert!(txns.len() >= 3, "{} transactions", txns.len());
+        for t in &txns {
+            let bytes: usize = t
+                .iter()
+                .map(|op| match op {
+                    TxnOp::Put(k, v) => k.len() + v.len(),
+                    TxnOp::Delete(k) => k.len(),
+                })
+                .sum();
+            assert!(bytes <= MAX_TXN_BYTES, "{bytes} bytes in one transaction");
+        }
+        assert_eq!(txns.iter().map(Vec::len).sum::<usize>(), 40);
     }
 }

@@ -30,6 +30,9 @@ pub struct Batch {
     pub audit: Vec<u8>,
     /// The audit lines are written (a retry does not write them twice).
     pub audit_written: bool,
+    /// A failover group's term (which election of this member) the batch belongs to; a
+    /// batch of an earlier term is never written. 0 for the local database.
+    pub term: u64,
 }
 
 /// A batch the thread is finished with.
@@ -155,6 +158,12 @@ impl StoreThread {
             .is_some_and(|tx| tx.send(Msg::Batch(batch)).is_ok())
     }
 
+    /// False once the thread has ended (a panic in the database layer, say): nothing more
+    /// can be made durable.
+    pub fn alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// The next thing the thread reported, if any (never blocks).
     pub fn try_event(&self) -> Option<StoreEvent> {
         self.rx.try_recv().ok()
@@ -236,6 +245,7 @@ mod tests {
             records,
             audit: b"line one\n".to_vec(),
             audit_written: false,
+            term: 0,
         };
         assert!(store.submit(batch));
         let Some(StoreEvent::Done(done)) = store.wait_event(Duration::from_secs(10)) else {

@@ -181,3 +181,33 @@ fn restored_facts_answer_returning_nodes_and_refuse_moves_across_platforms() {
         ))
     );
 }
+
+#[test]
+fn a_held_welcome_never_shows_a_whitelist_change_that_is_not_durable() {
+    let mut h = H::new();
+    h.game(1, 101, "p");
+    assert_eq!(h.c.whitelist_change(&["w1"], true), Ok((1, 1)));
+    let (s1, _) = take(&mut h);
+    h.login(2, 1, 102);
+    h.feed_unsynced(2, &game_info(102, "S102", "p", 0, 0));
+    assert!(h.got(2).is_empty(), "held behind w1");
+    h.c.batch_durable(s1, &mut h.out);
+    let (s2, _) = take(&mut h); // 102's own facts
+    assert_eq!(h.c.whitelist_change(&["w2"], true), Ok((1, 2)));
+    h.c.batch_durable(s2, &mut h.out);
+    assert!(
+        h.got(2).is_empty(),
+        "w2 is not durable: no welcome showing it yet"
+    );
+    let (s3, _) = take(&mut h);
+    h.c.batch_durable(s3, &mut h.out);
+    assert_eq!(h.got(2), [Got::StatusPush(0), Got::Snapshot(2, 1, 2)]);
+    assert!(
+        h.deltas(2).is_empty(),
+        "w2 came in the snapshot, not again as a delta"
+    );
+    assert_eq!(
+        h.deltas(1),
+        [(1, 1, "w1".to_string()), (2, 1, "w2".to_string())]
+    );
+}
