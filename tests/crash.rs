@@ -192,6 +192,14 @@ fn start_operator_op(
     (OperatorOp::Other, send_admin(admin, "PUT", &path, &body))
 }
 
+/// The slot a `POST /api/assign` answered.
+fn moved_to(v: &serde_json::Value) -> (u32, u16) {
+    (
+        v["cross_server_id"].as_u64().expect("cross") as u32,
+        v["cross_pos"].as_u64().expect("pos") as u16,
+    )
+}
+
 /// Every game node's recorded slot, as the admin API shows it.
 fn recorded_slots(admin: SocketAddr) -> HashMap<u32, (u32, u16)> {
     let (status, v) = admin_answer(send_admin(admin, "GET", "/api/cross", "")).expect("answer");
@@ -355,11 +363,7 @@ fn sigkill_while_nodes_arrive_loses_no_assignment_and_shares_no_slot() {
                 server.0.wait().expect("reaped");
                 match (op, admin_answer(answer)) {
                     (OperatorOp::Move(serv, _), Some((200, v))) => {
-                        let slot = (
-                            v["cross_server_id"].as_u64().expect("cross") as u32,
-                            v["cross_pos"].as_u64().expect("pos") as u16,
-                        );
-                        told.insert(serv, slot);
+                        told.insert(serv, moved_to(&v));
                         moves_durable += 1;
                     }
                     (OperatorOp::Move(serv, to), None) => {
@@ -384,11 +388,7 @@ fn sigkill_while_nodes_arrive_loses_no_assignment_and_shares_no_slot() {
                 }
                 match (op, admin_answer(answer)) {
                     (OperatorOp::Move(serv, _), Some((200, v))) => {
-                        let slot = (
-                            v["cross_server_id"].as_u64().expect("cross") as u32,
-                            v["cross_pos"].as_u64().expect("pos") as u16,
-                        );
-                        told.insert(serv, slot);
+                        told.insert(serv, moved_to(&v));
                         moves_durable += 1;
                     }
                     (_, Some((status, v))) => {

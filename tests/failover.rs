@@ -207,6 +207,17 @@ fn member(etcd: &Etcd, name: &str, prefix: &str, dir: &std::path::Path) -> Membe
     }
 }
 
+/// A fresh 3-member etcd and two login-node members of one group on it (named after the
+/// test, so parallel tests share nothing).
+fn two_members(name: &str) -> (PathBuf, Etcd, String, Member, Member) {
+    let dir = scratch(name);
+    let etcd = Etcd::start(&dir);
+    let prefix = format!("/test/{name}-{}", std::process::id());
+    let a = member(&etcd, "a", &prefix, &dir);
+    let b = member(&etcd, "b", &prefix, &dir);
+    (dir, etcd, prefix, a, b)
+}
+
 fn role(m: &Member) -> Option<(u16, Value)> {
     let (status, body) = http(m.admin, "GET", "/healthz", "")?;
     Some((status, serde_json::from_str(&body).ok()?))
@@ -321,11 +332,7 @@ fn assert_told_matches(told: &HashMap<u32, (u32, u16)>, active: &Member) {
 
 #[test]
 fn one_member_is_active_standbys_answer_code_7_and_a_step_down_hands_over_at_once() {
-    let dir = scratch("stepdown");
-    let etcd = Etcd::start(&dir);
-    let prefix = format!("/test/stepdown-{}", std::process::id());
-    let a = member(&etcd, "a", &prefix, &dir);
-    let b = member(&etcd, "b", &prefix, &dir);
+    let (dir, etcd, _prefix, a, b) = two_members("stepdown");
     let members = [&a, &b];
     let (i, _) = wait_active(&members, Duration::from_secs(15));
     let (active, standby) = (members[i], members[1 - i]);
@@ -411,11 +418,7 @@ fn one_member_is_active_standbys_answer_code_7_and_a_step_down_hands_over_at_onc
 
 #[test]
 fn sigkill_of_the_active_during_arrivals_loses_nothing_and_a_standby_takes_over() {
-    let dir = scratch("sigkill");
-    let etcd = Etcd::start(&dir);
-    let prefix = format!("/test/sigkill-{}", std::process::id());
-    let a = member(&etcd, "a", &prefix, &dir);
-    let b = member(&etcd, "b", &prefix, &dir);
+    let (dir, etcd, _prefix, a, b) = two_members("sigkill");
     let members = [&a, &b];
     let (i, _) = wait_active(&members, Duration::from_secs(15));
     let (active, standby) = (members[i], members[1 - i]);
@@ -472,11 +475,7 @@ fn sigkill_of_the_active_during_arrivals_loses_nothing_and_a_standby_takes_over(
 
 #[test]
 fn a_paused_active_member_stops_on_its_own_and_announces_nothing_after_losing_the_role() {
-    let dir = scratch("sigstop");
-    let etcd = Etcd::start(&dir);
-    let prefix = format!("/test/sigstop-{}", std::process::id());
-    let a = member(&etcd, "a", &prefix, &dir);
-    let b = member(&etcd, "b", &prefix, &dir);
+    let (dir, etcd, _prefix, a, b) = two_members("sigstop");
     let members = [&a, &b];
     let (i, _) = wait_active(&members, Duration::from_secs(15));
     let (old, new) = (members[i], members[1 - i]);
@@ -520,11 +519,7 @@ fn a_paused_active_member_stops_on_its_own_and_announces_nothing_after_losing_th
 
 #[test]
 fn without_an_etcd_quorum_nobody_is_active_and_with_it_back_a_member_is() {
-    let dir = scratch("quorum");
-    let mut etcd = Etcd::start(&dir);
-    let prefix = format!("/test/quorum-{}", std::process::id());
-    let a = member(&etcd, "a", &prefix, &dir);
-    let b = member(&etcd, "b", &prefix, &dir);
+    let (dir, mut etcd, _prefix, a, b) = two_members("quorum");
     let members = [&a, &b];
     let (i, _) = wait_active(&members, Duration::from_secs(15));
     let mut g = send_game(members[i].addr, 1).expect("connect");
@@ -569,11 +564,7 @@ fn etcd_leader(etcd: &Etcd) -> Option<usize> {
 
 #[test]
 fn sigkill_of_the_etcd_leader_during_arrivals_holds_frames_and_loses_nothing() {
-    let dir = scratch("etcdleader");
-    let mut etcd = Etcd::start(&dir);
-    let prefix = format!("/test/etcdleader-{}", std::process::id());
-    let a = member(&etcd, "a", &prefix, &dir);
-    let b = member(&etcd, "b", &prefix, &dir);
+    let (dir, mut etcd, _prefix, a, b) = two_members("etcdleader");
     let members = [&a, &b];
     let (i, _) = wait_active(&members, Duration::from_secs(15));
     let active = members[i];
@@ -629,11 +620,7 @@ fn sigkill_of_the_etcd_leader_during_arrivals_holds_frames_and_loses_nothing() {
 fn the_rust_node_client_goes_to_the_active_member_and_follows_a_hand_over() {
     use login_node::client::machine::{NodeInfoSpec, NodeSpec};
     use login_node::client::node::{ClientEvent, NodeClient, Options};
-    let dir = scratch("client");
-    let etcd = Etcd::start(&dir);
-    let prefix = format!("/test/client-{}", std::process::id());
-    let a = member(&etcd, "a", &prefix, &dir);
-    let b = member(&etcd, "b", &prefix, &dir);
+    let (dir, etcd, _prefix, a, b) = two_members("client");
     let members = [&a, &b];
     let (i, _) = wait_active(&members, Duration::from_secs(15));
     let (active, standby) = (members[i], members[1 - i]);
@@ -750,11 +737,7 @@ fn etcd_assignments(etcd: &Etcd, prefix: &str) -> Vec<(String, Vec<u8>)> {
 /// answered in the first turn after SIGCONT, before the lease was checked.
 #[test]
 fn a_connection_accepted_before_a_pause_hears_no_stale_assignment_after_it() {
-    let dir = scratch("sigcont");
-    let etcd = Etcd::start(&dir);
-    let prefix = format!("/test/sigcont-{}", std::process::id());
-    let a = member(&etcd, "a", &prefix, &dir);
-    let b = member(&etcd, "b", &prefix, &dir);
+    let (dir, etcd, _prefix, a, b) = two_members("sigcont");
     let members = [&a, &b];
     let (i, _) = wait_active(&members, Duration::from_secs(15));
     let (old, new) = (members[i], members[1 - i]);

@@ -87,14 +87,7 @@ impl<H: Handler> LoginNode<H> {
             }
             if let Some(batch) = self.durability.retry.take() {
                 self.durability.retry_at = None;
-                let submitted = self
-                    .durability
-                    .store
-                    .as_ref()
-                    .is_some_and(|store| store.submit(batch));
-                if !submitted {
-                    self.store_thread_died();
-                }
+                self.submit(batch);
                 return;
             }
         }
@@ -111,6 +104,10 @@ impl<H: Handler> LoginNode<H> {
         batch.audit.clear();
         batch.audit_written = false;
         self.admin_audit_lines(seq, &mut batch.audit);
+        self.submit(batch);
+    }
+
+    fn submit(&mut self, batch: Batch) {
         let submitted = self
             .durability
             .store

@@ -108,49 +108,7 @@ pub fn ops(records: &[Record]) -> Vec<Op> {
 
 /// Every op that writes `state` into an empty store (a migration, a test fixture).
 pub fn ops_of_state(state: &State) -> Vec<Op> {
-    let mut records = Vec::new();
-    for (&serv, &(cross, pos)) in &state.assignments {
-        records.push(Record::Assign { serv, cross, pos });
-    }
-    for (&serv, name) in &state.names {
-        let name = name.clone();
-        records.push(Record::Name { serv, name });
-    }
-    for (&serv, g) in &state.games {
-        let (plat, open_time, addr) = (g.plat.clone(), g.open_time, g.addr.clone());
-        records.push(Record::Game {
-            serv,
-            plat,
-            open_time,
-            addr,
-        });
-    }
-    for (&cross, c) in &state.crosses {
-        let (name, plat, capacity) = (c.name.clone(), c.plat.clone(), c.capacity);
-        records.push(Record::Cross {
-            cross,
-            name,
-            plat,
-            capacity,
-        });
-    }
-    for entry in &state.whitelist {
-        let entry = entry.clone();
-        records.push(Record::WhitelistAdd { version: 0, entry });
-    }
-    records.push(Record::WhitelistVersion {
-        version: state.whitelist_version,
-    });
-    for &serv in &state.maintenance {
-        records.push(Record::Maintenance { serv, on: true });
-    }
-    for (&cross, &capacity) in &state.capacity {
-        records.push(Record::Capacity { cross, capacity });
-    }
-    for &cross in &state.draining {
-        records.push(Record::Drain { cross, on: true });
-    }
-    ops(&records)
+    ops(&state.records())
 }
 
 /// Loads one stored key into `state`. Unknown keys are an error (a newer version's store, or

@@ -174,76 +174,64 @@ impl State {
         Ok(())
     }
 
+    /// The whole state as records that set every fact (whitelist entries with version 0,
+    /// then the version), in no particular order.
+    pub fn records(&self) -> Vec<Record> {
+        let mut out = Vec::new();
+        for (&serv, &(cross, pos)) in &self.assignments {
+            out.push(Record::Assign { serv, cross, pos });
+        }
+        for (&serv, name) in &self.names {
+            let name = name.clone();
+            out.push(Record::Name { serv, name });
+        }
+        for (&serv, g) in &self.games {
+            let (plat, open_time, addr) = (g.plat.clone(), g.open_time, g.addr.clone());
+            out.push(Record::Game {
+                serv,
+                plat,
+                open_time,
+                addr,
+            });
+        }
+        for (&cross, c) in &self.crosses {
+            let (name, plat, capacity) = (c.name.clone(), c.plat.clone(), c.capacity);
+            out.push(Record::Cross {
+                cross,
+                name,
+                plat,
+                capacity,
+            });
+        }
+        for entry in &self.whitelist {
+            let entry = entry.clone();
+            out.push(Record::WhitelistAdd { version: 0, entry });
+        }
+        out.push(Record::WhitelistVersion {
+            version: self.whitelist_version,
+        });
+        for &serv in &self.maintenance {
+            out.push(Record::Maintenance { serv, on: true });
+        }
+        for (&cross, &capacity) in &self.capacity {
+            out.push(Record::Capacity { cross, capacity });
+        }
+        for &cross in &self.draining {
+            out.push(Record::Drain { cross, on: true });
+        }
+        out
+    }
+
     /// Appends the whole state as snapshot records of the earlier file format (ending with
     /// [`Record::End`]); tests and the fuzzers write legacy snapshots with it.
     #[doc(hidden)]
     pub fn encode_snapshot(&self, out: &mut Vec<u8>) {
-        let mut count = 0u64;
-        let mut put = |r: Record, out: &mut Vec<u8>| {
-            r.encode(out);
-            count += 1;
-        };
-        for (&serv, &(cross, pos)) in &self.assignments {
-            put(Record::Assign { serv, cross, pos }, out);
+        let records = self.records();
+        records.iter().for_each(|r| r.encode(out));
+        Record::End {
+            count: records.len() as u64,
         }
-        for (&serv, name) in &self.names {
-            put(
-                Record::Name {
-                    serv,
-                    name: name.clone(),
-                },
-                out,
-            );
-        }
-        for entry in &self.whitelist {
-            put(
-                Record::WhitelistAdd {
-                    version: 0,
-                    entry: entry.clone(),
-                },
-                out,
-            );
-        }
-        put(
-            Record::WhitelistVersion {
-                version: self.whitelist_version,
-            },
-            out,
-        );
-        for &serv in &self.maintenance {
-            put(Record::Maintenance { serv, on: true }, out);
-        }
-        for (&cross, &capacity) in &self.capacity {
-            put(Record::Capacity { cross, capacity }, out);
-        }
-        for &cross in &self.draining {
-            put(Record::Drain { cross, on: true }, out);
-        }
-        for (&serv, g) in &self.games {
-            let (plat, open_time, addr) = (g.plat.clone(), g.open_time, g.addr.clone());
-            put(
-                Record::Game {
-                    serv,
-                    plat,
-                    open_time,
-                    addr,
-                },
-                out,
-            );
-        }
-        for (&cross, c) in &self.crosses {
-            let (name, plat, capacity) = (c.name.clone(), c.plat.clone(), c.capacity);
-            put(
-                Record::Cross {
-                    cross,
-                    name,
-                    plat,
-                    capacity,
-                },
-                out,
-            );
-        }
-        Record::End { count }.encode(out);
+        .encode(out);
     }
 
     /// Rebuilds a state from legacy snapshot records (entries carry version 0 there).
