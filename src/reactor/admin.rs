@@ -404,6 +404,9 @@ impl<H: Handler> LoginNode<H> {
     /// The audit lines of the batch `seq` (and earlier), stamped, for the store to write
     /// before the batch itself.
     pub(super) fn admin_audit_lines(&mut self, seq: u64, out: &mut Vec<u8>) {
+        if self.admin.pending_audit.is_empty() {
+            return; // no stamp to format on the turns without admin changes
+        }
         let stamp = crate::logging::utc_stamp_string(std::time::SystemTime::now());
         self.admin.pending_audit.retain(|(s, peer, line)| {
             if *s > seq {
