@@ -344,6 +344,9 @@ fn sigkill_while_nodes_arrive_loses_no_assignment_and_shares_no_slot() {
 
         // 3. More arrive in bursts; SIGKILL lands while a burst is in flight.
         let bursts_before_kill = 1 + random() % 4;
+        // How long the last burst took to be told: the kill lands within twice that, so it
+        // cuts a burst's handling at a random point on a fast build as on a slow one.
+        let mut burst_us = 20_000u64;
         for burst in 0..=bursts_before_kill {
             let mut clients: Vec<(u32, Client)> = (0..BURST)
                 .filter_map(|_| {
@@ -353,12 +356,13 @@ fn sigkill_while_nodes_arrive_loses_no_assignment_and_shares_no_slot() {
                 })
                 .collect();
             let (op, answer) = start_operator_op(admin, &told, &mut random);
+            let burst_start = Instant::now();
             if burst == bursts_before_kill {
                 // Read the burst's answers while the kill lands (a reset connection loses
                 // what it had not read), at a random instant within the burst's handling.
                 let sent = clients.len();
                 let watcher = std::thread::spawn(move || watch_assigns(clients));
-                std::thread::sleep(Duration::from_micros(random() % 60_000));
+                std::thread::sleep(Duration::from_micros(random() % (2 * burst_us + 1)));
                 server.0.kill().expect("SIGKILL");
                 server.0.wait().expect("reaped");
                 match (op, admin_answer(answer)) {
@@ -386,6 +390,7 @@ fn sigkill_while_nodes_arrive_loses_no_assignment_and_shares_no_slot() {
                     let got = read_assign(c, REPLY).expect("assigned");
                     told.insert(*id, got);
                 }
+                burst_us = burst_start.elapsed().as_micros() as u64;
                 match (op, admin_answer(answer)) {
                     (OperatorOp::Move(serv, _), Some((200, v))) => {
                         told.insert(serv, moved_to(&v));
