@@ -11,106 +11,10 @@ mod common;
 
 use common::{http, rss_kib, ADMIN_TOKEN, TOKEN};
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_login-node");
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-}
-
-/// A server process with its stderr in a file.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    dir: PathBuf,
-}
-
-impl Server {
-    /// Starts the binary on two free ports (retrying if one was taken meanwhile).
-    fn start(extra: &[&str]) -> Server {
-        for _ in 0..5 {
-            let dir = common::temp_dir("growth");
-            std::fs::create_dir_all(&dir).expect("dir");
-            let addr = free_addr();
-            let admin = free_addr();
-            let log = std::fs::File::create(dir.join("stderr.log")).expect("log file");
-            let child = Command::new(BIN)
-                .args(["--listen", &addr.to_string(), "--token", TOKEN])
-                .args(["--admin-listen", &admin.to_string()])
-                .args(["--admin-token", ADMIN_TOKEN])
-                .args(["--state-dir", &dir.join("state").display().to_string()])
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("spawn");
-            let mut server = Server {
-                child,
-                addr,
-                admin,
-                dir,
-            };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if server.child.try_wait().expect("wait").is_some() {
-                    break;
-                }
-                if TcpStream::connect(admin).is_ok() && TcpStream::connect(addr).is_ok() {
-                    return server;
-                }
-                assert!(Instant::now() < deadline, "server never came up");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        panic!("the server would not start");
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
-    }
-
-    fn metric(&self, name: &str) -> u64 {
-        let (_, text) = http(self.admin, "GET", "/metrics", None, None);
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no metric {name}"))
-    }
-
-    /// Waits (bounded) until `f` holds.
-    fn wait_for(&self, what: &str, within: Duration, mut f: impl FnMut(&Server) -> bool) {
-        let deadline = Instant::now() + within;
-        while !f(self) {
-            assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use common::process::{serial, Server};
 
 /// Budget: 2,000 unauthenticated connections that each declare a 65,535-byte frame and then
 /// send 2 bytes of it (in two writes, so both the first read and the continuation of a

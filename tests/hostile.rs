@@ -12,101 +12,17 @@ use common::{cpu_seconds, fd_count, http, rss_kib, ADMIN_TOKEN, REPLY, TOKEN};
 use login_node::client::{Client, ServerMessage};
 use login_node::proto::NodeType;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_login-node");
-static SERIAL: Mutex<()> = Mutex::new(());
+use common::process::{serial, Server};
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+/// A game node on the server, online.
+trait Game {
+    fn game(&self, id: u32) -> Client;
 }
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-}
-
-/// A server process; its stderr goes to a file (a pipe nobody reads could block it).
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    dir: PathBuf,
-}
-
-impl Server {
-    /// Starts the binary on two free ports; if it exits during start-up (a port was taken
-    /// between choosing and binding it), tries again with new ports.
-    fn start(extra: &[&str]) -> Server {
-        for _ in 0..5 {
-            let dir = common::temp_dir("hostile");
-            std::fs::create_dir_all(&dir).expect("dir");
-            let addr = free_addr();
-            let admin = free_addr();
-            let log = std::fs::File::create(dir.join("stderr.log")).expect("log file");
-            let child = Command::new(BIN)
-                .args(["--listen", &addr.to_string(), "--token", TOKEN])
-                .args(["--admin-listen", &admin.to_string()])
-                .args(["--admin-token", ADMIN_TOKEN])
-                .args(["--state-dir", &dir.join("state").display().to_string()])
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("spawn");
-            let mut server = Server {
-                child,
-                addr,
-                admin,
-                dir,
-            };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                // The child first: this also rules out a TCP self-connect to a dead port.
-                if server.child.try_wait().expect("wait").is_some() {
-                    break;
-                }
-                if TcpStream::connect(admin).is_ok() && TcpStream::connect(addr).is_ok() {
-                    return server;
-                }
-                assert!(Instant::now() < deadline, "server never came up");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            eprintln!("server exited at start ({}); retrying", server.log().trim());
-        }
-        panic!("the server would not start");
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
-    }
-
-    fn metric(&self, name: &str) -> u64 {
-        let (_, text) = http(self.admin, "GET", "/metrics", None, None);
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no metric {name}"))
-    }
-
-    /// Waits (bounded) until `f` holds.
-    fn wait_for(&self, what: &str, within: Duration, mut f: impl FnMut(&Server) -> bool) {
-        let deadline = Instant::now() + within;
-        while !f(self) {
-            assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
+impl Game for Server {
     fn game(&self, id: u32) -> Client {
         let mut c = Client::connect(self.addr, REPLY).expect("connect");
         let r = c
@@ -115,14 +31,6 @@ impl Server {
         assert_eq!(r.code, 0);
         c.send_game_info(&game_info(id)).expect("info");
         c
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

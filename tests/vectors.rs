@@ -1,5 +1,5 @@
 //! The independent test vectors, from the repository's copy `tests/vectors/protocol-v1.json`
-//! (`.ci/run` checks it byte-identical to the reference `../shared/vectors/protocol-v1.json`
+//! (`.ci/run` checks it byte-identical to the reference in the shared folder, `vectors/protocol-v1.json`
 //! whenever that exists, so a clone with nothing beside it still runs these).
 
 use login_node::proto::{self, auth, Message};

@@ -1,6 +1,8 @@
 //! Shared helpers for tests that run a real login node on loopback.
 #![allow(dead_code)]
 
+pub mod process;
+
 use login_node::client::{Client, ServerMessage};
 use login_node::proto::{CrossInfo, GameInfo, NodeType, U32List};
 use login_node::reactor::{LoginNode, ShutdownHandle};
