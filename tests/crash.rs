@@ -17,9 +17,9 @@
 
 mod common;
 
-use common::{parse_response, temp_dir, REPLY, TOKEN};
+use common::{cross_node, parse_response, temp_dir, REPLY, TOKEN};
 use login_node::client::{Client, ServerMessage};
-use login_node::proto::{CrossInfo, NodeType, U32List};
+use login_node::proto::NodeType;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -78,30 +78,6 @@ fn start(addr: SocketAddr, admin: SocketAddr, dir: &Path) -> Proc {
         std::thread::sleep(Duration::from_millis(10));
     }
     p
-}
-
-fn cross(addr: SocketAddr, id: u32) -> Client {
-    let mut c = Client::connect(addr, REPLY).expect("connect");
-    assert_eq!(
-        c.auth(NodeType::Cross, id, "dev", TOKEN, None)
-            .expect("auth")
-            .code,
-        0
-    );
-    let name = format!("cross{id}@127.0.0.1");
-    c.send_cross_info(
-        &CrossInfo {
-            id,
-            cross_plat: "p",
-            cross_server_id: id,
-            cross_node_name: &name,
-            capacity: 0,
-            game_server_list: U32List::EMPTY,
-        },
-        &[],
-    )
-    .expect("info");
-    c
 }
 
 /// Sends AUTH and GAME_INFO (reporting no assignment) without waiting.
@@ -298,7 +274,7 @@ fn sigkill_while_nodes_arrive_loses_no_assignment_and_shares_no_slot() {
         .unwrap_or(6);
     for cycle in 0..cycles {
         let mut server = start(addr, admin, &dir);
-        let crosses: Vec<Client> = CROSSES.iter().map(|&id| cross(addr, id)).collect();
+        let crosses: Vec<Client> = CROSSES.iter().map(|&id| cross_node(addr, id)).collect();
         // A move cut off by the last kill either landed or did not: the record says which,
         // and it must be one of the two.
         if !uncertain.is_empty() {
@@ -409,7 +385,7 @@ fn sigkill_while_nodes_arrive_loses_no_assignment_and_shares_no_slot() {
     }
     // A last restart: everyone told anything comes back to exactly that.
     let _server = start(addr, admin, &dir);
-    let _crosses: Vec<Client> = CROSSES.iter().map(|&id| cross(addr, id)).collect();
+    let _crosses: Vec<Client> = CROSSES.iter().map(|&id| cross_node(addr, id)).collect();
     resolve(&mut told, &mut uncertain, admin);
     assert_no_shared_slot(&told);
     eprintln!(

@@ -7,9 +7,9 @@
 
 mod common;
 
-use common::{parse_response, REPLY, TOKEN};
+use common::{cross_node, parse_response, REPLY, TOKEN};
 use login_node::client::{Client, ServerMessage};
-use login_node::proto::{CrossInfo, NodeType, U32List};
+use login_node::proto::NodeType;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -242,27 +242,6 @@ fn wait_active(members: &[&Member], within: Duration) -> (usize, Duration) {
     }
 }
 
-fn cross(addr: SocketAddr, id: u32) -> Client {
-    let mut c = Client::connect(addr, REPLY).expect("connect");
-    assert_eq!(
-        c.auth(NodeType::Cross, id, "p", TOKEN, None)
-            .expect("auth")
-            .code,
-        0
-    );
-    let name = format!("cross{id}@127.0.0.1");
-    let info = CrossInfo {
-        id,
-        cross_plat: "p",
-        cross_server_id: id,
-        cross_node_name: &name,
-        capacity: 0,
-        game_server_list: U32List::EMPTY,
-    };
-    c.send_cross_info(&info, &[]).expect("info");
-    c
-}
-
 fn send_game(addr: SocketAddr, id: u32) -> Option<Client> {
     let mut c = Client::connect(addr, REPLY).ok()?;
     c.send_auth(NodeType::Game as u8, id, "p", TOKEN, None)
@@ -323,6 +302,23 @@ fn recorded(m: &Member) -> HashMap<u32, (u32, u16)> {
     slots
 }
 
+/// Game nodes `ids` come back to `m`: each gets the assignment it was told before, if any
+/// (recorded in `told` otherwise).
+fn rejoin(m: &Member, ids: std::ops::RangeInclusive<u32>, told: &mut HashMap<u32, (u32, u16)>) {
+    for id in ids {
+        let mut c = send_game(m.addr, id).expect("connect");
+        match hear(&mut c, REPLY) {
+            Heard::Assign(x, p) => {
+                if let Some(before) = told.get(&id) {
+                    assert_eq!((x, p), *before, "game {id}");
+                }
+                told.insert(id, (x, p));
+            }
+            other => panic!("game {id} on {}: {other:?}", m.name),
+        }
+    }
+}
+
 fn assert_told_matches(told: &HashMap<u32, (u32, u16)>, active: &Member) {
     let now = recorded(active);
     for (serv, slot) in told {
@@ -364,7 +360,7 @@ fn one_member_is_active_standbys_answer_code_7_and_a_step_down_hands_over_at_onc
     assert!(body.contains(&active.name), "{body}");
 
     // The active serves; a whitelist change and an assignment land in the group's state.
-    let _x = cross(active.addr, 90);
+    let _x = cross_node(active.addr, 90);
     let mut g = send_game(active.addr, 101).expect("connect");
     let mut told = HashMap::new();
     assert_eq!(hear(&mut g, REPLY), Heard::Assign(90, 1));
@@ -389,7 +385,7 @@ fn one_member_is_active_standbys_answer_code_7_and_a_step_down_hands_over_at_onc
     eprintln!("step-down: {} took over in {took:?}", standby.name);
     assert!(took <= Duration::from_millis(1500), "{took:?}");
     // The node returns to the new active member with its assignment; the whitelist is there.
-    let _x = cross(standby.addr, 90);
+    let _x = cross_node(standby.addr, 90);
     let mut g = send_game(standby.addr, 101).expect("connect");
     assert_eq!(hear(&mut g, REPLY), Heard::Assign(90, 1));
     let (_, wl) = http(standby.admin, "GET", "/api/whitelist", "").expect("answer");
@@ -422,7 +418,10 @@ fn sigkill_of_the_active_during_arrivals_loses_nothing_and_a_standby_takes_over(
     let members = [&a, &b];
     let (i, _) = wait_active(&members, Duration::from_secs(15));
     let (active, standby) = (members[i], members[1 - i]);
-    let crosses: Vec<Client> = [90, 91].iter().map(|&id| cross(active.addr, id)).collect();
+    let crosses: Vec<Client> = [90, 91]
+        .iter()
+        .map(|&id| cross_node(active.addr, id))
+        .collect();
     let mut told: HashMap<u32, (u32, u16)> = HashMap::new();
     let mut burst: Vec<(u32, Client)> = (1..=40)
         .filter_map(|id| send_game(active.addr, id).map(|c| (id, c)))
@@ -455,19 +454,11 @@ fn sigkill_of_the_active_during_arrivals_loses_nothing_and_a_standby_takes_over(
     assert!(took <= Duration::from_secs(TTL + 2), "{took:?}");
     drop(crosses);
     // Everyone comes back to the new active member: the same assignment for every node told.
-    let _crosses: Vec<Client> = [90, 91].iter().map(|&id| cross(standby.addr, id)).collect();
-    for id in 1..=80u32 {
-        let mut c = send_game(standby.addr, id).expect("connect");
-        match hear(&mut c, REPLY) {
-            Heard::Assign(x, p) => {
-                if let Some(before) = told.get(&id) {
-                    assert_eq!((x, p), *before, "game {id}");
-                }
-                told.insert(id, (x, p));
-            }
-            other => panic!("game {id}: {other:?}"),
-        }
-    }
+    let _crosses: Vec<Client> = [90, 91]
+        .iter()
+        .map(|&id| cross_node(standby.addr, id))
+        .collect();
+    rejoin(standby, 1..=80, &mut told);
     assert_told_matches(&told, standby);
     drop(etcd);
     let _ = std::fs::remove_dir_all(&dir);
@@ -479,7 +470,7 @@ fn a_paused_active_member_stops_on_its_own_and_announces_nothing_after_losing_th
     let members = [&a, &b];
     let (i, _) = wait_active(&members, Duration::from_secs(15));
     let (old, new) = (members[i], members[1 - i]);
-    let _x = cross(old.addr, 90);
+    let _x = cross_node(old.addr, 90);
     let mut g1 = send_game(old.addr, 1).expect("connect");
     assert_eq!(hear(&mut g1, REPLY), Heard::Assign(90, 1));
     let mut told = HashMap::from([(1u32, (90u32, 1u16))]);
@@ -489,7 +480,7 @@ fn a_paused_active_member_stops_on_its_own_and_announces_nothing_after_losing_th
     // assignment), and the other member takes over and assigns new nodes.
     let mut g2 = send_game(old.addr, 2).expect("connect (the kernel accepts)");
     wait_active(&[new], Duration::from_secs(TTL + 3));
-    let _x_new = cross(new.addr, 90);
+    let _x_new = cross_node(new.addr, 90);
     let mut g3 = send_game(new.addr, 3).expect("connect");
     let Heard::Assign(x, p) = hear(&mut g3, REPLY) else {
         panic!("the new active member assigns");
@@ -568,7 +559,7 @@ fn sigkill_of_the_etcd_leader_during_arrivals_holds_frames_and_loses_nothing() {
     let members = [&a, &b];
     let (i, _) = wait_active(&members, Duration::from_secs(15));
     let active = members[i];
-    let _x = cross(active.addr, 90);
+    let _x = cross_node(active.addr, 90);
     let mut clients: Vec<(u32, Client)> = (1..=30)
         .filter_map(|id| send_game(active.addr, id).map(|c| (id, c)))
         .collect();
@@ -596,19 +587,8 @@ fn sigkill_of_the_etcd_leader_during_arrivals_holds_frames_and_loses_nothing() {
     );
     let (j, _) = wait_active(&members, Duration::from_secs(15));
     let active = members[j];
-    let _x = cross(active.addr, 90);
-    for id in 1..=60u32 {
-        let mut c = send_game(active.addr, id).expect("connect");
-        match hear(&mut c, REPLY) {
-            Heard::Assign(x, p) => {
-                if let Some(before) = told.get(&id) {
-                    assert_eq!((x, p), *before, "game {id}");
-                }
-                told.insert(id, (x, p));
-            }
-            other => panic!("game {id} after the etcd election: {other:?}"),
-        }
-    }
+    let _x = cross_node(active.addr, 90);
+    rejoin(active, 1..=60, &mut told);
     assert_told_matches(&told, active);
     drop(etcd);
     if std::env::var_os("KEEP_FAILOVER_LOGS").is_none() {
@@ -624,7 +604,7 @@ fn the_rust_node_client_goes_to_the_active_member_and_follows_a_hand_over() {
     let members = [&a, &b];
     let (i, _) = wait_active(&members, Duration::from_secs(15));
     let (active, standby) = (members[i], members[1 - i]);
-    let _x = cross(active.addr, 90);
+    let _x = cross_node(active.addr, 90);
     let spec = NodeSpec {
         node_id: 101,
         plat: "p".into(),
@@ -678,7 +658,7 @@ fn the_rust_node_client_goes_to_the_active_member_and_follows_a_hand_over() {
     assert_eq!(status, 200);
     let _x2 = {
         wait_active(&[standby], Duration::from_secs(5));
-        cross(standby.addr, 90)
+        cross_node(standby.addr, 90)
     };
     let seen = next("assignment after the hand-over", &|e| {
         matches!(e, ClientEvent::CrossAssign { .. })
@@ -741,7 +721,7 @@ fn a_connection_accepted_before_a_pause_hears_no_stale_assignment_after_it() {
     let members = [&a, &b];
     let (i, _) = wait_active(&members, Duration::from_secs(15));
     let (old, new) = (members[i], members[1 - i]);
-    let _x = cross(old.addr, 90);
+    let _x = cross_node(old.addr, 90);
     {
         let mut g1 = send_game(old.addr, 1).expect("connect");
         assert_eq!(hear(&mut g1, REPLY), Heard::Assign(90, 1));
@@ -754,8 +734,8 @@ fn a_connection_accepted_before_a_pause_hears_no_stale_assignment_after_it() {
     late.send_game_info(&common::game_info(1, "p"))
         .expect("info");
     wait_active(&[new], Duration::from_secs(TTL + 3));
-    let _x90 = cross(new.addr, 90);
-    let _x91 = cross(new.addr, 91);
+    let _x90 = cross_node(new.addr, 90);
+    let _x91 = cross_node(new.addr, 91);
     let (status, body) = http(
         new.admin,
         "POST",
@@ -789,7 +769,7 @@ fn a_batch_cut_off_by_the_loss_of_the_role_is_never_written_in_a_later_term() {
     let prefix = format!("/test/term-{}", std::process::id());
     let a = member(&etcd, "a", &prefix, &dir);
     wait_active(&[&a], Duration::from_secs(15));
-    let _x = cross(a.addr, 90);
+    let _x = cross_node(a.addr, 90);
     std::thread::sleep(Duration::from_millis(500));
     for m in etcd.members.iter().flatten() {
         signal(m, "-STOP");
@@ -802,7 +782,7 @@ fn a_batch_cut_off_by_the_loss_of_the_role_is_never_written_in_a_later_term() {
     }
     wait_active(&[&a], Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2)); // a stale retry would land by now
-    let _x = cross(a.addr, 90);
+    let _x = cross_node(a.addr, 90);
     // Game 1's batch may have landed when etcd resumed (a write cut off by a timeout may or
     // may not have been applied), so game 2 gets 90/1 or 90/2; never a slot held twice.
     let mut g2 = send_game(a.addr, 2).expect("connect");
@@ -828,7 +808,7 @@ fn a_burst_of_long_names_is_written_in_transactions_etcd_accepts() {
     let prefix = format!("/test/bignames-{}", std::process::id());
     let a = member(&etcd, "a", &prefix, &dir);
     wait_active(&[&a], Duration::from_secs(15));
-    let _x = cross(a.addr, 90);
+    let _x = cross_node(a.addr, 90);
     let name = "n".repeat(60_000);
     let mut clients = Vec::new();
     for id in 1..=40u32 {

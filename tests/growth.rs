@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{http, rss_kib, ADMIN_TOKEN, TOKEN};
+use common::{auth_frame, http, rss_kib, ADMIN_TOKEN, TOKEN};
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -54,22 +54,6 @@ fn declared_frame_lengths_reserve_nothing() {
     assert!(!server.log().contains("panicked"));
 }
 
-/// An AUTH frame signed with the right token, with `plat` as its platform.
-fn auth_frame(id: u32, plat: &str) -> Vec<u8> {
-    let time = login_node::client::unix_time();
-    let mut v = Vec::new();
-    login_node::proto::Auth {
-        node_type: 1,
-        node_id: id,
-        plat,
-        time,
-        sign: login_node::proto::auth::sign(id, time, TOKEN.as_bytes()),
-    }
-    .encode(&mut v)
-    .expect("fits");
-    v
-}
-
 /// Budget: 200 successful AUTHs with unique 60 KB `plat` strings (3 node ids, each connection
 /// closed at once) leave at most 4 MiB resident once they are gone (a name kept for good, and
 /// kept twice, left 23 MB), and no log line holds more than 64 bytes of a plat.
@@ -84,7 +68,8 @@ fn peer_supplied_names_are_freed_and_clipped_in_the_log() {
     for i in 0..200u32 {
         let plat = format!("{i:05}{}", "q".repeat(60_000));
         let mut s = TcpStream::connect(server.addr).expect("connect");
-        s.write_all(&auth_frame(1 + i % 3, &plat)).expect("auth");
+        s.write_all(&auth_frame(1 + i % 3, &plat, TOKEN))
+            .expect("auth");
         s.set_read_timeout(Some(common::REPLY)).expect("timeout");
         let mut reply = [0u8; 13];
         s.read_exact(&mut reply).expect("AUTH_RESULT");
@@ -118,7 +103,7 @@ fn lazy_game_node(server: &Server, id: u32) -> TcpStream {
     s.set_recv_buffer_size(4096).expect("rcvbuf");
     s.connect(&server.addr.into()).expect("connect");
     let mut s: TcpStream = s.into();
-    s.write_all(&auth_frame(id, "dev")).expect("auth");
+    s.write_all(&auth_frame(id, "dev", TOKEN)).expect("auth");
     let mut info = Vec::new();
     common::game_info(id, "p").encode(&mut info).expect("info");
     s.write_all(&info).expect("info");
@@ -220,7 +205,7 @@ fn a_ramp_costs_a_cross_node_a_few_complete_lists() {
         .map(|i| {
             let id = 1000 + i;
             let mut s = TcpStream::connect(server.addr).expect("connect");
-            let mut frames = auth_frame(id, "dev");
+            let mut frames = auth_frame(id, "dev", TOKEN);
             common::game_info(id, "p")
                 .encode(&mut frames)
                 .expect("info");

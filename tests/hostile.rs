@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{cpu_seconds, fd_count, http, rss_kib, ADMIN_TOKEN, REPLY, TOKEN};
+use common::{auth_frame, cpu_seconds, fd_count, http, rss_kib, ADMIN_TOKEN, REPLY, TOKEN};
 use login_node::client::{Client, ServerMessage};
 use login_node::proto::NodeType;
 use std::io::{Read, Write};
@@ -110,21 +110,6 @@ fn expect_kick_after_welcome(c: &mut Client, reason: u8) {
     }
 }
 
-fn auth_frame(id: u32, token: &str) -> Vec<u8> {
-    let time = login_node::client::unix_time();
-    let mut v = Vec::new();
-    login_node::proto::Auth {
-        node_type: 1,
-        node_id: id,
-        plat: "dev",
-        time,
-        sign: login_node::proto::auth::sign(id, time, token.as_bytes()),
-    }
-    .encode(&mut v)
-    .expect("fits");
-    v
-}
-
 /// Budget: 5,000 connections trickling AUTH one byte a second are all closed within
 /// auth_timeout (3 s) + 1.5 s, and an honest node's heartbeat round trip stays under 100 ms
 /// throughout.
@@ -133,7 +118,7 @@ fn slowloris_auth_is_cut_at_auth_timeout_and_does_not_slow_honest_nodes() {
     let _g = serial();
     let server = Server::start(&["--auth-timeout", "3", "--log-level", "warn"]);
     let mut honest = server.game(1);
-    let frame = auth_frame(2, TOKEN);
+    let frame = auth_frame(2, "dev", TOKEN);
     let start = Instant::now();
     let mut slow: Vec<TcpStream> = (0..5_000)
         .map(|i| connect_from([127, 0, 1 + (i / 2_000) as u8, 1], server.addr).expect("connect"))
@@ -260,7 +245,7 @@ fn a_node_that_never_reads_is_dropped_at_the_write_cap() {
         s.set_recv_buffer_size(4096).expect("rcvbuf");
         s.connect(&server.addr.into()).expect("connect");
         let mut s: TcpStream = s.into();
-        s.write_all(&auth_frame(10, TOKEN)).expect("auth");
+        s.write_all(&auth_frame(10, "dev", TOKEN)).expect("auth");
         let mut info = Vec::new();
         game_info(10).encode(&mut info).expect("info");
         s.write_all(&info).expect("info");
@@ -371,7 +356,7 @@ fn bad_signatures_from_one_address_are_throttled_and_the_log_does_not_flood() {
     let _g = serial();
     let server = Server::start(&["--auth-fail-limit", "5", "--auth-fail-window", "60"]);
     let attacker = [127, 0, 0, 66];
-    let frame = auth_frame(7, "wrong-token");
+    let frame = auth_frame(7, "dev", "wrong-token");
     let mut answered = 0;
     let mut refused_early = 0;
     let start = Instant::now();
@@ -393,7 +378,9 @@ fn bad_signatures_from_one_address_are_throttled_and_the_log_does_not_flood() {
     assert_eq!(refused_early, 195);
     // An honest node elsewhere logs in at once.
     let mut honest = connect_from([127, 0, 0, 67], server.addr).expect("connect");
-    honest.write_all(&auth_frame(8, TOKEN)).expect("auth");
+    honest
+        .write_all(&auth_frame(8, "dev", TOKEN))
+        .expect("auth");
     let mut reply = [0u8; 13];
     honest.set_read_timeout(Some(REPLY)).expect("timeout");
     honest.read_exact(&mut reply).expect("AUTH_RESULT");
@@ -421,7 +408,7 @@ fn bad_signatures_from_one_address_are_throttled_and_the_log_does_not_flood() {
 fn a_failing_node_does_not_lock_out_its_neighbours_on_the_same_host() {
     let _g = serial();
     let server = Server::start(&[]);
-    let wrong = auth_frame(7, "wrong-token");
+    let wrong = auth_frame(7, "dev", "wrong-token");
     let mut answered = 0;
     for _ in 0..60 {
         let mut s = connect_from([127, 0, 0, 1], server.addr).expect("connect");
@@ -439,7 +426,9 @@ fn a_failing_node_does_not_lock_out_its_neighbours_on_the_same_host() {
     );
     let started = Instant::now();
     let mut neighbour = connect_from([127, 0, 0, 1], server.addr).expect("connect");
-    neighbour.write_all(&auth_frame(8, TOKEN)).expect("auth");
+    neighbour
+        .write_all(&auth_frame(8, "dev", TOKEN))
+        .expect("auth");
     let mut reply = [0u8; 13];
     neighbour.set_read_timeout(Some(REPLY)).expect("timeout");
     neighbour.read_exact(&mut reply).expect("AUTH_RESULT");

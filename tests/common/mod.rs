@@ -294,3 +294,38 @@ pub fn fd_count(pid: u32) -> usize {
         .expect("fd dir")
         .count()
 }
+
+/// The bytes of a game node's AUTH frame, signed with `token`, for tests that write raw frames.
+pub fn auth_frame(id: u32, plat: &str, token: &str) -> Vec<u8> {
+    let time = login_node::client::unix_time();
+    let mut v = Vec::new();
+    login_node::proto::Auth {
+        node_type: 1,
+        node_id: id,
+        plat,
+        time,
+        sign: login_node::proto::auth::sign(id, time, token.as_bytes()),
+    }
+    .encode(&mut v)
+    .expect("fits");
+    v
+}
+
+/// A cross node of platform "p" with cross_server_id = `id`, its CROSS_INFO sent (the
+/// CROSS_MEMBERS that follows is left unread).
+pub fn cross_node(addr: SocketAddr, id: u32) -> Client {
+    let mut c = Client::connect(addr, REPLY).expect("connect");
+    let r = c.auth(NodeType::Cross, id, "p", TOKEN, None).expect("auth");
+    assert_eq!(r.code, 0, "cross {id} auth");
+    let name = format!("cross{id}@127.0.0.1");
+    let info = CrossInfo {
+        id,
+        cross_plat: "p",
+        cross_server_id: id,
+        cross_node_name: &name,
+        capacity: 0,
+        game_server_list: U32List::EMPTY,
+    };
+    c.send_cross_info(&info, &[]).expect("info");
+    c
+}
