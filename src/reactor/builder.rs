@@ -3,7 +3,7 @@
 //! `run`, and [`ShutdownHandle`]. Kept apart from the loop: nothing here runs per turn.
 
 use super::{
-    admin, durability, unix_now, LoginNode, Reload, LISTENER, SCRATCH_LEN, SIGNALS, WAKER,
+    durability, http_conn, unix_now, LoginNode, Reload, LISTENER, SCRATCH_LEN, SIGNALS, WAKER,
 };
 use crate::admin::metrics::IoStats;
 use crate::cluster::{Cluster, Handler, NoHandler, Now};
@@ -258,7 +258,7 @@ impl<H: Handler> LoginNode<H> {
                 None
             }
         };
-        let admin = admin::AdminSide::bind(&config, &poll)?;
+        let admin = http_conn::AdminSide::bind(&config, &poll)?;
         let mut durability = durability::Durability::default();
         let wake = waker.clone();
         let wake: Box<dyn Fn() + Send> = Box::new(move || {

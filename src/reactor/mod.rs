@@ -29,14 +29,14 @@
 //! STATUS_PUSH, WHITELIST_DELTA) and the admin API its 200s. A failed write is retried every
 //! second; meanwhile heartbeats go on.
 //!
-//! The admin API (`admin.rs`) shares the loop: its own listener, connections in their own
+//! The admin API (`http_conn.rs`) shares the loop: its own listener, connections in their own
 //! slab, deadlines on the cluster's wheel.
 
-mod admin;
 mod builder;
 mod conn;
 mod durability;
 mod failover;
+mod http_conn;
 mod lifecycle;
 mod notify;
 mod partial;
@@ -104,7 +104,7 @@ pub struct LoginNode<H: Handler = NoHandler> {
     signals: Option<signal_hook_mio::v1_0::Signals>,
     start: Instant,
     durability: durability::Durability,
-    admin: admin::AdminSide,
+    admin: http_conn::AdminSide,
     io_stats: IoStats,
     reload: Option<Reload>,
 }

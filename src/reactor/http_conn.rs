@@ -1,4 +1,6 @@
-//! The admin API's sockets: its listener and connections, in the node's poll loop.
+//! The HTTP connections of the loop: the admin API's listener and the players' list listener,
+//! their connections and the audit log. Named apart from `src/admin/` (the API itself,
+//! sans-IO): this file holds the sockets that feed it.
 //!
 //! Connection lifecycle: accepted (idle deadline) -> bytes of a request arrive (request
 //! deadline: the whole request must arrive within [`REQUEST_TIMEOUT_MS`], so slow headers
