@@ -3,7 +3,7 @@
 //! `run`, and [`ShutdownHandle`]. Kept apart from the loop: nothing here runs per turn.
 
 use super::{
-    durability, http_conn, unix_now, LoginNode, Reload, LISTENER, SCRATCH_LEN, SIGNALS, WAKER,
+    durability, http_conn, unix_now, LoginNode, Reload, LISTENER, READ_BUF_LEN, SIGNALS, WAKER,
 };
 use crate::admin::metrics::IoStats;
 use crate::cluster::{Cluster, Handler, NoHandler, Now};
@@ -286,7 +286,7 @@ impl<H: Handler> LoginNode<H> {
             local_addr,
             conns: Slab::new(),
             handler,
-            scratch: vec![0u8; SCRATCH_LEN].into_boxed_slice(),
+            read_buf: vec![0u8; READ_BUF_LEN].into_boxed_slice(),
             reply: Vec::with_capacity(4096),
             dirty: Vec::new(),
             pending_reads: Vec::new(),

@@ -3,7 +3,7 @@
 //! whole frame in place in the read buffer and keeps only a partial tail, and the flush and
 //! release at the end of a turn.
 
-use super::partial::append_partial;
+use super::partial::{append_partial, frame_size};
 use super::queue::WriteQueue;
 use super::{LoginNode, READS_PER_TURN};
 use crate::admin::metrics::IoStats;
@@ -57,8 +57,10 @@ impl Conn {
     }
 }
 
-/// The [`Outbox`] the cluster writes into during one event.
-pub(super) struct Io<'a> {
+/// The [`Outbox`] the cluster writes into during one event: frames for the connection being
+/// read gather in `reply` (one write when its frames are done), frames for any other go to
+/// that connection's write queue.
+pub(super) struct ConnOutbox<'a> {
     pub(super) conns: &'a mut Slab<Conn>,
     pub(super) dirty: &'a mut Vec<ConnId>,
     /// The connection whose frames are being handled: its replies go to `reply`.
@@ -68,7 +70,7 @@ pub(super) struct Io<'a> {
     pub(super) frames_out: &'a mut u64,
 }
 
-impl<'a> Io<'a> {
+impl<'a> ConnOutbox<'a> {
     /// An outbox for work outside a connection's read (timers, closes, shutdown): every frame
     /// goes to its connection's queue.
     pub(super) fn between_reads(
@@ -78,7 +80,7 @@ impl<'a> Io<'a> {
         max_write_buffer: usize,
         frames_out: &'a mut u64,
     ) -> Self {
-        Io {
+        ConnOutbox {
             conns,
             dirty,
             current: None,
@@ -102,7 +104,7 @@ impl<'a> Io<'a> {
     }
 }
 
-impl Outbox for Io<'_> {
+impl Outbox for ConnOutbox<'_> {
     fn send(&mut self, conn: ConnId, frame: &[u8]) {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
@@ -169,7 +171,7 @@ impl<H: Handler> LoginNode<H> {
             conns,
             cluster,
             handler,
-            scratch,
+            read_buf,
             reply,
             dirty,
             pending_reads,
@@ -188,7 +190,7 @@ impl<H: Handler> LoginNode<H> {
             bytes_out,
             ..
         } = io_stats;
-        let mut io = Io {
+        let mut io = ConnOutbox {
             conns,
             dirty,
             current: Some(conn),
@@ -201,25 +203,25 @@ impl<H: Handler> LoginNode<H> {
         let mut eof = false;
         let mut drained = false;
 
-        // A partial frame from an earlier turn: read what it still needs (through the scratch
+        // A partial frame from an earlier turn: read what it still needs (through the read
         // buffer, so it only ever holds bytes that arrived) until it is whole.
         if !io.conns[conn].partial.is_empty() {
             match fill_partial(
                 &mut io.conns[conn],
-                scratch,
+                read_buf,
                 max_frame,
                 &mut calls,
                 bytes_in,
             ) {
-                Fill::Complete => {
+                PartialRead::Complete => {
                     *frames_in += 1;
                     let frame = std::mem::take(&mut io.conns[conn].partial);
                     cluster.handle_frame(conn, &frame[proto::HEADER_LEN..], now, &mut io, handler);
                 }
-                Fill::Incomplete => drained = true,
-                Fill::Eof => eof = true,
-                Fill::BadHeader(e) => cluster.frame_error(conn, e, now, &mut io, handler),
-                Fill::Failed(e) => {
+                PartialRead::Incomplete => drained = true,
+                PartialRead::Eof => eof = true,
+                PartialRead::BadHeader(e) => cluster.frame_error(conn, e, now, &mut io, handler),
+                PartialRead::Failed(e) => {
                     debug!("conn {conn}: read: {e}");
                     io.close(conn);
                 }
@@ -235,7 +237,7 @@ impl<H: Handler> LoginNode<H> {
                 break;
             }
             calls += 1;
-            let space = &mut scratch[filled..];
+            let space = &mut read_buf[filled..];
             let asked = space.len();
             match io.conns[conn].stream.read(space) {
                 Ok(0) => eof = true,
@@ -243,7 +245,7 @@ impl<H: Handler> LoginNode<H> {
                     *bytes_in += n as u64;
                     let total = filled + n;
                     let consumed = dispatch(
-                        &scratch[..total],
+                        &read_buf[..total],
                         conn,
                         max_frame,
                         now,
@@ -254,7 +256,7 @@ impl<H: Handler> LoginNode<H> {
                     );
                     filled = total - consumed;
                     if filled > 0 {
-                        scratch.copy_within(consumed..total, 0);
+                        read_buf.copy_within(consumed..total, 0);
                     }
                     // A short read drained the socket: edge-triggered epoll reports the next
                     // arrival, so the extra read that would only return WouldBlock is skipped.
@@ -270,7 +272,7 @@ impl<H: Handler> LoginNode<H> {
         }
         if filled > 0 && !io.is_closing(conn) {
             // Only the bytes received: a declared length reserves nothing.
-            append_partial(&mut io.conns[conn].partial, &scratch[..filled]);
+            append_partial(&mut io.conns[conn].partial, &read_buf[..filled]);
         }
         if eof {
             debug!("conn {conn}: peer closed");
@@ -358,7 +360,7 @@ fn dispatch(
     max_frame: usize,
     now: Now,
     cluster: &mut Cluster,
-    io: &mut Io<'_>,
+    io: &mut ConnOutbox<'_>,
     handler: &mut dyn Handler,
     frames_in: &mut u64,
 ) -> usize {
@@ -382,53 +384,56 @@ fn dispatch(
     }
 }
 
-enum Fill {
+/// What reading the rest of a connection's partial frame came to.
+enum PartialRead {
+    /// The frame is whole (in `Conn::partial`).
     Complete,
+    /// The socket has nothing more now; the frame is still incomplete.
     Incomplete,
+    /// The peer closed.
     Eof,
+    /// The header the bytes spell is invalid.
     BadHeader(FrameError),
+    /// The read failed.
     Failed(io::Error),
 }
 
-/// Reads what `c.partial`'s frame still needs, through `scratch`, so the partial buffer holds
+/// Reads what `c.partial`'s frame still needs, through `read_buf`, so the partial buffer holds
 /// only bytes that arrived (never the declared length, never zero-filled).
 fn fill_partial(
     c: &mut Conn,
-    scratch: &mut [u8],
+    read_buf: &mut [u8],
     max_frame: usize,
     calls: &mut usize,
     bytes_in: &mut u64,
-) -> Fill {
+) -> PartialRead {
     loop {
         let have = c.partial.len();
         let need = if have < proto::HEADER_LEN {
             proto::HEADER_LEN - have
         } else {
             match proto::parse_frame(&c.partial, max_frame) {
-                Ok(Some(_)) => return Fill::Complete,
-                Ok(None) => {
-                    proto::HEADER_LEN + u16::from_be_bytes([c.partial[0], c.partial[1]]) as usize
-                        - have
-                }
-                Err(e) => return Fill::BadHeader(e),
+                Ok(Some(_)) => return PartialRead::Complete,
+                Ok(None) => frame_size([c.partial[0], c.partial[1]]) - have,
+                Err(e) => return PartialRead::BadHeader(e),
             }
         };
-        let want = need.min(scratch.len());
+        let want = need.min(read_buf.len());
         *calls += 1;
-        match c.stream.read(&mut scratch[..want]) {
-            Ok(0) => return Fill::Eof,
+        match c.stream.read(&mut read_buf[..want]) {
+            Ok(0) => return PartialRead::Eof,
             Ok(n) => {
                 *bytes_in += n as u64;
-                append_partial(&mut c.partial, &scratch[..n]);
+                append_partial(&mut c.partial, &read_buf[..n]);
                 if n < want && c.partial.len() >= proto::HEADER_LEN {
-                    return Fill::Incomplete;
+                    return PartialRead::Incomplete;
                 }
             }
             Err(e) => {
                 return match e.kind() {
-                    io::ErrorKind::WouldBlock => Fill::Incomplete,
+                    io::ErrorKind::WouldBlock => PartialRead::Incomplete,
                     io::ErrorKind::Interrupted => continue,
-                    _ => Fill::Failed(e),
+                    _ => PartialRead::Failed(e),
                 };
             }
         }
@@ -440,7 +445,7 @@ fn count_frames(bytes: &[u8]) -> u64 {
     let mut n = 0;
     let mut at = 0;
     while at + proto::HEADER_LEN <= bytes.len() {
-        at += proto::HEADER_LEN + u16::from_be_bytes([bytes[at], bytes[at + 1]]) as usize;
+        at += frame_size([bytes[at], bytes[at + 1]]);
         n += 1;
     }
     n

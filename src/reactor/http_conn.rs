@@ -11,7 +11,7 @@
 //! without reading cannot grow server memory.
 
 use super::public::PUBLIC_BYTES_PER_TURN;
-use super::{Io, LoginNode, ACCEPTS_PER_TURN, ADMIN_BASE, ADMIN_LISTENER, PUBLIC_LISTENER};
+use super::{ConnOutbox, LoginNode, ACCEPTS_PER_TURN, ADMIN_BASE, ADMIN_LISTENER, PUBLIC_LISTENER};
 use crate::admin::api::{self, Api};
 use crate::admin::http::{self, HttpError, Response, MAX_HEAD, MAX_REQUEST};
 use crate::admin::public::{PublicLists, PublicSettings};
@@ -338,7 +338,7 @@ impl<H: Handler> LoginNode<H> {
             let peer = c.peer;
             let journal_before = self.cluster.pending_journal().len();
             let mut frames_out = 0;
-            let mut io = Io::between_reads(
+            let mut io = ConnOutbox::between_reads(
                 &mut self.conns,
                 &mut self.dirty,
                 &mut self.reply,

@@ -5,7 +5,7 @@
 //! 2. Listener ready: accept until WouldBlock (at most [`ACCEPTS_PER_TURN`], so a connection
 //!    storm cannot starve live nodes), register each socket once for READABLE | WRITABLE
 //!    (edge-triggered: no re-registration syscalls later), open its session.
-//! 3. Connection readable: read into the reactor's one scratch buffer, decode every complete
+//! 3. Connection readable: read into the reactor's one read buffer, decode every complete
 //!    frame in place and hand it to the cluster; replies to that connection collect in one
 //!    reply buffer and go out in a single write after its frames are done. A partial frame's
 //!    bytes move into the connection, which otherwise holds no buffer at all. At most
@@ -48,7 +48,7 @@ use crate::cluster::{Cluster, ConnId, Handler, NoHandler, Now};
 use crate::config::{Config, ConfigError};
 use crate::logging::Peer;
 pub use builder::{Builder, ShutdownHandle};
-use conn::{Conn, Io};
+use conn::{Conn, ConnOutbox};
 use log::{debug, error, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -74,8 +74,8 @@ const JOURNAL_RETRY: Duration = Duration::from_secs(1);
 pub const ACCEPTS_PER_TURN: usize = 256;
 /// Read calls per connection per turn.
 pub const READS_PER_TURN: usize = 4;
-/// The scratch read buffer: room for a whole maximal frame plus a large read.
-const SCRATCH_LEN: usize = 256 * 1024;
+/// The read buffer (every connection reads through it): room for a whole maximal frame plus a large read.
+const READ_BUF_LEN: usize = 256 * 1024;
 /// How long shutdown waits for KICK frames to drain.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(1000);
 /// How long accepting pauses after the process ran out of file descriptors.
@@ -92,7 +92,7 @@ pub struct LoginNode<H: Handler = NoHandler> {
     conns: Slab<Conn>,
     cluster: Cluster,
     handler: H,
-    scratch: Box<[u8]>,
+    read_buf: Box<[u8]>,
     reply: Vec<u8>,
     dirty: Vec<ConnId>,
     pending_reads: Vec<ConnId>,
@@ -196,8 +196,11 @@ impl<H: Handler> LoginNode<H> {
 
     /// Runs `f` with the cluster, an outbox over every connection (outside a read) and the
     /// handler: the fields borrowed apart, so the cluster can send while it decides.
-    fn with_outbox<R>(&mut self, f: impl FnOnce(&mut Cluster, &mut Io<'_>, &mut H) -> R) -> R {
-        let mut io = Io::between_reads(
+    fn with_outbox<R>(
+        &mut self,
+        f: impl FnOnce(&mut Cluster, &mut ConnOutbox<'_>, &mut H) -> R,
+    ) -> R {
+        let mut io = ConnOutbox::between_reads(
             &mut self.conns,
             &mut self.dirty,
             &mut self.reply,
