@@ -34,6 +34,7 @@
 
 mod builder;
 mod conn;
+mod deadline;
 mod durability;
 mod failover;
 mod http_conn;
@@ -47,8 +48,10 @@ use crate::admin::metrics::IoStats;
 use crate::cluster::{Cluster, ConnId, Handler, NoHandler, Now};
 use crate::config::{Config, ConfigError};
 use crate::logging::Peer;
+use crate::timer::TimerId;
 pub use builder::{Builder, ShutdownHandle};
 use conn::{Conn, ConnOutbox};
+use deadline::Deadline;
 use log::{debug, error, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -74,12 +77,13 @@ const JOURNAL_RETRY: Duration = Duration::from_secs(1);
 pub const ACCEPTS_PER_TURN: usize = 256;
 /// Read calls per connection per turn.
 pub const READS_PER_TURN: usize = 4;
-/// The read buffer (every connection reads through it): room for a whole maximal frame plus a large read.
+/// The read buffer (every connection reads through it): room for a whole maximal frame plus
+/// a large read.
 const READ_BUF_LEN: usize = 256 * 1024;
 /// How long shutdown waits for KICK frames to drain.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(1000);
-/// How long accepting pauses after the process ran out of file descriptors.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long accepting pauses (ms) after the process ran out of file descriptors.
+const ACCEPT_BACKOFF_MS: u64 = 100;
 
 /// A login node: the listener, every connection and the cluster, driven by [`LoginNode::run`]
 /// on the caller's thread.
@@ -97,8 +101,12 @@ pub struct LoginNode<H: Handler = NoHandler> {
     dirty: Vec<ConnId>,
     pending_reads: Vec<ConnId>,
     accept_more: bool,
-    accept_retry_at: Option<Instant>,
-    emfile_logged_at: Option<Instant>,
+    /// The deadline after which accepting is tried again (out of descriptors).
+    accept_retry: Option<TimerId>,
+    /// When (monotonic ms) running out of descriptors was last logged.
+    emfile_logged_at: Option<u64>,
+    /// The reactor's deadlines that fired this turn (kept for its capacity).
+    fired_deadlines: Vec<usize>,
     shutdown: Arc<AtomicBool>,
     waker: Arc<Waker>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
@@ -133,8 +141,9 @@ impl<H: Handler> LoginNode<H> {
     }
 
     fn run_loop(&mut self, events: &mut Events) -> io::Result<()> {
+        let mut now = self.now();
         loop {
-            let timeout = self.poll_timeout();
+            let timeout = self.poll_timeout(now);
             // Once per turn, and never a line left buffered while the loop blocks.
             log::logger().flush();
             if let Err(e) = self.poll.poll(events, timeout) {
@@ -143,8 +152,10 @@ impl<H: Handler> LoginNode<H> {
                 }
                 return Err(e);
             }
+            // The turn's one clock read: everything in the turn, and the next poll's
+            // timeout, see this `now`.
             let turn_start = Instant::now();
-            let now = self.now_at(turn_start);
+            now = self.now_at(turn_start);
             // A group member past its lease deadline (a paused process waking up) stops
             // being active before it handles any event: nothing it answers may predate that.
             self.check_lease(now);
@@ -180,15 +191,14 @@ impl<H: Handler> LoginNode<H> {
     }
 
     /// Work that does not wait for an event: accepts past the per-turn cap, reads past it,
-    /// timers, then the flush.
+    /// timers (the cluster's, then the reactor's), then the flush.
     fn turn_end(&mut self, now: Now) {
-        if self.accept_more || self.accept_retry_at.is_some_and(|t| Instant::now() >= t) {
+        if self.accept_more {
             self.accept_more = false;
-            self.accept_retry_at = None;
             self.accept_ready(now);
         }
         self.with_outbox(|cluster, io, handler| cluster.handle_timeout(now, io, handler));
-        self.admin_timers_fired();
+        self.deadlines_passed(now);
         self.admin_carried(now);
         self.drive_store(now);
         self.flush_dirty(now, false);
@@ -226,7 +236,9 @@ impl<H: Handler> LoginNode<H> {
         }
     }
 
-    fn poll_timeout(&self) -> Option<Duration> {
+    /// How long the next poll may block: not at all with work left over, else until the
+    /// wheel's next deadline (every deadline is on it), counted from the turn's `now`.
+    fn poll_timeout(&self, now: Now) -> Option<Duration> {
         if self.accept_more
             || !self.pending_reads.is_empty()
             || !self.dirty.is_empty()
@@ -234,26 +246,9 @@ impl<H: Handler> LoginNode<H> {
         {
             return Some(Duration::ZERO);
         }
-        let journal_wait = match (self.store_retry_wait(), self.lease_wait()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if journal_wait == Some(Duration::ZERO) {
-            return journal_wait;
-        }
-        let now_ms = self.start.elapsed().as_millis() as u64;
-        let mut timeout = self
-            .cluster
+        self.cluster
             .next_timeout()
-            .map(|at| Duration::from_millis(at.saturating_sub(now_ms)));
-        if let Some(at) = self.accept_retry_at {
-            let d = at.saturating_duration_since(Instant::now());
-            timeout = Some(timeout.map_or(d, |t| t.min(d)));
-        }
-        if let Some(d) = journal_wait {
-            timeout = Some(timeout.map_or(d, |t| t.min(d)));
-        }
-        timeout
+            .map(|at| Duration::from_millis(at.saturating_sub(now.mono_ms)))
     }
 
     fn accept_ready(&mut self, now: Now) {
@@ -294,19 +289,24 @@ impl<H: Handler> LoginNode<H> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_fd_exhaustion(&e) => {
                     // The pending connection stays in the backlog; retrying at once would spin.
-                    let t = Instant::now();
+                    let t = now.mono_ms;
                     if self
                         .emfile_logged_at
-                        .is_none_or(|at| t.duration_since(at) >= Duration::from_secs(1))
+                        .is_none_or(|at| t.saturating_sub(at) >= 1000)
                     {
                         error!(
                             "accept: {e} ({} connections open); pausing accepts for {} ms",
                             self.conns.len(),
-                            ACCEPT_BACKOFF.as_millis()
+                            ACCEPT_BACKOFF_MS
                         );
                         self.emfile_logged_at = Some(t);
                     }
-                    self.accept_retry_at = Some(t + ACCEPT_BACKOFF);
+                    deadline::arm(
+                        &mut self.cluster,
+                        &mut self.accept_retry,
+                        t + ACCEPT_BACKOFF_MS,
+                        Deadline::AcceptRetry,
+                    );
                     return;
                 }
                 Err(e) => debug!("accept: {e}"),
