@@ -64,9 +64,9 @@ pub const AUTH_FAIL_LOG_PER_SECOND: u32 = 20;
 enum Timer {
     /// A session's auth timeout or heartbeat expiry.
     Session(ConnId),
-    /// A deadline the reactor set for its own use (admin connections); reported back by
-    /// [`Cluster::take_fired_timers`].
-    External(usize),
+    /// One of the reactor's own deadlines (its HTTP connections', accept and journal retries,
+    /// the lease), by the key it chose; reported back by [`Cluster::take_fired_timers`].
+    Reactor(usize),
     /// A handler's timer ([`Context::set_timer`]), with its token.
     Handler(u64),
     /// The end of a cross node's CROSS_MEMBERS fold window (`fold.rs`).
@@ -1060,7 +1060,7 @@ impl Cluster {
         while let Some((_, timer)) = self.wheel.poll(now.mono_ms) {
             let conn = match timer {
                 Timer::Session(conn) => conn,
-                Timer::External(key) => {
+                Timer::Reactor(key) => {
                     self.fired_external.push(key);
                     continue;
                 }
@@ -1122,7 +1122,7 @@ impl Cluster {
     /// Sets a deadline on the cluster's wheel for the caller's own use; when it passes,
     /// [`Self::handle_timeout`] reports `key` through [`Self::take_fired_timers`].
     pub fn set_timer(&mut self, at_ms: u64, key: usize) -> TimerId {
-        self.wheel.insert(at_ms, Timer::External(key))
+        self.wheel.insert(at_ms, Timer::Reactor(key))
     }
 
     /// Moves a timer set with [`Self::set_timer`]; false if it already fired.
