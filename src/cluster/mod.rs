@@ -44,7 +44,7 @@ use alloc::{Allocator, Changes, CrossId, PlatId, ServId};
 use bytes::Bytes;
 use hashbrown::{HashMap, HashSet};
 use log::{debug, error, info, warn};
-pub use operator::{GameStatus, OperatorError};
+pub use operator::{Applied, GameStatus, OperatorError};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -337,7 +337,6 @@ impl<H: Handler> LoginNode<H> {
                 continue;
             }
             let peer = c.peer;
-            let journal_before = self.cluster.pending_journal().len();
             let mut frames_out = 0;
             let mut io = ConnOutbox::between_reads(
                 &mut self.conns,
@@ -384,22 +383,21 @@ impl<H: Handler> LoginNode<H> {
             }
             // The role of the token (never its value) names who made the change.
             let what = format!("{by} {} {}", req.method, req.path);
-            match outcome.audit {
-                Some(change) if self.cluster.pending_journal().len() > journal_before => {
+            match (outcome.audit, outcome.durable_at) {
+                (Some(change), Some(seq)) => {
                     // 200 only once the change is durable; its audit line is written (and
                     // synced) by the store just before the change.
-                    let seq = self.cluster.pending_seq();
                     c.held = Some((seq, bytes));
                     self.admin
                         .pending_audit
                         .push((seq, peer, format!("{what} {change}")));
                     return;
                 }
-                Some(change) => {
+                (Some(change), None) => {
                     c.output.extend_from_slice(&bytes);
                     self.audit(peer, &format!("{what} {change}"), now);
                 }
-                None => c.output.extend_from_slice(&bytes),
+                (None, _) => c.output.extend_from_slice(&bytes),
             }
         }
     }
