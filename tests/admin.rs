@@ -610,6 +610,50 @@ fn a_burst_of_new_game_nodes_is_made_durable_with_one_group_commit() {
 }
 
 #[test]
+fn a_change_is_answered_only_once_its_journal_batch_is_durable() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = temp_dir("held-200");
+    let mut node = LoginNode::bind(durable_config(&dir)).expect("bind");
+    let disk_full = Arc::new(AtomicBool::new(true));
+    node.inject_journal_fault(disk_full.clone());
+    let server = start_node(node);
+    let addr = server.admin.expect("admin");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let body = r#"{"entry": "held"}"#;
+    write!(
+        s,
+        "POST /api/whitelist HTTP/1.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let deadline = Instant::now() + REPLY;
+    while metric(&server, "login_node_journal_failures_total") == 0 {
+        assert!(Instant::now() < deadline, "the write never failed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The batch holding the change failed: no answer yet (a 200 now would claim a change
+    // that a crash could lose).
+    s.set_nonblocking(true).expect("nonblocking");
+    let mut byte = [0u8; 1];
+    match s.read(&mut byte) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("answered before the change was durable: {other:?}"),
+    }
+    s.set_nonblocking(false).expect("blocking");
+    disk_full.store(false, Ordering::Relaxed);
+    s.set_read_timeout(Some(REPLY)).expect("timeout");
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)
+        .expect("the answer, once durable");
+    let (status, text) = parse_response(&answer);
+    assert_eq!(status, 200, "{text}");
+    assert!(metric(&server, "login_node_journal_fsyncs_total") >= 1);
+    server.stop().expect("stop");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn a_change_is_audited_even_if_its_client_left_before_it_was_durable() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
