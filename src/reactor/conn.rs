@@ -450,3 +450,6 @@ fn count_frames(bytes: &[u8]) -> u64 {
     }
     n
 }
+
+#[cfg(test)]
+mod tests;
