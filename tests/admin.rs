@@ -609,18 +609,25 @@ fn a_burst_of_new_game_nodes_is_made_durable_with_one_group_commit() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-#[test]
-fn a_change_is_answered_only_once_its_journal_batch_is_durable() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    let dir = temp_dir("held-200");
+/// A node on a state directory whose writes fail (the switch returned turns that off), with
+/// `POST /api/whitelist {"entry": entry}` sent and its batch's write seen failing.
+fn whitelist_post_on_a_full_disk(
+    name: &str,
+    entry: &str,
+) -> (
+    Server,
+    std::net::TcpStream,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::path::PathBuf,
+) {
+    let dir = temp_dir(name);
     let mut node = LoginNode::bind(durable_config(&dir)).expect("bind");
-    let disk_full = Arc::new(AtomicBool::new(true));
+    let disk_full = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     node.inject_journal_fault(disk_full.clone());
     let server = start_node(node);
     let addr = server.admin.expect("admin");
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    let body = r#"{"entry": "held"}"#;
+    let body = format!(r#"{{"entry": "{entry}"}}"#);
     write!(
         s,
         "POST /api/whitelist HTTP/1.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
@@ -632,6 +639,13 @@ fn a_change_is_answered_only_once_its_journal_batch_is_durable() {
         assert!(Instant::now() < deadline, "the write never failed");
         std::thread::sleep(Duration::from_millis(10));
     }
+    (server, s, disk_full, dir)
+}
+
+#[test]
+fn a_change_is_answered_only_once_its_journal_batch_is_durable() {
+    use std::sync::atomic::Ordering;
+    let (server, mut s, disk_full, dir) = whitelist_post_on_a_full_disk("held-200", "held");
     // The batch holding the change failed: no answer yet (a 200 now would claim a change
     // that a crash could lose).
     s.set_nonblocking(true).expect("nonblocking");
@@ -655,27 +669,8 @@ fn a_change_is_answered_only_once_its_journal_batch_is_durable() {
 
 #[test]
 fn a_change_is_audited_even_if_its_client_left_before_it_was_durable() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    let dir = temp_dir("audit-late");
-    let mut node = LoginNode::bind(durable_config(&dir)).expect("bind");
-    let disk_full = Arc::new(AtomicBool::new(true));
-    node.inject_journal_fault(disk_full.clone());
-    let server = start_node(node);
-    let addr = server.admin.expect("admin");
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    let body = r#"{"entry": "late"}"#;
-    write!(
-        s,
-        "POST /api/whitelist HTTP/1.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let deadline = Instant::now() + REPLY;
-    while metric(&server, "login_node_journal_failures_total") == 0 {
-        assert!(Instant::now() < deadline, "the write never failed");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    use std::sync::atomic::Ordering;
+    let (server, s, disk_full, dir) = whitelist_post_on_a_full_disk("audit-late", "late");
     drop(s); // gone before its change is durable
     disk_full.store(false, Ordering::Relaxed);
     let deadline = Instant::now() + REPLY;

@@ -518,10 +518,9 @@ fn kick(api: &mut Api<'_>, kind: &str, id: &str) -> Result<Outcome, Response> {
         node_type,
         node_id: parse_id(id)?,
     };
-    let (now, out, handler) = (api.now, &mut *api.out, &mut *api.handler);
     let applied = api
         .cluster
-        .operator_change(|c| c.operator_kick(key, now, out, handler))
+        .operator_change(|c| c.operator_kick(key, api.now, api.out, api.handler))
         .map_err(operator_error)?;
     Ok(Outcome {
         response: Response::json(200, &json!({"kicked": format!("{key}")})),
@@ -533,10 +532,9 @@ fn kick(api: &mut Api<'_>, kind: &str, id: &str) -> Result<Outcome, Response> {
 fn capacity(req: &Request, api: &mut Api<'_>, id: &str) -> Result<Outcome, Response> {
     let cross = parse_id(id)?;
     let capacity = field_u64(&body_json(req)?, "capacity", u16::MAX as u64)? as u16;
-    let out = &mut *api.out;
     let applied = api
         .cluster
-        .operator_change(|c| c.set_cross_capacity(cross, capacity, out))
+        .operator_change(|c| c.set_cross_capacity(cross, capacity, api.out))
         .map_err(operator_error)?;
     Ok(Outcome {
         response: Response::json(
@@ -551,10 +549,9 @@ fn capacity(req: &Request, api: &mut Api<'_>, id: &str) -> Result<Outcome, Respo
 fn drain(req: &Request, api: &mut Api<'_>, id: &str) -> Result<Outcome, Response> {
     let cross = parse_id(id)?;
     let on = field_bool(&body_json(req)?, "drain")?;
-    let out = &mut *api.out;
     let applied = api
         .cluster
-        .operator_change(|c| c.set_cross_drain(cross, on, out))
+        .operator_change(|c| c.set_cross_drain(cross, on, api.out))
         .map_err(operator_error)?;
     Ok(Outcome {
         response: Response::json(200, &json!({"cross_server_id": cross, "drain": on})),
@@ -586,10 +583,9 @@ fn assign(req: &Request, api: &mut Api<'_>) -> Result<Outcome, Response> {
             .into());
         }
     }
-    let out = &mut *api.out;
     let applied = api
         .cluster
-        .operator_change(|c| c.move_game(serv, cross, pos, out))
+        .operator_change(|c| c.move_game(serv, cross, pos, api.out))
         .map_err(operator_error)?;
     let (to, at) = applied.value;
     Ok(Outcome {

@@ -32,28 +32,29 @@ impl Conn {
     /// not reading: the connection is marked for closing instead, so a connection holds at
     /// most `cap` plus one burst.
     fn enqueue(&mut self, conn: ConnId, bytes: &[u8], cap: usize) {
-        if self.out.len() > cap {
-            warn!(
-                "conn {conn}: {} bytes queued, peer is not reading; dropping it",
-                self.out.len() + bytes.len()
-            );
-            self.closing = true;
-        } else {
+        if !self.backlog_full(conn, bytes.len(), cap) {
             self.out.push(bytes);
         }
     }
 
     /// [`Conn::enqueue`] for frames shared with other connections: queued without a copy.
     fn enqueue_shared(&mut self, conn: ConnId, bytes: &bytes::Bytes, cap: usize) {
-        if self.out.len() > cap {
-            warn!(
-                "conn {conn}: {} bytes queued, peer is not reading; dropping it",
-                self.out.len() + bytes.len()
-            );
-            self.closing = true;
-        } else {
+        if !self.backlog_full(conn, bytes.len(), cap) {
             self.out.push_shared(bytes.clone());
         }
+    }
+
+    /// True (and the connection marked for closing) when the queue is already past `cap`.
+    fn backlog_full(&mut self, conn: ConnId, more: usize, cap: usize) -> bool {
+        if self.out.len() <= cap {
+            return false;
+        }
+        warn!(
+            "conn {conn}: {} bytes queued, peer is not reading; dropping it",
+            self.out.len() + more
+        );
+        self.closing = true;
+        true
     }
 }
 
