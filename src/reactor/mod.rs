@@ -1,7 +1,8 @@
 //! The reactor: one single-threaded mio poll loop, the only code that touches sockets.
 //!
 //! Per loop turn:
-//! 1. `poll` (timeout = the timer wheel's next deadline), then read the clock once.
+//! 1. `poll` (timeout = the timer wheel's next deadline: every deadline is on it), then read
+//!    the clock once; the whole turn, and the next poll's timeout, use that `now`.
 //! 2. Listener ready: accept until WouldBlock (at most [`ACCEPTS_PER_TURN`], so a connection
 //!    storm cannot starve live nodes), register each socket once for READABLE | WRITABLE
 //!    (edge-triggered: no re-registration syscalls later), open its session.
@@ -11,7 +12,8 @@
 //!    bytes move into the connection, which otherwise holds no buffer at all. At most
 //!    [`READS_PER_TURN`] reads per connection per turn; a connection with more waiting is
 //!    revisited next turn.
-//! 4. Timers: the cluster fires auth timeouts and heartbeat expiry.
+//! 4. Timers: the cluster fires auth timeouts and heartbeat expiry, then the reactor's own
+//!    deadlines (`deadline.rs`: HTTP connections, accept and journal retries, the lease).
 //! 5. Flush: frames queued for other connections are written; connections marked for closing
 //!    are closed (after one attempt to write what they were sent, e.g. their KICK). Sockets
 //!    are only released here, at the end of the turn, so a slab key is never reused while
@@ -31,6 +33,12 @@
 //!
 //! The admin API (`http_conn.rs`) shares the loop: its own listener, connections in their own
 //! slab, deadlines on the cluster's wheel.
+//!
+//! Files: this one holds the node and the loop (poll, accept, the end of a turn);
+//! `builder.rs` sets a node up, `lifecycle.rs` runs and stops it (signals, reload, shutdown),
+//! `conn.rs` is a node connection's read/write path (with `partial.rs` and `queue.rs`),
+//! `http_conn.rs` and `public.rs` the HTTP connections, `durability.rs` and `failover.rs` the
+//! store thread's side, `deadline.rs` the reactor's timers.
 
 mod builder;
 mod conn;
