@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 impl<H: Handler> LoginNode<H> {
-    /// Runs the loop until shutdown (signal or [`ShutdownHandle`](super::ShutdownHandle)); returns after every node
-    /// was sent KICK 4 and the connections are closed.
+    /// Runs the loop until shutdown (signal or [`ShutdownHandle`](super::ShutdownHandle));
+    /// returns after every node was sent KICK 4 and the connections are closed.
     pub fn run(&mut self) -> io::Result<()> {
         match self.admin.local_addr() {
             Some(a) => info!(
