@@ -125,7 +125,7 @@ fn write_ops(conn: &mut rusqlite::Connection, ops: &[Op]) -> io::Result<()> {
     {
         let mut put = tx
             .prepare_cached(
-                "INSERT INTO state (k, v) VALUES (?1, ?2) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                "INSERT OR REPLACE INTO state (k, v) VALUES (?1, ?2)",
             )
             .map_err(other)?;
         let mut delete = tx
