@@ -22,8 +22,8 @@ valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out/cg.%
 listening; connect; kill -INT $pid; wait $pid
 for f in "$out"/cg.*-[0-9]*; do
   [ -s "$f" ] || continue
-  thread=$(callgrind_annotate "$f" | sed -n 's/.*thread \([0-9]*\)).*/\1/p' | head -1)
-  total=$(callgrind_annotate "$f" | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
+  thread=$(callgrind_annotate "$f" 2>/dev/null | sed -n 's/.*thread \([0-9]*\)).*/\1/p' | head -1)
+  total=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
   name=$([ "$thread" = 1 ] && echo main || echo store)
   echo "$mode $name thread: $((total / n)) instructions per handshake ($total for $n, start-up included)"
 done
