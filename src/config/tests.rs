@@ -178,3 +178,64 @@ fn the_viewer_token_is_optional_reloadable_and_not_the_admin_token() {
         "reloadable"
     );
 }
+
+#[test]
+fn every_key_has_its_flag_and_the_flags_are_the_keys() {
+    let flags: Vec<String> = FLAGS[1..].iter().map(|(f, _, _)| f.to_string()).collect();
+    let from_keys: Vec<String> = keys::KEYS
+        .iter()
+        .map(|k| format!("--{}", k.replace('_', "-")))
+        .collect();
+    assert_eq!(flags, from_keys, "one flag per key, in table order");
+    assert_eq!(FLAGS[0].0, "--config");
+    for key in RELOADABLE {
+        assert!(keys::KEYS.contains(key), "{key}");
+    }
+}
+
+#[test]
+fn a_reload_takes_exactly_the_reloadable_keys() {
+    let running = Config::default();
+    let new = Config::from_args(args(
+        "--listen 127.0.0.1:9 --token t2 --previous-token t1 --heartbeat-interval 3 \
+         --heartbeat-timeout 7 --auth-timeout 2 --auth-window 5 --max-frame 100 \
+         --max-connections 9 --max-write-buffer 70000 --duplicate-policy reject \
+         --default-capacity 3 --log-level debug --state-dir /tmp/x --admin-listen off \
+         --admin-token a2 --viewer-token v2 --busy-threshold 4 --full-threshold 6 \
+         --audit-log /tmp/a --allow 10.0.0.0/8 --auth-fail-limit 2 --auth-fail-window 9 \
+         --etcd http://127.0.0.1:2379 --etcd-prefix /p --member-name m --lease-ttl 9 \
+         --public-listen 127.0.0.1:8 --public-max-age 1 --new-server-days 2",
+    ))
+    .expect("valid");
+    let changes = running.changed_keys(&new);
+    assert_eq!(
+        changes.len(),
+        keys::KEYS.len(),
+        "every key changed: {changes:?}"
+    );
+    let mut applied = running.clone();
+    applied.apply_reloadable(&new);
+    assert_eq!(
+        running.changed_keys(&applied),
+        changes
+            .iter()
+            .filter(|(_, restart)| !restart)
+            .copied()
+            .collect::<Vec<_>>(),
+        "what a reload changes is what changed_keys calls reloadable"
+    );
+    assert!(
+        applied
+            .changed_keys(&new)
+            .iter()
+            .all(|(_, restart)| *restart),
+        "only keys that need a restart keep their running values"
+    );
+    for (key, restart) in &changes {
+        assert_eq!(*restart, !RELOADABLE.contains(key), "{key}");
+    }
+    assert!(
+        changes.contains(&("etcd", true)) && changes.contains(&("lease_ttl", true)),
+        "a changed failover key is reported as needing a restart"
+    );
+}
