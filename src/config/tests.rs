@@ -239,3 +239,89 @@ fn a_reload_takes_exactly_the_reloadable_keys() {
         "a changed failover key is reported as needing a restart"
     );
 }
+
+#[test]
+fn file_values_of_the_wrong_shape_keep_their_messages() {
+    // The messages of the code before the key table, pinned.
+    for (doc, want) in [
+        ("allow = 3", "allow: expected a list of CIDRs, got 3"),
+        ("allow = [1]", "allow: expected CIDR strings, got 1"),
+        ("etcd = 1", "etcd: expected URL strings, got 1"),
+        (
+            "etcd = [\"http://a\", 2]",
+            "etcd: expected URL strings, got 2",
+        ),
+        (
+            "auth_timeout = \"x\"",
+            "auth_timeout: expected seconds, got \"x\"",
+        ),
+    ] {
+        let e = Config::default().merge_toml(doc).expect_err(doc);
+        assert_eq!(e.0, want, "{doc}");
+    }
+    let e = Config::default()
+        .merge_toml("max_connections = \"many\"")
+        .expect_err("type");
+    assert!(
+        e.0.ends_with("invalid type: string \"many\", expected i64"),
+        "{e}"
+    );
+    let e = Config::default()
+        .merge_toml("heartbeat_intervall = 3")
+        .expect_err("unknown");
+    assert!(
+        e.0.contains("unknown field `heartbeat_intervall`, expected one of `listen`, `token`,")
+            && e.0.ends_with("`public_max_age`, `new_server_days`"),
+        "{e}"
+    );
+    let mut c = Config::default();
+    c.merge_toml("auth_timeout = 0.5").expect("decimal seconds");
+    assert_eq!(c.auth_timeout_ms, 500);
+}
+
+#[test]
+fn a_config_built_in_code_is_held_to_the_ranges_of_its_flags() {
+    for (c, key) in [
+        (
+            Config {
+                lease_ttl: 1,
+                ..Config::default()
+            },
+            "lease_ttl",
+        ),
+        (
+            Config {
+                public_max_age: 86_401,
+                ..Config::default()
+            },
+            "public_max_age",
+        ),
+        (
+            Config {
+                new_server_days: 36_501,
+                ..Config::default()
+            },
+            "new_server_days",
+        ),
+        (
+            Config {
+                viewer_token: Some(String::new()),
+                ..Config::default()
+            },
+            "viewer_token",
+        ),
+        (
+            Config {
+                auth_timeout_ms: 0,
+                ..Config::default()
+            },
+            "auth_timeout (ms)",
+        ),
+    ] {
+        let e = c.validate().expect_err(key);
+        assert!(e.0.starts_with(key), "{key}: {e}");
+    }
+    Config::default()
+        .validate()
+        .expect("the defaults are valid");
+}
