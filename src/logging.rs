@@ -369,7 +369,13 @@ impl LineBuf {
         match addr {
             SocketAddr::V4(v4) => {
                 let [a, b, c, d] = v4.ip().octets();
-                self.num(a).text(".").num(b).text(".").num(c).text(".").num(d);
+                self.num(a)
+                    .text(".")
+                    .num(b)
+                    .text(".")
+                    .num(c)
+                    .text(".")
+                    .num(d);
                 self.text(":").num(v4.port())
             }
             SocketAddr::V6(_) => {
@@ -563,11 +569,7 @@ mod tests {
                 .quoted(name)
                 .text(" n ")
                 .num(42u32);
-            let expected = format!(
-                "game 7 ({}) name \"{}\" n 42",
-                Peer(peer),
-                Escaped(name)
-            );
+            let expected = format!("game 7 ({}) name \"{}\" n 42", Peer(peer), Escaped(name));
             assert_eq!(line.as_str(), expected);
             for ms in [0, 7, 45, 999, 1000, 12_034, 3_600_100] {
                 line.start().seconds(ms);

@@ -158,6 +158,12 @@ config_keys! {
         "lease_ttl", Int(2, 600), restart,
         "--lease-ttl" "SECS"
         "group lease TTL: a dead active member is replaced after about this long [default: 5]";
+    /// Most operations in one etcd transaction: etcd's own `--max-txn-ops` (a larger batch is
+    /// split into transactions of this size, written one after another).
+    etcd_max_txn_ops: u32 = 128,
+        "etcd_max_txn_ops", Int(16, 1_000_000), restart,
+        "--etcd-max-txn-ops" "N"
+        "most operations per etcd transaction; set to etcd's --max-txn-ops [default: 128]";
     /// Address of the players' server list (`GET /public/servers/<plat>`, no token);
     /// `None` serves it on the admin listener only.
     public_listen: Option<SocketAddr> = None,

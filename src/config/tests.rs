@@ -204,6 +204,7 @@ fn a_reload_takes_exactly_the_reloadable_keys() {
          --admin-token a2 --viewer-token v2 --busy-threshold 4 --full-threshold 6 \
          --audit-log /tmp/a --allow 10.0.0.0/8 --auth-fail-limit 2 --auth-fail-window 9 \
          --etcd http://127.0.0.1:2379 --etcd-prefix /p --member-name m --lease-ttl 9 \
+         --etcd-max-txn-ops 1024 \
          --public-listen 127.0.0.1:8 --public-max-age 1 --new-server-days 2",
     ))
     .expect("valid");

@@ -97,7 +97,9 @@ pub fn ops(records: &[Record]) -> Vec<Op> {
                 version = Some(*n);
                 continue;
             }
-            Record::Maintenance { serv, on: true } => Op::Put(key("maintenance", *serv), Vec::new()),
+            Record::Maintenance { serv, on: true } => {
+                Op::Put(key("maintenance", *serv), Vec::new())
+            }
             Record::Maintenance { serv, on: false } => Op::Delete(key("maintenance", *serv)),
             Record::Capacity { cross, capacity: 0 } => Op::Delete(key("capacity", *cross)),
             Record::Capacity { cross, capacity } => {
