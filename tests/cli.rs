@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::child::{connect_when_up, exit_within, free_port, signal};
 use common::{cpu_seconds, expect_kick, REPLY, TOKEN};
 use login_node::client::{Client, ServerMessage};
 use login_node::config::DEFAULT_TOKEN;
@@ -14,14 +15,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_login-node");
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("runs")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// A child server; killed on drop if still running. It runs in a directory of its own (its
@@ -37,13 +30,7 @@ impl Drop for Proc {
 }
 
 fn scratch_dir() -> std::path::PathBuf {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "login-node-cli-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::temp_dir("cli");
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
@@ -65,38 +52,13 @@ fn spawn(cmd: &mut Command) -> Proc {
     )
 }
 
-/// Connects, retrying while the child starts (bounded).
-fn connect_when_up(addr: SocketAddr) -> Client {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match Client::connect(addr, Duration::from_secs(1)) {
-            Ok(c) => return c,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("server at {addr} never came up: {e}"),
-        }
-    }
-}
-
 fn sigterm(p: &Proc) {
-    let status = Command::new("kill")
-        .args(["-TERM", &p.0.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    signal(p.0.id(), "-TERM");
 }
 
+/// The exit code, if the child exits within `within`.
 fn wait_exit(p: &mut Proc, within: Duration) -> Option<i32> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(status) = p.0.try_wait().expect("wait") {
-            return status.code();
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
+    exit_within(&mut p.0, within).and_then(|s| s.code())
 }
 
 #[test]
@@ -298,14 +260,6 @@ fn stderr_of(p: &mut Proc) -> String {
     stderr
 }
 
-fn signal(p: &Proc, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &p.0.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
-
 #[test]
 fn sighup_reloads_reloadable_keys_and_rejects_a_bad_file_whole() {
     let dir = scratch_dir();
@@ -361,7 +315,7 @@ fn sighup_reloads_reloadable_keys_and_rejects_a_bad_file_whole() {
 
     // A bad file (unknown key) is rejected whole: the old token still works.
     write("token = \"second-secret-B2\"\nheartbeat_interval = 6\nlisten_typo = 1\n");
-    signal(&p, "-HUP");
+    signal(p.0.id(), "-HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !reloads("rejected") {
         assert!(Instant::now() < deadline, "the reload was never rejected");
@@ -370,7 +324,7 @@ fn sighup_reloads_reloadable_keys_and_rejects_a_bad_file_whole() {
     assert_eq!(auth_code(addr, 4, "first-secret-A1"), 0);
 
     write("token = \"second-secret-B2\"\nheartbeat_interval = 6\npublic_max_age = 33\n");
-    signal(&p, "-HUP");
+    signal(p.0.id(), "-HUP");
     while !reloads("applied") {
         assert!(Instant::now() < deadline, "the reload was never applied");
         std::thread::sleep(Duration::from_millis(20));
@@ -474,7 +428,7 @@ fn sighup_cannot_bring_a_development_token_to_a_public_listener() {
         "0.0.0.0",
         "heartbeat_interval = 5\nadmin_token = \"admin-secret-1\"\n",
     );
-    signal(&p, "-HUP");
+    signal(p.0.id(), "-HUP");
     rejected(1);
     assert_eq!(auth_code(addr, 1, DEFAULT_TOKEN), 1, "no development token");
     assert_eq!(auth_code(addr, 2, "node-secret-1"), 0);
@@ -484,7 +438,7 @@ fn sighup_cannot_bring_a_development_token_to_a_public_listener() {
         "127.0.0.1",
         "heartbeat_interval = 6\ntoken = \"node-secret-1\"\n",
     );
-    signal(&p, "-HUP");
+    signal(p.0.id(), "-HUP");
     rejected(2);
     let dev = login_node::config::DEFAULT_ADMIN_TOKEN;
     let (code, _) = common::http(admin_addr, "GET", "/api/nodes", Some(dev), None);
@@ -735,7 +689,7 @@ fn sighup_replaces_the_viewer_token() {
     assert_eq!(whoami("viewer-one-C3"), 200);
 
     write("viewer-two-D4");
-    signal(&p, "-HUP");
+    signal(p.0.id(), "-HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     while whoami("viewer-two-D4") != 200 {
         assert!(Instant::now() < deadline, "the reload was never applied");

@@ -17,14 +17,14 @@
 
 mod common;
 
-use common::{cross_node, parse_response, temp_dir, REPLY, TOKEN};
+use common::child::{free_addr, Proc};
+use common::{cross_node, cross_slots, parse_response, temp_dir, REPLY, TOKEN};
 use login_node::client::{Client, ServerMessage};
-use login_node::proto::NodeType;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_login-node");
@@ -32,22 +32,6 @@ const CROSSES: [u32; 3] = [90, 91, 92];
 /// Game nodes sent per burst, without waiting for answers in between.
 const BURST: u32 = 25;
 const ADMIN_TOKEN: &str = "crash-admin-token";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-}
 
 fn start(addr: SocketAddr, admin: SocketAddr, dir: &Path) -> Proc {
     let child = Command::new(BIN)
@@ -82,11 +66,7 @@ fn start(addr: SocketAddr, admin: SocketAddr, dir: &Path) -> Proc {
 
 /// Sends AUTH and GAME_INFO (reporting no assignment) without waiting.
 fn send_game(addr: SocketAddr, id: u32) -> Option<Client> {
-    let mut c = Client::connect(addr, REPLY).ok()?;
-    c.send_auth(NodeType::Game as u8, id, "dev", TOKEN, None)
-        .ok()?;
-    c.send_game_info(&common::game_info(id, "p")).ok()?;
-    Some(c)
+    common::send_game(addr, id, "dev")
 }
 
 /// Reads until CROSS_ASSIGN (Some) or until the connection ends or goes quiet (None).
@@ -180,18 +160,7 @@ fn moved_to(v: &serde_json::Value) -> (u32, u16) {
 fn recorded_slots(admin: SocketAddr) -> HashMap<u32, (u32, u16)> {
     let (status, v) = admin_answer(send_admin(admin, "GET", "/api/cross", "")).expect("answer");
     assert_eq!(status, 200);
-    let mut slots = HashMap::new();
-    for p in v["platforms"].as_array().expect("platforms") {
-        for c in p["cross_nodes"].as_array().expect("cross nodes") {
-            let cross = c["cross_server_id"].as_u64().expect("id") as u32;
-            for m in c["members"].as_array().expect("members") {
-                let serv = m["serv_id"].as_u64().expect("serv") as u32;
-                let pos = m["cross_pos"].as_u64().expect("pos") as u16;
-                slots.insert(serv, (cross, pos));
-            }
-        }
-    }
-    slots
+    cross_slots(&v).into_iter().collect()
 }
 
 /// After a restart: each move the kill cut off either landed (the game node is on the

@@ -1,6 +1,7 @@
 //! Shared helpers for tests that run a real login node on loopback.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod process;
 
 use login_node::client::{Client, ServerMessage};
@@ -328,4 +329,31 @@ pub fn cross_node(addr: SocketAddr, id: u32) -> Client {
     };
     c.send_cross_info(&info, &[]).expect("info");
     c
+}
+
+/// Sends a game node's AUTH (platform `plat`) and GAME_INFO (reporting no assignment)
+/// without waiting for an answer; `None` if the connection failed.
+pub fn send_game(addr: SocketAddr, id: u32, plat: &str) -> Option<Client> {
+    let mut c = Client::connect(addr, REPLY).ok()?;
+    c.send_auth(NodeType::Game as u8, id, plat, TOKEN, None)
+        .ok()?;
+    c.send_game_info(&game_info(id, "p")).ok()?;
+    Some(c)
+}
+
+/// Every (game node, (cross_server_id, cross_pos)) in a `GET /api/cross` answer, in the
+/// order listed.
+pub fn cross_slots(v: &serde_json::Value) -> Vec<(u32, (u32, u16))> {
+    let mut slots = Vec::new();
+    for p in v["platforms"].as_array().expect("platforms") {
+        for c in p["cross_nodes"].as_array().expect("cross nodes") {
+            let cross = c["cross_server_id"].as_u64().expect("id") as u32;
+            for m in c["members"].as_array().expect("members") {
+                let serv = m["serv_id"].as_u64().expect("serv") as u32;
+                let pos = m["cross_pos"].as_u64().expect("pos") as u16;
+                slots.push((serv, (cross, pos)));
+            }
+        }
+    }
+    slots
 }

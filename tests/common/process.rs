@@ -2,8 +2,9 @@
 //! it from outside (RSS, descriptors, log lines): hostile clients and memory growth.
 #![allow(dead_code)]
 
+use super::child::free_addr;
 use super::{http, ADMIN_TOKEN, TOKEN};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -14,13 +15,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
 }
 
 /// A server process; its stderr goes to a file (a pipe nobody reads could block it).
