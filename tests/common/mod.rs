@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod node_client;
 pub mod process;
 
 use login_node::client::{Client, ServerMessage};
