@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::{auth_frame, cpu_seconds, fd_count, http, rss_kib, ADMIN_TOKEN, REPLY, TOKEN};
+use common::{
+    auth_frame, cpu_seconds, fd_count, http, raw_auth_code, rss_kib, ADMIN_TOKEN, REPLY, TOKEN,
+};
 use login_node::client::{Client, ServerMessage};
 use login_node::proto::NodeType;
 use std::io::{Read, Write};
@@ -239,35 +241,13 @@ fn a_node_that_never_reads_is_dropped_at_the_write_cap() {
     let _g = serial();
     let server = Server::start(&["--max-write-buffer", "65536", "--log-level", "warn"]);
     // The lazy node: a tiny receive buffer, and it never reads.
-    let lazy = {
-        use socket2::{Domain, Socket, Type};
-        let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-        s.set_recv_buffer_size(4096).expect("rcvbuf");
-        s.connect(&server.addr.into()).expect("connect");
-        let mut s: TcpStream = s.into();
-        s.write_all(&auth_frame(10, "dev", TOKEN)).expect("auth");
-        let mut info = Vec::new();
-        game_info(10).encode(&mut info).expect("info");
-        s.write_all(&info).expect("info");
-        s
-    };
+    let lazy = server.lazy_game_node(10);
     let mut reader = server.game(11);
     server.wait_for("both online", REPLY, |s| {
         s.metric("login_node_nodes_online{type=\"game\"}") == 2
     });
     // 4,000 deltas of ~1 KiB: about 4 MiB for each game node.
-    let entries: Vec<String> = (0..4_000)
-        .map(|i| format!("{i:06}{}", "x".repeat(1000)))
-        .collect();
-    let body = serde_json::json!({ "entries": entries }).to_string();
-    let (status, text) = http(
-        server.admin,
-        "POST",
-        "/api/whitelist",
-        Some(ADMIN_TOKEN),
-        Some(&body),
-    );
-    assert_eq!(status, 200, "{text}");
+    server.add_whitelist_entries(4_000, 1000);
     let mut deltas = 0;
     while deltas < 4_000 {
         match reader.recv(REPLY).expect("delta") {
@@ -378,13 +358,8 @@ fn bad_signatures_from_one_address_are_throttled_and_the_log_does_not_flood() {
     assert_eq!(refused_early, 195);
     // An honest node elsewhere logs in at once.
     let mut honest = connect_from([127, 0, 0, 67], server.addr).expect("connect");
-    honest
-        .write_all(&auth_frame(8, "dev", TOKEN))
-        .expect("auth");
-    let mut reply = [0u8; 13];
-    honest.set_read_timeout(Some(REPLY)).expect("timeout");
-    honest.read_exact(&mut reply).expect("AUTH_RESULT");
-    assert_eq!(reply[4], 0, "code 0 for the honest node");
+    let code = raw_auth_code(&mut honest, &auth_frame(8, "dev", TOKEN)).expect("AUTH_RESULT");
+    assert_eq!(code, 0, "code 0 for the honest node");
     assert_eq!(server.metric("login_node_identities_blocked_total"), 1);
     assert_eq!(server.metric("login_node_addresses_blocked_total"), 0);
     assert!(server.metric("login_node_connections_throttled_total") >= 195);
@@ -412,11 +387,8 @@ fn a_failing_node_does_not_lock_out_its_neighbours_on_the_same_host() {
     let mut answered = 0;
     for _ in 0..60 {
         let mut s = connect_from([127, 0, 0, 1], server.addr).expect("connect");
-        s.write_all(&wrong).expect("auth");
-        s.set_read_timeout(Some(REPLY)).expect("timeout");
-        let mut reply = [0u8; 13];
-        if s.read_exact(&mut reply).is_ok() {
-            assert_eq!(reply[4], 1, "code 1 for the wrong token");
+        if let Ok(code) = raw_auth_code(&mut s, &wrong) {
+            assert_eq!(code, 1, "code 1 for the wrong token");
             answered += 1;
         }
     }
@@ -426,13 +398,8 @@ fn a_failing_node_does_not_lock_out_its_neighbours_on_the_same_host() {
     );
     let started = Instant::now();
     let mut neighbour = connect_from([127, 0, 0, 1], server.addr).expect("connect");
-    neighbour
-        .write_all(&auth_frame(8, "dev", TOKEN))
-        .expect("auth");
-    let mut reply = [0u8; 13];
-    neighbour.set_read_timeout(Some(REPLY)).expect("timeout");
-    neighbour.read_exact(&mut reply).expect("AUTH_RESULT");
-    assert_eq!(reply[4], 0, "code 0 for the healthy neighbour");
+    let code = raw_auth_code(&mut neighbour, &auth_frame(8, "dev", TOKEN)).expect("AUTH_RESULT");
+    assert_eq!(code, 0, "code 0 for the healthy neighbour");
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(server.metric("login_node_addresses_blocked_total"), 0);
 }
@@ -451,12 +418,9 @@ fn a_flood_of_malformed_auths_from_one_address_is_throttled_at_accept() {
         let Ok(mut s) = connect_from(attacker, server.addr) else {
             continue;
         };
-        let _ = s.write_all(&malformed);
-        s.set_read_timeout(Some(REPLY)).expect("timeout");
-        let mut reply = [0u8; 13];
-        match s.read_exact(&mut reply) {
-            Ok(()) => {
-                assert_eq!(reply[4], 6, "code 6 for a malformed AUTH");
+        match raw_auth_code(&mut s, &malformed) {
+            Ok(code) => {
+                assert_eq!(code, 6, "code 6 for a malformed AUTH");
                 answered += 1;
             }
             Err(_) => refused_early += 1,

@@ -358,3 +358,14 @@ pub fn cross_slots(v: &serde_json::Value) -> Vec<(u32, (u32, u16))> {
     }
     slots
 }
+
+/// Writes a raw AUTH frame on `s` and reads the AUTH_RESULT (13 bytes, bounded by
+/// [`REPLY`]): its code.
+pub fn raw_auth_code(s: &mut std::net::TcpStream, frame: &[u8]) -> io::Result<u8> {
+    use std::io::{Read, Write};
+    s.write_all(frame)?;
+    s.set_read_timeout(Some(REPLY))?;
+    let mut reply = [0u8; 13];
+    s.read_exact(&mut reply)?;
+    Ok(reply[4])
+}
