@@ -35,6 +35,21 @@ fn scratch_dir() -> std::path::PathBuf {
     dir
 }
 
+/// Writes `dir/node.toml`: listen on 127.0.0.1:`port`, state in `dir/state`, then `extra`;
+/// its path.
+fn write_node_toml(dir: &std::path::Path, port: u16, extra: &str) -> std::path::PathBuf {
+    let file = dir.join("node.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n{extra}",
+            dir.join("state").display()
+        ),
+    )
+    .expect("write config");
+    file
+}
+
 /// Spawns with stderr piped, in a scratch directory; with any arguments, the admin API
 /// takes an ephemeral port (parallel tests must not share 7701).
 fn spawn(cmd: &mut Command) -> Proc {
@@ -172,9 +187,7 @@ fn no_arguments_serves_on_7700_with_the_dev_token() {
         .auth(NodeType::Game, 1, "dev", DEFAULT_TOKEN, None)
         .expect("auth");
     assert_eq!(r.code, 0);
-    sigterm(&p);
-    assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
-    let stderr = stderr_of(&mut p);
+    let stderr = stop_cleanly(&mut p);
     assert!(
         stderr.contains("DEFAULT DEVELOPMENT TOKEN"),
         "loud warning: {stderr}"
@@ -249,6 +262,13 @@ fn auth_code(addr: SocketAddr, id: u32, token: &str) -> u8 {
         .code
 }
 
+/// SIGTERM: the child exits 0 within 5 s; its stderr.
+fn stop_cleanly(p: &mut Proc) -> String {
+    sigterm(p);
+    assert_eq!(wait_exit(p, Duration::from_secs(5)), Some(0));
+    stderr_of(p)
+}
+
 fn stderr_of(p: &mut Proc) -> String {
     let mut stderr = String::new();
     use std::io::Read;
@@ -263,20 +283,10 @@ fn stderr_of(p: &mut Proc) -> String {
 #[test]
 fn sighup_reloads_reloadable_keys_and_rejects_a_bad_file_whole() {
     let dir = scratch_dir();
-    let file = dir.join("node.toml");
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let write = |extra: &str| {
-        std::fs::write(
-            &file,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n{extra}",
-                dir.join("state").display()
-            ),
-        )
-        .expect("write config")
-    };
-    write("token = \"first-secret-A1\"\nheartbeat_interval = 4\n");
+    let write = |extra: &str| write_node_toml(&dir, port, extra);
+    let file = write("token = \"first-secret-A1\"\nheartbeat_interval = 4\n");
     let admin_port = free_port();
     let mut p = spawn(Command::new(BIN).args([
         "--config",
@@ -348,9 +358,7 @@ fn sighup_reloads_reloadable_keys_and_rejects_a_bad_file_whole() {
         1,
         "the old token is gone"
     );
-    sigterm(&p);
-    assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
-    let stderr = stderr_of(&mut p);
+    let stderr = stop_cleanly(&mut p);
     assert!(stderr.contains("configuration rejected"), "{stderr}");
     assert!(stderr.contains("SIGHUP: token changed"), "{stderr}");
     assert!(
@@ -459,9 +467,7 @@ fn sighup_cannot_bring_a_development_token_to_a_public_listener() {
         r.heartbeat_interval, 4,
         "rejected whole: nothing else applied"
     );
-    sigterm(&p);
-    assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
-    let log = stderr_of(&mut p);
+    let log = stop_cleanly(&mut p);
     assert!(
         log.contains("refusing to listen on non-loopback 0.0.0.0"),
         "{log}"
@@ -633,9 +639,7 @@ fn a_busy_default_admin_port_does_not_stop_the_node_but_a_busy_chosen_one_does()
     let node_addr = format!("127.0.0.1:{port}").parse().expect("addr");
     connect_when_up(node_addr);
     assert_eq!(auth_code(node_addr, 1, TOKEN), 0);
-    sigterm(&p);
-    assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
-    let stderr = stderr_of(&mut p);
+    let stderr = stop_cleanly(&mut p);
     assert!(stderr.contains("admin API disabled"), "{stderr}");
 
     let busy = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -657,19 +661,10 @@ fn a_busy_default_admin_port_does_not_stop_the_node_but_a_busy_chosen_one_does()
 #[test]
 fn sighup_replaces_the_viewer_token() {
     let dir = scratch_dir();
-    let file = dir.join("node.toml");
     let (port, admin_port) = (free_port(), free_port());
-    let write = |viewer: &str| {
-        std::fs::write(
-            &file,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\nviewer_token = \"{viewer}\"\n",
-                dir.join("state").display()
-            ),
-        )
-        .expect("write config")
-    };
-    write("viewer-one-C3");
+    let write =
+        |viewer: &str| write_node_toml(&dir, port, &format!("viewer_token = \"{viewer}\"\n"));
+    let file = write("viewer-one-C3");
     let mut p = spawn(Command::new(BIN).args([
         "--config",
         file.to_str().expect("utf8"),
@@ -696,9 +691,7 @@ fn sighup_replaces_the_viewer_token() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(whoami("viewer-one-C3"), 401, "the old viewer token is gone");
-    sigterm(&p);
-    assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
-    let stderr = stderr_of(&mut p);
+    let stderr = stop_cleanly(&mut p);
     assert!(stderr.contains("SIGHUP: viewer_token changed"), "{stderr}");
     assert!(
         !stderr.contains("one-C3") && !stderr.contains("two-D4"),

@@ -8,7 +8,7 @@ mod common;
 use browser::Browser;
 use common::*;
 use login_node::client::{Client, ServerMessage};
-use login_node::proto::{GameInfo, NodeType};
+use login_node::proto::GameInfo;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,17 +28,11 @@ fn screenshots() -> PathBuf {
 }
 
 fn named_game(server: &Server, id: u32, plat: &str, name: &str) -> Client {
-    let mut c = server.connect();
-    let r = c
-        .auth(NodeType::Game, id, "dev", TOKEN, None)
-        .expect("auth");
-    assert_eq!(r.code, 0, "game {id} auth");
     let info = GameInfo {
         serv_name: name,
         ..game_info(id, plat)
     };
-    c.send_game_info(&info).expect("info");
-    c
+    game_node(server.addr, &info)
 }
 
 /// Reads frames until `want` says yes (other frames such as CROSS_ASSIGN are skipped).

@@ -207,6 +207,31 @@ fn watch_assigns(mut clients: Vec<(u32, Client)>) -> Vec<(u32, (u32, u16))> {
     got
 }
 
+/// Game nodes `ids` return (BURST at a time, reporting nothing): each is told exactly
+/// what `told` says it was told before.
+fn assert_return_as_told(
+    addr: SocketAddr,
+    ids: &[u32],
+    told: &HashMap<u32, (u32, u16)>,
+    when: &str,
+) {
+    for chunk in ids.chunks(BURST as usize) {
+        let mut clients: Vec<(u32, Client)> = chunk
+            .iter()
+            .map(|&id| (id, send_game(addr, id).expect("connect")))
+            .collect();
+        for (id, c) in &mut clients {
+            let got = read_assign(c, REPLY);
+            assert_eq!(
+                got.as_ref(),
+                told.get(id),
+                "{when}: game {id} was told {:?} before the crash, now {got:?}",
+                told.get(id)
+            );
+        }
+    }
+}
+
 fn assert_no_shared_slot(assigned: &HashMap<u32, (u32, u16)>) {
     let mut holders: BTreeMap<(u32, u16), u32> = BTreeMap::new();
     for (&serv, &slot) in assigned {
@@ -268,21 +293,7 @@ fn sigkill_while_nodes_arrive_loses_no_assignment_and_shares_no_slot() {
             old.swap_remove(i);
         }
         old.sort_unstable_by(|a, b| b.cmp(a));
-        for chunk in old.chunks(BURST as usize) {
-            let mut clients: Vec<(u32, Client)> = chunk
-                .iter()
-                .map(|&id| (id, send_game(addr, id).expect("connect")))
-                .collect();
-            for (id, c) in &mut clients {
-                let got = read_assign(c, REPLY).expect("a returning node is answered");
-                assert_eq!(
-                    Some(&got),
-                    told.get(id),
-                    "cycle {cycle}: game {id} was told {:?} before the crash, now {got:?}",
-                    told.get(id)
-                );
-            }
-        }
+        assert_return_as_told(addr, &old, &told, &format!("cycle {cycle}"));
         let online: HashMap<u32, (u32, u16)> = told.clone();
         assert_no_shared_slot(&online);
         drop(fresh);
@@ -362,14 +373,6 @@ fn sigkill_while_nodes_arrive_loses_no_assignment_and_shares_no_slot() {
     );
     let mut ids: Vec<u32> = told.keys().copied().collect();
     ids.sort_unstable();
-    for chunk in ids.chunks(BURST as usize) {
-        let mut clients: Vec<(u32, Client)> = chunk
-            .iter()
-            .map(|&id| (id, send_game(addr, id).expect("connect")))
-            .collect();
-        for (id, c) in &mut clients {
-            assert_eq!(read_assign(c, REPLY).as_ref(), told.get(id), "game {id}");
-        }
-    }
+    assert_return_as_told(addr, &ids, &told, "the last restart");
     std::fs::remove_dir_all(&dir).ok();
 }

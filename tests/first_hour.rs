@@ -3,10 +3,13 @@
 
 mod common;
 
-use common::child::{connect_when_up, exit_within, free_addr, spawn_with_lines, wait_for_line};
+use common::child::{
+    connect_when_up, exit_within, free_addr, spawn_with_lines, wait_for_line, Proc,
+};
 use common::TOKEN;
 use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_login-node");
@@ -113,12 +116,23 @@ fn one_game_session(addr: SocketAddr, id: u32, app_command: bool) {
     }
 }
 
+/// A memory-only node logging at `level` (stderr lines in the channel) and one game
+/// session on it, as [`one_game_session`]; the node's address.
+fn one_game_session_logged_at(
+    level: &str,
+    id: u32,
+    app_command: bool,
+) -> (Proc, mpsc::Receiver<String>, SocketAddr) {
+    let addr = free_addr();
+    let (p, lines) =
+        spawn_with_lines(node_command(addr).args(["--state-dir", "", "--log-level", level]));
+    one_game_session(addr, id, app_command);
+    (p, lines, addr)
+}
+
 #[test]
 fn a_session_logs_one_line_online_and_one_offline_and_a_failed_auth_warns() {
-    let addr = free_addr();
-    let (_p, lines) =
-        spawn_with_lines(node_command(addr).args(["--state-dir", "", "--log-level", "info"]));
-    one_game_session(addr, 7, false);
+    let (_p, lines, addr) = one_game_session_logged_at("info", 7, false);
     let deadline = Instant::now() + Duration::from_secs(10);
     let seen = wait_for_line(&lines, "game 7 (", deadline).expect("online line");
     let seen = seen + &wait_for_line(&lines, "offline", deadline).expect("offline line");
@@ -155,10 +169,7 @@ fn a_session_logs_one_line_online_and_one_offline_and_a_failed_auth_warns() {
 
 #[test]
 fn an_app_command_dropped_for_want_of_a_handler_is_logged_at_debug() {
-    let addr = free_addr();
-    let (_p, lines) =
-        spawn_with_lines(node_command(addr).args(["--state-dir", "", "--log-level", "debug"]));
-    one_game_session(addr, 9, true);
+    let (_p, lines, _) = one_game_session_logged_at("debug", 9, true);
     let line = wait_for_line(
         &lines,
         "application command",

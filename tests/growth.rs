@@ -97,18 +97,11 @@ fn peer_supplied_names_are_freed_and_clipped_in_the_log() {
 /// (a copy per node would be 400 MiB), and a node that reads gets every entry, in order.
 #[test]
 fn a_whitelist_change_is_one_copy_shared_by_every_write_queue() {
-    use login_node::client::{Client, ServerMessage};
+    use login_node::client::ServerMessage;
     let _g = serial();
     let server = Server::start(&["--max-write-buffer", "67108864", "--log-level", "warn"]);
     let lazy: Vec<TcpStream> = (0..100).map(|i| server.lazy_game_node(100 + i)).collect();
-    let mut reader = Client::connect(server.addr, common::REPLY).expect("connect");
-    let r = reader
-        .auth(login_node::proto::NodeType::Game, 1, "dev", TOKEN, None)
-        .expect("auth");
-    assert_eq!(r.code, 0);
-    reader
-        .send_game_info(&common::game_info(1, "p"))
-        .expect("info");
+    let mut reader = common::game_node(server.addr, &common::game_info(1, "p"));
     server.wait_for("all online", Duration::from_secs(20), |s| {
         s.metric("login_node_nodes_online{type=\"game\"}") == 101
     });
@@ -149,15 +142,11 @@ fn a_whitelist_change_is_one_copy_shared_by_every_write_queue() {
 /// lists every member, each in its own slot.
 #[test]
 fn a_ramp_costs_a_cross_node_a_few_complete_lists() {
-    use login_node::client::{Client, ServerMessage};
+    use login_node::client::ServerMessage;
     use login_node::proto::{CrossInfo, NodeType, U32List};
     let _g = serial();
     let server = Server::start(&["--log-level", "warn"]);
-    let mut cross = Client::connect(server.addr, common::REPLY).expect("connect");
-    let r = cross
-        .auth(NodeType::Cross, 9, "dev", TOKEN, None)
-        .expect("auth");
-    assert_eq!(r.code, 0);
+    let mut cross = common::logged_in(server.addr, NodeType::Cross, 9);
     let info = CrossInfo {
         id: 9,
         cross_plat: "p",

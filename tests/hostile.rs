@@ -12,7 +12,6 @@ use common::{
     auth_frame, cpu_seconds, fd_count, http, raw_auth_code, rss_kib, ADMIN_TOKEN, REPLY, TOKEN,
 };
 use login_node::client::{Client, ServerMessage};
-use login_node::proto::NodeType;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -26,13 +25,7 @@ trait Game {
 
 impl Game for Server {
     fn game(&self, id: u32) -> Client {
-        let mut c = Client::connect(self.addr, REPLY).expect("connect");
-        let r = c
-            .auth(NodeType::Game, id, "dev", TOKEN, None)
-            .expect("auth");
-        assert_eq!(r.code, 0);
-        c.send_game_info(&game_info(id)).expect("info");
-        c
+        common::game_node(self.addr, &game_info(id))
     }
 }
 
@@ -97,6 +90,15 @@ fn closed_by(s: &mut TcpStream, deadline: Instant) -> bool {
     }
 }
 
+/// How many of `conns` the server has not closed by `deadline`.
+fn still_open(conns: &mut [TcpStream], deadline: Instant) -> usize {
+    conns
+        .iter_mut()
+        .map(|s| closed_by(s, deadline))
+        .filter(|closed| !closed)
+        .count()
+}
+
 /// Skips the welcome frames, then expects KICK `reason` and the close.
 fn expect_kick_after_welcome(c: &mut Client, reason: u8) {
     loop {
@@ -135,10 +137,7 @@ fn slowloris_auth_is_cut_at_auth_timeout_and_does_not_slow_honest_nodes() {
         worst = worst.max(worst_rtt(&mut honest, Duration::from_millis(900)));
     }
     let deadline = start + Duration::from_millis(4_500);
-    let open: usize = slow
-        .iter_mut()
-        .map(|s| !closed_by(s, deadline) as usize)
-        .sum();
+    let open = still_open(&mut slow, deadline);
     assert_eq!(open, 0, "{open} slow connections outlived auth_timeout");
     worst = worst.max(worst_rtt(&mut honest, Duration::from_millis(300)));
     eprintln!("slowloris: 5000 closed within 4.5 s; worst honest RTT {worst:?}");
@@ -165,10 +164,7 @@ fn ten_thousand_silent_connections_are_closed_and_memory_returns() {
         .collect();
     let peak_rss = rss_kib(server.pid());
     let deadline = start + Duration::from_secs(4);
-    let open: usize = silent
-        .iter_mut()
-        .map(|s| !closed_by(s, deadline) as usize)
-        .sum();
+    let open = still_open(&mut silent, deadline);
     assert_eq!(open, 0, "{open} silent connections outlived auth_timeout");
     drop(silent);
     server.wait_for(
@@ -441,17 +437,15 @@ fn hostile_admin_clients_are_answered_and_cut_off() {
     let big = format!(
         "POST /api/whitelist HTTP/1.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 99999999\r\n\r\n"
     );
-    let mut s = TcpStream::connect(server.admin).expect("connect");
-    s.write_all(big.as_bytes()).expect("write");
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).expect("read");
-    assert_eq!(common::parse_response(&resp).0, 413);
-    let mut s = TcpStream::connect(server.admin).expect("connect");
-    s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, b'\r', b'\n', b'\r', b'\n'])
-        .expect("write");
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).expect("read");
-    assert_eq!(common::parse_response(&resp).0, 400);
+    assert_eq!(
+        common::parse_response(&common::exchange(server.admin, big.as_bytes())).0,
+        413
+    );
+    let garbage = [0x16, 0x03, 0x01, 0x02, 0x00, b'\r', b'\n', b'\r', b'\n'];
+    assert_eq!(
+        common::parse_response(&common::exchange(server.admin, &garbage)).0,
+        400
+    );
     assert_eq!(http(server.admin, "GET", "/api/nodes", None, None).0, 401);
     assert_eq!(
         http(server.admin, "GET", "/api/nodes", Some("nope"), None).0,
