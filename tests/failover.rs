@@ -9,7 +9,7 @@ mod common;
 
 use common::child::{free_port, Proc};
 use common::{cross_node, cross_slots, parse_response, REPLY, TOKEN};
-use login_node::client::machine::{NodeInfoSpec, NodeSpec};
+use login_node::client::machine::NodeSpec;
 use login_node::client::node::{ClientEvent, NodeClient, Options};
 use login_node::client::{Client, ServerMessage};
 use login_node::proto::NodeType;
@@ -579,23 +579,16 @@ fn the_rust_node_client_goes_to_the_active_member_and_follows_a_hand_over() {
     let (active, standby) = group.active_and_other();
     let _x = cross_node(active.addr, 90);
     let spec = NodeSpec {
-        node_id: 101,
         plat: "p".into(),
-        token: TOKEN.into(),
-        info: NodeInfoSpec::Game {
-            serv_name: "S101".into(),
-            open_time: 1_700_000_000,
-            cross_plat: "p".into(),
-            cross_server_id: 0,
-            cross_pos: 0,
-            addr: "127.0.0.1:1".into(),
-        },
+        ..common::node_client::game_spec(101)
     };
     // The standby first: it answers code 7, and the client moves on at once.
     let (client, events) =
         NodeClient::start_group(vec![standby.addr, active.addr], spec, Options::default())
             .expect("start");
-    let next = |what: &str, want: &dyn Fn(&ClientEvent) -> bool| -> Vec<ClientEvent> {
+    // The events up to the next CROSS_ASSIGN (10 s at most): `before` is among them, and the
+    // assignment is 90/1.
+    let assigned_after = |what: &str, before: &dyn Fn(&ClientEvent) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut seen = Vec::new();
         loop {
@@ -603,29 +596,23 @@ fn the_rust_node_client_goes_to_the_active_member_and_follows_a_hand_over() {
             let e = events
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("no {what}; saw {seen:?}"));
-            let done = want(&e);
+            let done = matches!(e, ClientEvent::CrossAssign { .. });
             seen.push(e);
             if done {
-                return seen;
+                break;
             }
         }
+        assert!(seen.iter().any(before), "{seen:?}");
+        assert!(matches!(
+            seen.last(),
+            Some(ClientEvent::CrossAssign {
+                cross_server_id: 90,
+                cross_pos: 1,
+                ..
+            })
+        ));
     };
-    let seen = next("assignment", &|e| {
-        matches!(e, ClientEvent::CrossAssign { .. })
-    });
-    assert!(
-        seen.iter()
-            .any(|e| matches!(e, ClientEvent::AuthRejected(7))),
-        "{seen:?}"
-    );
-    assert!(matches!(
-        seen.last(),
-        Some(ClientEvent::CrossAssign {
-            cross_server_id: 90,
-            cross_pos: 1,
-            ..
-        })
-    ));
+    assigned_after("assignment", &|e| matches!(e, ClientEvent::AuthRejected(7)));
     // A hand-over: KICK 6, then the other member, where the assignment is the same.
     let (status, _) = http(active.admin, "POST", "/api/step-down", "").expect("answer");
     assert_eq!(status, 200);
@@ -633,21 +620,9 @@ fn the_rust_node_client_goes_to_the_active_member_and_follows_a_hand_over() {
         wait_active(&[standby], Duration::from_secs(5));
         cross_node(standby.addr, 90)
     };
-    let seen = next("assignment after the hand-over", &|e| {
-        matches!(e, ClientEvent::CrossAssign { .. })
+    assigned_after("assignment after the hand-over", &|e| {
+        matches!(e, ClientEvent::Kicked(6))
     });
-    assert!(
-        seen.iter().any(|e| matches!(e, ClientEvent::Kicked(6))),
-        "{seen:?}"
-    );
-    assert!(matches!(
-        seen.last(),
-        Some(ClientEvent::CrossAssign {
-            cross_server_id: 90,
-            cross_pos: 1,
-            ..
-        })
-    ));
     client.stop();
 }
 
