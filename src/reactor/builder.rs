@@ -69,6 +69,7 @@ fn spawn_group(
         prefix: config.etcd_prefix.clone(),
         member,
         lease_ttl: config.lease_ttl,
+        max_txn_ops: config.etcd_max_txn_ops as usize,
     };
     info!(
         "failover group {} on {}: member {}, lease {} s; standing by until elected",
