@@ -2,7 +2,7 @@
 //! views they decode into and the splitting of a whitelist snapshot over several frames.
 
 use super::cmd;
-use crate::proto::frame::{begin_frame, end_frame, FrameTooLarge};
+use crate::proto::frame::{begin_frame, end_frame, put_fixed_frame, FrameTooLarge};
 use crate::proto::wire::{put_str, put_u16, put_u32, DecodeError, Reader};
 use std::fmt;
 
@@ -33,10 +33,11 @@ impl AuthResult {
 
     /// Appends the whole frame.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&[0, 11, 0x80, 0x01, self.code]);
-        put_u32(out, self.server_time);
-        put_u16(out, self.heartbeat_interval);
-        put_u16(out, self.heartbeat_timeout);
+        let [t0, t1, t2, t3] = self.server_time.to_be_bytes();
+        let [i0, i1] = self.heartbeat_interval.to_be_bytes();
+        let [o0, o1] = self.heartbeat_timeout.to_be_bytes();
+        let body = [self.code, t0, t1, t2, t3, i0, i1, o0, o1];
+        put_fixed_frame(out, cmd::AUTH_RESULT, body);
     }
 }
 
@@ -180,7 +181,7 @@ impl StatusPush {
 
     /// Appends the whole frame.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&[0, 3, 0x80, 0x05, self.maintenance]);
+        put_fixed_frame(out, cmd::STATUS_PUSH, [self.maintenance]);
     }
 }
 
@@ -296,15 +297,15 @@ impl<'a> WhitelistSnapshot<'a> {
         const FIXED: usize = 2 + 4 + 1 + 2;
         let mut frames = 0;
         let mut open: Option<(usize, usize, u16)> = None; // (frame start, payload len, count)
-        let finish = |out: &mut Vec<u8>, (start, len, count): (usize, usize, u16), last: bool| {
-            out[start..start + 2].copy_from_slice(&(len as u16).to_be_bytes());
+        let finish = |out: &mut Vec<u8>, (start, _, count): (usize, usize, u16), last: bool| {
             out[start + 8] = last as u8;
             out[start + 9..start + 11].copy_from_slice(&count.to_be_bytes());
+            // Cannot fail: an entry is added only while the payload stays within a frame.
+            let fits = end_frame(out, start).is_ok();
+            debug_assert!(fits, "a snapshot frame outgrew its checked length");
         };
         let begin = |out: &mut Vec<u8>| {
-            let start = out.len();
-            out.extend_from_slice(&[0, 0]);
-            put_u16(out, cmd::WHITELIST_SNAPSHOT);
+            let start = begin_frame(out, cmd::WHITELIST_SNAPSHOT);
             put_u32(out, version);
             out.push(0);
             put_u16(out, 0);
@@ -384,6 +385,6 @@ impl Kick {
 
     /// Appends the whole frame.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&[0, 3, 0x80, 0xFF, self.reason]);
+        put_fixed_frame(out, cmd::KICK, [self.reason]);
     }
 }

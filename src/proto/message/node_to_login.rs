@@ -2,8 +2,8 @@
 //! HEARTBEAT_ACK's, so [`Heartbeat`] encodes both.
 
 use super::cmd;
-use crate::proto::frame::{begin_frame, end_frame, FrameTooLarge};
-use crate::proto::wire::{put_str, put_u16, put_u32, put_u64, DecodeError, Reader};
+use crate::proto::frame::{begin_frame, end_frame, put_fixed_frame, FrameTooLarge};
+use crate::proto::wire::{put_str, put_u16, put_u32, DecodeError, Reader};
 use std::fmt;
 
 /// 0x0001 AUTH.
@@ -212,15 +212,13 @@ impl Heartbeat {
 
     /// Appends a HEARTBEAT frame.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&[0, 10, 0x00, 0x04]);
-        put_u64(out, self.ts);
+        put_fixed_frame(out, cmd::HEARTBEAT, self.ts.to_be_bytes());
     }
 
     /// Appends a HEARTBEAT_ACK frame echoing this `ts`.
     #[inline]
     pub fn encode_ack(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&[0, 10, 0x80, 0x04]);
-        put_u64(out, self.ts);
+        put_fixed_frame(out, cmd::HEARTBEAT_ACK, self.ts.to_be_bytes());
     }
 }
 
@@ -241,7 +239,6 @@ impl StatusReport {
 
     /// Appends the whole frame.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&[0, 6, 0x00, 0x05]);
-        put_u32(out, self.online);
+        put_fixed_frame(out, cmd::STATUS_REPORT, self.online.to_be_bytes());
     }
 }
