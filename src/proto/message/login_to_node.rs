@@ -1,7 +1,7 @@
 //! The messages the login node sends to nodes (0x8001..=0x80FF), with the borrowed list
 //! views they decode into and the splitting of a whitelist snapshot over several frames.
 
-use super::cmd;
+use super::{cmd, put_list_and_end_frame};
 use crate::proto::frame::{begin_frame, end_frame, put_fixed_frame, FrameTooLarge};
 use crate::proto::wire::{put_str, put_u16, put_u32, DecodeError, Reader};
 use std::fmt;
@@ -140,21 +140,11 @@ impl<'a> CrossMembers<'a> {
         out: &mut Vec<u8>,
     ) -> Result<(), FrameTooLarge> {
         let start = begin_frame(out, cmd::CROSS_MEMBERS);
-        let count_at = out.len();
-        put_u16(out, 0);
-        let mut count: usize = 0;
-        for m in members {
+        put_list_and_end_frame(out, start, members, |out, m| {
             put_u32(out, m.serv_id);
             put_str(out, m.serv_name);
             put_u16(out, m.cross_pos);
-            count += 1;
-        }
-        if count > u16::MAX as usize {
-            out.truncate(start);
-            return Err(FrameTooLarge);
-        }
-        out[count_at..count_at + 2].copy_from_slice(&(count as u16).to_be_bytes());
-        end_frame(out, start)
+        })
     }
 }
 
@@ -270,19 +260,7 @@ impl<'a> WhitelistSnapshot<'a> {
         let start = begin_frame(out, cmd::WHITELIST_SNAPSHOT);
         put_u32(out, version);
         out.push(last);
-        let count_at = out.len();
-        put_u16(out, 0);
-        let mut count: usize = 0;
-        for e in entries {
-            put_str(out, e);
-            count += 1;
-        }
-        if count > u16::MAX as usize {
-            out.truncate(start);
-            return Err(FrameTooLarge);
-        }
-        out[count_at..count_at + 2].copy_from_slice(&(count as u16).to_be_bytes());
-        end_frame(out, start)
+        put_list_and_end_frame(out, start, entries, put_str)
     }
 
     /// Appends a whole snapshot as as many frames as it needs (each at most 65,535 bytes

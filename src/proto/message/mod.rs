@@ -3,7 +3,7 @@
 //! appended to a `Vec<u8>`.
 
 use super::frame::{begin_frame, end_frame, split_payload, FrameTooLarge};
-use super::wire::DecodeError;
+use super::wire::{put_u16, DecodeError};
 use std::fmt;
 
 mod codes;
@@ -18,6 +18,31 @@ pub use login_to_node::{
     WhitelistSnapshot,
 };
 pub use node_to_login::{Auth, CrossInfo, GameInfo, Heartbeat, StatusReport, U32List};
+
+/// Appends a `list<T>` (a `u16` count, then each item as `put_item` writes it) as the last
+/// field of the frame begun at `start`, and ends that frame. The count is patched in once the
+/// items are written, so any iterator will do; more than 65,535 items, or a payload past
+/// 65,535 bytes, removes the whole frame and fails.
+fn put_list_and_end_frame<T>(
+    out: &mut Vec<u8>,
+    start: usize,
+    items: impl IntoIterator<Item = T>,
+    mut put_item: impl FnMut(&mut Vec<u8>, T),
+) -> Result<(), FrameTooLarge> {
+    let count_at = out.len();
+    put_u16(out, 0);
+    let mut count: usize = 0;
+    for item in items {
+        put_item(out, item);
+        count += 1;
+    }
+    let Ok(count) = u16::try_from(count) else {
+        out.truncate(start);
+        return Err(FrameTooLarge);
+    };
+    out[count_at..count_at + 2].copy_from_slice(&count.to_be_bytes());
+    end_frame(out, start)
+}
 
 /// Why a payload could not be decoded as a [`Message`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The messages a node sends to the login node (0x0001..=0x0005). HEARTBEAT's body is also
 //! HEARTBEAT_ACK's, so [`Heartbeat`] encodes both.
 
-use super::cmd;
+use super::{cmd, put_list_and_end_frame};
 use crate::proto::frame::{begin_frame, end_frame, put_fixed_frame, FrameTooLarge};
 use crate::proto::wire::{put_str, put_u16, put_u32, DecodeError, Reader};
 use std::fmt;
@@ -176,15 +176,7 @@ impl<'a> CrossInfo<'a> {
         put_u32(out, self.cross_server_id);
         put_str(out, self.cross_node_name);
         put_u16(out, self.capacity);
-        if servers.len() > u16::MAX as usize {
-            out.truncate(start);
-            return Err(FrameTooLarge);
-        }
-        put_u16(out, servers.len() as u16);
-        for s in servers {
-            put_u32(out, *s);
-        }
-        end_frame(out, start)
+        put_list_and_end_frame(out, start, servers, |out, s| put_u32(out, *s))
     }
 
     /// Appends the whole frame, re-encoding the borrowed list.

@@ -108,6 +108,30 @@ fn cross_members_too_large_is_refused_not_corrupted() {
     assert_eq!(out, [1, 2, 3]);
 }
 
+#[test]
+fn cross_info_with_too_many_servers_is_refused_not_corrupted() {
+    let info = CrossInfo {
+        id: 1,
+        cross_plat: "p",
+        cross_server_id: 1,
+        cross_node_name: "c",
+        capacity: 0,
+        game_server_list: U32List::EMPTY,
+    };
+    let servers: Vec<u32> = (0..20_000).collect();
+    let mut out = vec![1, 2, 3];
+    assert_eq!(info.encode_with(&servers, &mut out), Err(FrameTooLarge));
+    assert_eq!(out, [1, 2, 3]);
+    assert_eq!(info.encode_with(&servers[..3], &mut out), Ok(()));
+    let (payload, _) = crate::proto::parse_frame(&out[3..], 65_535)
+        .expect("valid")
+        .expect("whole");
+    let Message::CrossInfo(back) = Message::decode(payload).expect("decodes") else {
+        panic!("not a CROSS_INFO");
+    };
+    assert_eq!(back.game_server_list.iter().collect::<Vec<_>>(), [0, 1, 2]);
+}
+
 mod snapshot_split_tests {
     use super::*;
     use crate::proto::parse_frame;
