@@ -116,7 +116,14 @@ impl ServerMessage {
                 cmd: *cmd,
                 body: body.to_vec(),
             },
-            _ => return None,
+            // Node -> login: not a server message. Listed by name, with no wildcard, so that a
+            // new `Message` variant does not compile until it is sorted into one side or the
+            // other here.
+            Message::Auth(_)
+            | Message::GameInfo(_)
+            | Message::CrossInfo(_)
+            | Message::Heartbeat(_)
+            | Message::StatusReport(_) => return None,
         })
     }
 }
@@ -308,5 +315,54 @@ impl Client {
                 Err(e) => return e.kind() != io::ErrorKind::TimedOut,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{StatusPush, U32List};
+
+    #[test]
+    fn node_to_login_messages_are_not_server_messages() {
+        let node_side = [
+            Message::Auth(Auth {
+                node_type: 1,
+                node_id: 1,
+                plat: "p",
+                time: 0,
+                sign: [0; 16],
+            }),
+            Message::GameInfo(GameInfo {
+                serv_id: 1,
+                serv_name: "s",
+                open_time: 0,
+                cross_plat: "p",
+                cross_server_id: 0,
+                cross_pos: 0,
+                addr: "",
+            }),
+            Message::CrossInfo(CrossInfo {
+                id: 1,
+                cross_plat: "p",
+                cross_server_id: 1,
+                cross_node_name: "c",
+                capacity: 0,
+                game_server_list: U32List::EMPTY,
+            }),
+            Message::Heartbeat(Heartbeat { ts: 1 }),
+            Message::StatusReport(StatusReport { online: 1 }),
+        ];
+        for m in &node_side {
+            assert_eq!(ServerMessage::from_message(m), None, "{m:?}");
+        }
+        assert_eq!(
+            ServerMessage::from_message(&Message::HeartbeatAck(Heartbeat { ts: 7 })),
+            Some(ServerMessage::HeartbeatAck(7))
+        );
+        assert_eq!(
+            ServerMessage::from_message(&Message::StatusPush(StatusPush { maintenance: 1 })),
+            Some(ServerMessage::StatusPush(1))
+        );
     }
 }
