@@ -321,48 +321,44 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{StatusPush, U32List};
+    use crate::proto::cmd;
+
+    /// Every message `command` can carry, decoded from a zeroed body (empty strings and lists).
+    fn zeroed(command: u16, payload: &mut Vec<u8>) -> Message<'_> {
+        payload.clear();
+        payload.extend_from_slice(&command.to_be_bytes());
+        payload.extend_from_slice(&[0; 64]);
+        Message::decode(payload).expect("a zeroed body decodes")
+    }
 
     #[test]
-    fn node_to_login_messages_are_not_server_messages() {
+    fn only_login_to_node_messages_are_server_messages() {
+        let mut payload = Vec::new();
         let node_side = [
-            Message::Auth(Auth {
-                node_type: 1,
-                node_id: 1,
-                plat: "p",
-                time: 0,
-                sign: [0; 16],
-            }),
-            Message::GameInfo(GameInfo {
-                serv_id: 1,
-                serv_name: "s",
-                open_time: 0,
-                cross_plat: "p",
-                cross_server_id: 0,
-                cross_pos: 0,
-                addr: "",
-            }),
-            Message::CrossInfo(CrossInfo {
-                id: 1,
-                cross_plat: "p",
-                cross_server_id: 1,
-                cross_node_name: "c",
-                capacity: 0,
-                game_server_list: U32List::EMPTY,
-            }),
-            Message::Heartbeat(Heartbeat { ts: 1 }),
-            Message::StatusReport(StatusReport { online: 1 }),
+            cmd::AUTH,
+            cmd::GAME_INFO,
+            cmd::CROSS_INFO,
+            cmd::HEARTBEAT,
+            cmd::STATUS_REPORT,
         ];
-        for m in &node_side {
-            assert_eq!(ServerMessage::from_message(m), None, "{m:?}");
+        for command in node_side {
+            let m = zeroed(command, &mut payload);
+            assert_eq!(ServerMessage::from_message(&m), None, "{m:?}");
         }
-        assert_eq!(
-            ServerMessage::from_message(&Message::HeartbeatAck(Heartbeat { ts: 7 })),
-            Some(ServerMessage::HeartbeatAck(7))
-        );
-        assert_eq!(
-            ServerMessage::from_message(&Message::StatusPush(StatusPush { maintenance: 1 })),
-            Some(ServerMessage::StatusPush(1))
-        );
+        let login_side = [
+            cmd::AUTH_RESULT,
+            cmd::CROSS_ASSIGN,
+            cmd::CROSS_MEMBERS,
+            cmd::HEARTBEAT_ACK,
+            cmd::STATUS_PUSH,
+            cmd::WHITELIST_SNAPSHOT,
+            cmd::WHITELIST_DELTA,
+            cmd::KICK,
+            cmd::APP_FIRST,
+        ];
+        for command in login_side {
+            let m = zeroed(command, &mut payload);
+            assert!(ServerMessage::from_message(&m).is_some(), "{m:?}");
+        }
     }
 }
