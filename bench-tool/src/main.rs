@@ -184,9 +184,9 @@ fn main() -> ExitCode {
                 .or_default() += 1;
         }
     }
-    let mut r = report::report(&args.mode, &stats);
+    let mut r = report::json(&args.mode, &stats);
     if let Some(h) = &http {
-        r["http"] = report::http_report(h);
+        r["http"] = report::http_json(h);
     }
     if args.has("json") {
         println!("{r}");

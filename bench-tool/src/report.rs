@@ -5,7 +5,7 @@ use crate::http_load;
 use crate::stats::Stats;
 use serde_json::{json, Value};
 
-pub fn http_report(h: &http_load::HttpStats) -> Value {
+pub fn http_json(h: &http_load::HttpStats) -> Value {
     let secs = h.secs.max(1e-9);
     json!({
         "requests": h.requests,
@@ -21,7 +21,7 @@ pub fn http_report(h: &http_load::HttpStats) -> Value {
     })
 }
 
-pub fn report(mode: &str, s: &Stats) -> Value {
+pub fn json(mode: &str, s: &Stats) -> Value {
     json!({
         "mode": mode,
         "ok": s.failure_count() == 0,
