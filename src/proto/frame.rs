@@ -86,8 +86,9 @@ impl std::error::Error for FrameTooLarge {}
 /// The one place that writes a frame header: the length (cmd included), then the command.
 #[inline]
 fn put_header(out: &mut Vec<u8>, len: u16, cmd: u16) {
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&cmd.to_be_bytes());
+    // One 4-byte append, not two: the HEARTBEAT_ACK is written through here on every beat.
+    let ([l0, l1], [c0, c1]) = (len.to_be_bytes(), cmd.to_be_bytes());
+    out.extend_from_slice(&[l0, l1, c0, c1]);
 }
 
 /// Starts a frame for `cmd` at the end of `out`; returns where it starts, for [`end_frame`].
