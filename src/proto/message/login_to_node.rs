@@ -9,7 +9,7 @@ use std::fmt;
 /// 0x8001 AUTH_RESULT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthResult {
-    /// Raw result code (see [`AuthCode`]).
+    /// Raw result code (see [`AuthCode`](super::AuthCode)).
     pub code: u8,
     /// The login node's unix seconds.
     pub server_time: u32,
@@ -349,7 +349,7 @@ impl<'a> WhitelistDelta<'a> {
 /// 0x80FF KICK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kick {
-    /// Raw reason (see [`KickReason`]).
+    /// Raw reason (see [`KickReason`](super::KickReason)).
     pub reason: u8,
 }
 
