@@ -33,7 +33,7 @@ mod shared;
 pub use role::Role;
 
 use crate::config::{Config, DuplicatePolicy};
-use crate::logging::{Clip, Escaped, Peer, Seconds};
+use crate::logging::{Clip, Escaped, LineBuf, Peer};
 use crate::proto::{
     self, cmd, AuthCode, AuthResult, CrossAssign, CrossInfo, CrossMembers, FrameError, GameInfo,
     Heartbeat, Kick, KickReason, Member, NodeType, StatusPush, StatusReport,
@@ -567,6 +567,8 @@ pub struct Cluster {
     full_threshold: u32,
     /// Bumped whenever a game node's entry in a server list may have changed.
     list_generation: u64,
+    /// The buffer the per-session log lines (online, offline) are built in.
+    log_line: LineBuf,
     stats: ClusterStats,
     allow: Vec<guard::Cidr>,
     throttle: guard::AuthThrottle,
@@ -622,6 +624,7 @@ impl Cluster {
             busy_threshold: config.busy_threshold,
             full_threshold: config.full_threshold,
             list_generation: 0,
+            log_line: LineBuf::default(),
             stats: ClusterStats::default(),
             allow: config.allow.clone(),
             throttle: guard::AuthThrottle::new(
@@ -1389,17 +1392,30 @@ impl Cluster {
         };
         self.stats.online_game += 1;
         self.list_generation += 1;
-        info!(
-            "{key} ({}) online: plat \"{}\" serv_name \"{}\" cross_plat \"{}\" addr \"{}\" open_time {} reports cross {}/{}",
-            Peer(s.peer),
-            Escaped(s.auth_plat.as_deref().unwrap_or("")),
-            Escaped(info.serv_name),
-            Escaped(info.cross_plat),
-            Escaped(info.addr),
-            info.open_time,
-            info.cross_server_id,
-            info.cross_pos
-        );
+        if log::log_enabled!(log::Level::Info) {
+            self.log_line
+                .start()
+                .text(key.node_type.name())
+                .text(" ")
+                .num(key.node_id)
+                .text(" (")
+                .peer(s.peer)
+                .text(") online: plat ")
+                .quoted(s.auth_plat.as_deref().unwrap_or(""))
+                .text(" serv_name ")
+                .quoted(info.serv_name)
+                .text(" cross_plat ")
+                .quoted(info.cross_plat)
+                .text(" addr ")
+                .quoted(info.addr)
+                .text(" open_time ")
+                .num(info.open_time)
+                .text(" reports cross ")
+                .num(info.cross_server_id)
+                .text("/")
+                .num(info.cross_pos);
+            info!("{}", self.log_line.as_str());
+        }
         // Operator state first (maintenance, whitelist), then the assignment.
         if welcome_now {
             self.welcome(conn, key.node_id, out);
@@ -1901,8 +1917,8 @@ impl Cluster {
         }
         let key = s.key;
         let info = std::mem::replace(&mut s.info, NodeInfo::None);
-        let peer = Peer(s.peer);
-        let online_for = Seconds(now.mono_ms.saturating_sub(s.online_ms));
+        let peer = s.peer;
+        let online_for = now.mono_ms.saturating_sub(s.online_ms);
         if was == Phase::AwaitAuth || self.registry.get(&key) != Some(&conn) {
             return;
         }
@@ -1925,7 +1941,20 @@ impl Cluster {
             }
             NodeInfo::None => {}
         }
-        info!("{key} ({peer}) offline: {why}, online {online_for}");
+        if log::log_enabled!(log::Level::Info) {
+            self.log_line
+                .start()
+                .text(key.node_type.name())
+                .text(" ")
+                .num(key.node_id)
+                .text(" (")
+                .peer(peer)
+                .text(") offline: ")
+                .text(why)
+                .text(", online ")
+                .seconds(online_for);
+            info!("{}", self.log_line.as_str());
+        }
         let panicked = handler_guard::catch(|| {
             let mut ctx = self.context(out, now.mono_ms);
             handler.node_offline(&mut ctx, key);
