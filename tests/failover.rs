@@ -58,6 +58,11 @@ struct Etcd {
 
 impl Etcd {
     fn start(dir: &std::path::Path) -> Etcd {
+        Etcd::start_with(dir, &[])
+    }
+
+    /// A cluster whose members also get `extra` flags.
+    fn start_with(dir: &std::path::Path, extra: &[&str]) -> Etcd {
         assert!(
             Command::new("etcd").arg("--version").output().is_ok(),
             "etcd is not installed: `apt-get install etcd-server` (.ci/run does)"
@@ -99,7 +104,9 @@ impl Etcd {
                 "--election-timeout".into(),
                 "500".into(),
             ]
-            .to_vec();
+            .into_iter()
+            .chain(extra.iter().map(|a| a.to_string()))
+            .collect();
             etcd.args.push(args);
             etcd.members.push(None);
             etcd.restart(i);
@@ -144,6 +151,17 @@ struct Member {
 }
 
 fn member(etcd: &Etcd, name: &str, prefix: &str, dir: &std::path::Path) -> Member {
+    member_with(etcd, name, prefix, dir, &[])
+}
+
+/// A member started with `extra` flags as well.
+fn member_with(
+    etcd: &Etcd,
+    name: &str,
+    prefix: &str,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> Member {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log");
@@ -170,6 +188,7 @@ fn member(etcd: &Etcd, name: &str, prefix: &str, dir: &std::path::Path) -> Membe
             "--default-capacity",
             "1000",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -763,4 +782,83 @@ fn a_burst_of_long_names_is_written_in_transactions_etcd_accepts() {
         }
     }
     assert_eq!(assigned, 40);
+}
+
+/// Arrivals of `count` game nodes (ids from `first`) at once on `m`, each over its own
+/// connection: the CROSS_ASSIGN each heard within `wait`, by id.
+fn burst_told(m: &Member, first: u32, count: u32, wait: Duration) -> HashMap<u32, (u32, u16)> {
+    let clients: Vec<(u32, Client)> = (first..first + count)
+        .filter_map(|id| Some((id, send_game(m.addr, id)?)))
+        .collect();
+    clients
+        .into_iter()
+        .filter_map(|(id, mut c)| match hear(&mut c, wait) {
+            Heard::Assign(cross, pos) => Some((id, (cross, pos))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A sample's value in a `/metrics` text.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn an_etcd_that_takes_larger_transactions_gets_a_burst_in_fewer_and_a_refusal_names_the_flags() {
+    // etcd takes 1,024 operations per transaction (its --max-txn-ops); member "a" is told
+    // so, member "w" on another prefix claims more than etcd takes.
+    let dir = common::temp_dir("failover-txnops");
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let etcd = Etcd::start_with(&dir, &["--max-txn-ops", "1024"]);
+    let prefix = format!("/test/txnops-{}", std::process::id());
+    let a = member_with(&etcd, "a", &prefix, &dir, &["--etcd-max-txn-ops", "1024"]);
+    wait_active(&[&a], Duration::from_secs(15));
+    let _x = cross_node(a.addr, 90);
+    // 300 arrivals: 600 keys or more (game facts and assignment each, a name if it has one).
+    let told = burst_told(&a, 1, 300, Duration::from_secs(20));
+    assert_eq!(told.len(), 300);
+    let (_, text) = http(a.admin, "GET", "/metrics", "").expect("metrics");
+    let txns = metric(&text, "login_node_store_txn_ops_count").expect("txn count");
+    let ops = metric(&text, "login_node_store_txn_ops_sum").expect("txn ops");
+    let at_most_128 = metric(&text, "login_node_store_txn_ops_bucket{le=\"128\"}").expect("bucket");
+    assert!(ops >= 600.0, "{ops} keys written");
+    assert!(
+        at_most_128 < txns,
+        "some transaction wrote more than 128 keys: {at_most_128} of {txns} did not"
+    );
+    assert!(
+        txns < ops / 127.0,
+        "{txns} transactions for {ops} keys: no fewer than at 127 a transaction"
+    );
+    assert_told_matches(&told, &a);
+
+    let prefix_w = format!("/test/txnops-w-{}", std::process::id());
+    let w = member_with(&etcd, "w", &prefix_w, &dir, &["--etcd-max-txn-ops", "4096"]);
+    wait_active(&[&w], Duration::from_secs(15));
+    // A whitelist change of 2,000 entries is one batch of 2,001 keys: more than etcd takes.
+    // Its answer is held (never a 200), and the log says why.
+    let entries: Vec<String> = (0..2000).map(|i| format!("player{i}")).collect();
+    let body = serde_json::json!({ "entries": entries }).to_string();
+    let answer = http(w.admin, "POST", "/api/whitelist", &body);
+    assert!(
+        answer.as_ref().is_none_or(|(status, _)| *status != 200),
+        "{answer:?}"
+    );
+    let log_path = dir.join("w.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("etcd's --max-txn-ops is lower than --etcd-max-txn-ops") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no hint in the log:\n{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop((a, w));
+    drop(etcd);
+    if std::env::var_os("KEEP_FAILOVER_LOGS").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
