@@ -1,0 +1,407 @@
+//! One session per TCP connection: its phase and what it holds, the frame dispatch by phase
+//! ([`Cluster::handle_frame`]) and how a session ends (protocol error, KICK, close). The AUTH
+//! and INFO steps live in `auth.rs` and `info.rs`; this file holds the lifecycle around them.
+
+use super::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    Free,
+    AwaitAuth,
+    AwaitInfo,
+    Online,
+    Closed,
+}
+
+/// Details a node's INFO gave, kept while its session lasts.
+#[derive(Debug, Clone)]
+pub enum NodeInfo {
+    /// No INFO yet.
+    None,
+    /// From GAME_INFO.
+    Game {
+        /// Unix seconds the game server opened.
+        open_time: u32,
+        /// Its cross_plat, interned.
+        cross_plat: PlatId,
+        /// Address players use.
+        addr: Box<str>,
+        /// Players online, from its last STATUS_REPORT.
+        players_online: u32,
+        /// It has been sent its STATUS_PUSH and WHITELIST_SNAPSHOT (so deltas may follow).
+        welcomed: bool,
+    },
+    /// From CROSS_INFO.
+    Cross {
+        /// Its cross_server_id.
+        cross_server_id: CrossId,
+    },
+}
+
+pub(super) struct Session {
+    pub(super) phase: Phase,
+    pub(super) key: NodeKey,
+    pub(super) peer: SocketAddr,
+    pub(super) last_heard_ms: u64,
+    /// The heartbeat_timeout its AUTH_RESULT announced, in ms: it governs this session even
+    /// if a reload changes the setting (the contract: the timeout the node was told).
+    pub(super) heartbeat_timeout_ms: u64,
+    pub(super) connected_unix: u64,
+    pub(super) timer: Option<TimerId>,
+    /// The plat field of its AUTH, shared with other sessions that sent the same name.
+    pub(super) auth_plat: Option<Arc<str>>,
+    /// Monotonic ms when its INFO made it online (the offline line says how long).
+    pub(super) online_ms: u64,
+    pub(super) info: NodeInfo,
+    /// The peer address is on the allowlist (checked first at AUTH).
+    pub(super) allowed: bool,
+}
+
+impl Session {
+    pub(super) fn free() -> Self {
+        Session {
+            phase: Phase::Free,
+            key: NodeKey {
+                node_type: NodeType::Game,
+                node_id: 0,
+            },
+            peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+            last_heard_ms: 0,
+            heartbeat_timeout_ms: 0,
+            connected_unix: 0,
+            timer: None,
+            auth_plat: None,
+            online_ms: 0,
+            info: NodeInfo::None,
+            allowed: true,
+        }
+    }
+}
+
+/// A read-only view of one online node, for embedders and the admin surface.
+#[derive(Debug, Clone)]
+pub struct NodeView<'a> {
+    /// Identity.
+    pub key: NodeKey,
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// Unix seconds it connected.
+    pub connected_unix: u64,
+    /// Its AUTH plat.
+    pub plat: &'a str,
+    /// What its INFO said.
+    pub info: &'a NodeInfo,
+    /// Monotonic ms of the last frame heard.
+    pub last_heard_ms: u64,
+}
+
+impl Cluster {
+    /// The online node `key`, if any.
+    pub fn node(&self, key: NodeKey) -> Option<NodeView<'_>> {
+        let conn = *self.registry.get(&key)?;
+        let s = self
+            .sessions
+            .get(conn)
+            .filter(|s| s.phase == Phase::Online)?;
+        Some(NodeView {
+            key,
+            peer: s.peer,
+            connected_unix: s.connected_unix,
+            plat: s.auth_plat.as_deref().unwrap_or(""),
+            info: &s.info,
+            last_heard_ms: s.last_heard_ms,
+        })
+    }
+
+    /// Every online node.
+    pub fn online_nodes(&self) -> impl Iterator<Item = NodeView<'_>> {
+        self.sessions
+            .iter()
+            .filter(|s| s.phase == Phase::Online)
+            .map(|s| NodeView {
+                key: s.key,
+                peer: s.peer,
+                connected_unix: s.connected_unix,
+                plat: s.auth_plat.as_deref().unwrap_or(""),
+                info: &s.info,
+                last_heard_ms: s.last_heard_ms,
+            })
+    }
+
+    /// A connection was accepted. `conn` must not be in use.
+    pub fn open(&mut self, conn: ConnId, peer: SocketAddr, now: Now) {
+        if self.sessions.len() <= conn {
+            self.sessions.resize_with(conn + 1, Session::free);
+        }
+        let timer = self
+            .wheel
+            .insert(now.mono_ms + self.auth_timeout_ms, Timer::Session(conn));
+        let s = &mut self.sessions[conn];
+        debug_assert_eq!(s.phase, Phase::Free, "conn {conn} reused while open");
+        *s = Session {
+            phase: Phase::AwaitAuth,
+            peer,
+            last_heard_ms: now.mono_ms,
+            connected_unix: now.unix_secs,
+            timer: Some(timer),
+            allowed: guard::allowed(&self.allow, peer.ip()),
+            ..Session::free()
+        };
+        self.open_connections += 1;
+    }
+
+    /// The reactor released `conn`'s socket (peer closed, I/O error, or after [`Outbox::close`]).
+    pub fn closed(
+        &mut self,
+        conn: ConnId,
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
+        let Some(s) = self.sessions.get(conn) else {
+            return;
+        };
+        if s.phase == Phase::Free {
+            return;
+        }
+        if s.phase != Phase::Closed {
+            debug!("conn {conn} from {} closed by peer", Peer(s.peer));
+        }
+        self.end_session(conn, "closed by peer", now, out, handler);
+        self.sessions[conn].phase = Phase::Free;
+        self.open_connections -= 1;
+    }
+
+    /// The reactor's frame parser found a framing error on `conn`.
+    pub fn frame_error(
+        &mut self,
+        conn: ConnId,
+        error: FrameError,
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
+        self.protocol_error(conn, &error, now, out, handler);
+    }
+
+    /// One frame payload (cmd + body) arrived on `conn`.
+    pub fn handle_frame(
+        &mut self,
+        conn: ConnId,
+        payload: &[u8],
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
+        self.clock_ms = now.mono_ms;
+        let Some(s) = self.sessions.get_mut(conn) else {
+            return;
+        };
+        let phase = s.phase;
+        let (command, body) = proto::split_payload(payload);
+        match phase {
+            Phase::Free | Phase::Closed => {}
+            Phase::AwaitAuth => {
+                if command == cmd::AUTH {
+                    self.on_auth(conn, body, now, out, handler);
+                } else {
+                    self.protocol_error(
+                        conn,
+                        &format_args!("command {command:#06x} before AUTH"),
+                        now,
+                        out,
+                        handler,
+                    );
+                }
+            }
+            Phase::AwaitInfo | Phase::Online => {
+                // Any frame refreshes liveness; the timer re-checks this stamp when it fires.
+                s.last_heard_ms = now.mono_ms;
+                let node_type = s.key.node_type;
+                match (command, phase, node_type) {
+                    (cmd::HEARTBEAT, _, _) => match Heartbeat::decode(body) {
+                        Ok(hb) => {
+                            let mut ack = [0u8; 12];
+                            ack[..4].copy_from_slice(&[0, 10, 0x80, 0x04]);
+                            ack[4..].copy_from_slice(&hb.ts.to_be_bytes());
+                            out.send(conn, &ack);
+                        }
+                        Err(e) => self.protocol_error(
+                            conn,
+                            &format_args!("HEARTBEAT: {e}"),
+                            now,
+                            out,
+                            handler,
+                        ),
+                    },
+                    (cmd::GAME_INFO, Phase::AwaitInfo, NodeType::Game) => {
+                        self.on_game_info(conn, body, now, out, handler)
+                    }
+                    (cmd::CROSS_INFO, Phase::AwaitInfo, NodeType::Cross) => {
+                        self.on_cross_info(conn, body, now, out, handler)
+                    }
+                    (cmd::STATUS_REPORT, Phase::Online, NodeType::Game) => {
+                        match StatusReport::decode(body) {
+                            Ok(r) => {
+                                let (busy, full) = (self.busy_threshold, self.full_threshold);
+                                if let NodeInfo::Game { players_online, .. } =
+                                    &mut self.sessions[conn].info
+                                {
+                                    let before = operator::load_status(*players_online, busy, full);
+                                    *players_online = r.online;
+                                    if operator::load_status(r.online, busy, full) != before {
+                                        self.list_generation += 1;
+                                    }
+                                }
+                            }
+                            Err(e) => self.protocol_error(
+                                conn,
+                                &format_args!("STATUS_REPORT: {e}"),
+                                now,
+                                out,
+                                handler,
+                            ),
+                        }
+                    }
+                    (c, Phase::Online, _) if cmd::is_app(c) => {
+                        let from = self.sessions[conn].key;
+                        let panicked = handler_guard::catch(|| {
+                            let mut ctx = self.context(out, now.mono_ms);
+                            handler.app_command(&mut ctx, from, c, body);
+                        });
+                        if let Some(why) = panicked {
+                            self.handler_panicked(
+                                format_args!("app_command {c:#06x} from {from}"),
+                                &why,
+                            );
+                        }
+                    }
+                    (c, _, _) => {
+                        let why = describe_unexpected(c, phase, node_type);
+                        self.protocol_error(conn, &why, now, out, handler);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn protocol_error(
+        &mut self,
+        conn: ConnId,
+        why: &dyn fmt::Display,
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
+        let Some(s) = self.sessions.get(conn) else {
+            return;
+        };
+        match s.phase {
+            Phase::Free | Phase::Closed => return,
+            Phase::AwaitAuth => warn!("conn {conn} from {}: protocol error: {why}", Peer(s.peer)),
+            _ => warn!("{} ({}): protocol error: {why}", s.key, Peer(s.peer)),
+        }
+        self.stats.protocol_errors += 1;
+        self.kick(conn, KickReason::ProtocolError, now, out, handler);
+    }
+
+    pub(super) fn kick(
+        &mut self,
+        conn: ConnId,
+        reason: KickReason,
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
+        self.scratch.clear();
+        Kick {
+            reason: reason as u8,
+        }
+        .encode(&mut self.scratch);
+        out.send(conn, &self.scratch);
+        out.close(conn);
+        self.end_session(conn, reason.describe(), now, out, handler);
+    }
+
+    /// Takes the session out of the registry and the allocator; the slot stays `Closed` until
+    /// the reactor reports the socket released.
+    pub(super) fn end_session(
+        &mut self,
+        conn: ConnId,
+        why: &'static str,
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
+        let s = &mut self.sessions[conn];
+        let was = s.phase;
+        if matches!(was, Phase::Free | Phase::Closed) {
+            return;
+        }
+        s.phase = Phase::Closed;
+        if let Some(t) = s.timer.take() {
+            self.wheel.cancel(t);
+        }
+        self.owed.forget(conn);
+        if let Some((_, owed)) = &mut self.in_flight {
+            owed.forget(conn);
+        }
+        if let Some(plat) = s.auth_plat.take() {
+            self.auth_plats.release(plat);
+        }
+        let key = s.key;
+        let info = std::mem::replace(&mut s.info, NodeInfo::None);
+        let peer = Peer(s.peer);
+        let online_for = Seconds(now.mono_ms.saturating_sub(s.online_ms));
+        if was == Phase::AwaitAuth || self.registry.get(&key) != Some(&conn) {
+            return;
+        }
+        self.registry.remove(&key);
+        if was != Phase::Online {
+            return;
+        }
+        match info {
+            NodeInfo::Game { .. } => {
+                self.stats.online_game -= 1;
+                self.list_generation += 1;
+                self.alloc.game_offline(key.node_id)
+            }
+            NodeInfo::Cross { cross_server_id } => {
+                self.stats.online_cross -= 1;
+                if self.cross_conns.get(&cross_server_id) == Some(&conn) {
+                    self.cross_conns.remove(&cross_server_id);
+                    self.alloc.cross_offline(cross_server_id);
+                }
+            }
+            NodeInfo::None => {}
+        }
+        info!("{key} ({peer}) offline: {why}, online {online_for}");
+        let panicked = handler_guard::catch(|| {
+            let mut ctx = self.context(out, now.mono_ms);
+            handler.node_offline(&mut ctx, key);
+        });
+        if let Some(why) = panicked {
+            self.handler_panicked(format_args!("node_offline of {key}"), &why);
+        }
+    }
+}
+
+fn describe_unexpected(command: u16, phase: Phase, node_type: NodeType) -> String {
+    match command {
+        cmd::AUTH => "second AUTH".to_string(),
+        cmd::GAME_INFO | cmd::CROSS_INFO if phase == Phase::Online => "second INFO".to_string(),
+        cmd::GAME_INFO | cmd::CROSS_INFO => format!(
+            "command {command:#06x} is not the INFO of a {} node",
+            node_type.name()
+        ),
+        cmd::STATUS_REPORT if node_type == NodeType::Cross => {
+            "STATUS_REPORT from a cross node".to_string()
+        }
+        c if cmd::is_app(c) => format!("application command {c:#06x} before INFO"),
+        c if (0x0001..=0x0FFF).contains(&c) && phase == Phase::AwaitInfo => {
+            format!("command {c:#06x} before INFO")
+        }
+        c if (0x0001..=0x0FFF).contains(&c) => format!("unknown command {c:#06x}"),
+        c => format!("command {c:#06x} outside 0x0001..0x7FFF"),
+    }
+}
