@@ -1,7 +1,7 @@
 //! Configuration: embedded defaults, then a TOML file (`--config`), then command-line flags.
 //! Every flag is also a config key (dashes become underscores). Errors name the key.
 
-use crate::cluster::guard::Cidr;
+use crate::cluster::admission::Cidr;
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;

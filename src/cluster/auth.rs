@@ -63,7 +63,7 @@ impl Cluster {
                 | AuthCode::AddressNotAllowed
                 | AuthCode::BadRequest
         );
-        if counts && self.throttle.fail(peer.ip(), now.mono_ms) == guard::Failure::Blocked {
+        if counts && self.throttle.fail(peer.ip(), now.mono_ms) == admission::Failure::Blocked {
             self.stats.addresses_blocked += 1;
             warn!(
                 "{}: too many failed AUTHs; its connections are refused for up to {} s",
@@ -77,8 +77,9 @@ impl Cluster {
     }
 
     /// Counts a bad signature or time against the identity the AUTH claimed.
-    fn identity_failed(&mut self, claimed: guard::Identity, key: &NodeKey, now: Now) {
-        if self.throttle.fail_identity(claimed, now.mono_ms) == guard::Failure::IdentityBlocked {
+    fn identity_failed(&mut self, claimed: admission::Identity, key: &NodeKey, now: Now) {
+        if self.throttle.fail_identity(claimed, now.mono_ms) == admission::Failure::IdentityBlocked
+        {
             self.stats.identities_blocked += 1;
             warn!(
                 "{key} from {}: too many failed AUTHs; its AUTHs are closed unanswered for up to {} s",
@@ -123,7 +124,7 @@ impl Cluster {
             node_type,
             node_id: auth.node_id,
         };
-        let claimed = guard::Identity {
+        let claimed = admission::Identity {
             ip: self.sessions[conn].peer.ip(),
             node_type: auth.node_type,
             node_id: auth.node_id,

@@ -21,13 +21,13 @@
 //! A node is registered at AUTH (so duplicates are detected from then on) and is *online* —
 //! in the allocator, visible to the handler — from its INFO until its session closes.
 
+pub mod admission;
 pub mod alloc;
 mod announce;
 mod auth;
 mod batch;
 mod facts;
 mod fold;
-pub mod guard;
 mod handler;
 mod handler_guard;
 mod info;
@@ -129,7 +129,7 @@ pub struct ClusterStats {
     /// Connections closed unanswered because their address (at accept) or the identity their
     /// AUTH claimed failed AUTH too often.
     pub connections_throttled: u64,
-    /// Times an address reached its budget (`auth_fail_limit` × [`guard::ADDRESS_BUDGET_FACTOR`]).
+    /// Times an address reached its budget (`auth_fail_limit` × [`admission::ADDRESS_BUDGET_FACTOR`]).
     pub addresses_blocked: u64,
     /// Times an identity (address + node type + node id) reached `auth_fail_limit`.
     pub identities_blocked: u64,
@@ -197,10 +197,10 @@ pub struct Cluster {
     /// Bumped whenever a game node's entry in a server list may have changed.
     list_generation: u64,
     stats: ClusterStats,
-    allow: Vec<guard::Cidr>,
-    throttle: guard::AuthThrottle,
+    allow: Vec<admission::Cidr>,
+    throttle: admission::AuthThrottle,
     /// Budget for AUTH failure log lines (a flood of bad logins cannot flood the log).
-    fail_log: guard::LogBudget,
+    fail_log: admission::LogBudget,
     throttle_window_ms: u64,
     /// The AUTH plats of open sessions, each stored once, freed with its last session.
     auth_plats: names::NamePool,
@@ -253,11 +253,11 @@ impl Cluster {
             list_generation: 0,
             stats: ClusterStats::default(),
             allow: config.allow.clone(),
-            throttle: guard::AuthThrottle::new(
+            throttle: admission::AuthThrottle::new(
                 config.auth_fail_limit,
                 config.auth_fail_window as u64 * 1000,
             ),
-            fail_log: guard::LogBudget::new(AUTH_FAIL_LOG_PER_SECOND),
+            fail_log: admission::LogBudget::new(AUTH_FAIL_LOG_PER_SECOND),
             throttle_window_ms: config.auth_fail_window as u64 * 1000,
             auth_plats: names::NamePool::default(),
             snapshot: shared::SnapshotCache::default(),

@@ -144,7 +144,7 @@ impl Cluster {
             last_heard_ms: now.mono_ms,
             connected_unix: now.unix_secs,
             timer: Some(timer),
-            allowed: guard::allowed(&self.allow, peer.ip()),
+            allowed: admission::allowed(&self.allow, peer.ip()),
             ..Session::free()
         };
         self.open_connections += 1;

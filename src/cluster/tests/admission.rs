@@ -68,7 +68,7 @@ fn an_address_that_floods_bad_auths_is_refused_at_accept_until_its_window_ends()
     });
     let bad = SocketAddr::from(([127, 0, 0, 9], 4000));
     let good = SocketAddr::from(([127, 0, 0, 10], 4000));
-    let budget = 3 * guard::ADDRESS_BUDGET_FACTOR as usize;
+    let budget = 3 * crate::cluster::admission::ADDRESS_BUDGET_FACTOR as usize;
     for conn in 1..=budget {
         assert!(
             h.c.admits(bad, h.now),
