@@ -1,12 +1,14 @@
 //! Hold until durable: what the allocator and the operator changed is sent only once the
 //! journal records behind it are durable. Frames are encoded when their event happens and held
-//! in [`Owed`] until then; [`Cluster::announce`] sends or holds, [`Cluster::send_owed`] releases.
+//! in [`HeldAnnouncements`] until then; [`Cluster::announce`] sends or holds, [`Cluster::send_owed`] releases.
 
 use super::*;
 
-/// Announcements held until the journal records behind them are durable.
+/// Announcements held until the journal records behind them are durable: frames already
+/// encoded, welcomes, status pushes and whitelist deltas (the cluster's `owed` field holds the
+/// accumulating batch's; the batch in flight carries its own).
 #[derive(Debug, Default)]
-pub(super) struct Owed {
+pub(super) struct HeldAnnouncements {
     /// CROSS_ASSIGN / CROSS_MEMBERS frames, encoded when their event happened (one per
     /// event, as if sent then), in event order.
     pub(super) frames: Vec<u8>,
@@ -20,7 +22,7 @@ pub(super) struct Owed {
     pub(super) deltas: Vec<u8>,
 }
 
-impl Owed {
+impl HeldAnnouncements {
     pub(super) fn is_empty(&self) -> bool {
         self.frame_index.is_empty()
             && self.welcome.is_empty()
@@ -59,22 +61,23 @@ impl Owed {
     }
 }
 
-/// An [`Outbox`] that holds frames in [`Owed`] instead of sending them (the node keys are
-/// filled in by the caller, which can see the sessions).
-pub(super) struct Hold<'a> {
-    pub(super) owed: &'a mut Owed,
+/// An [`Outbox`] that holds frames in [`HeldAnnouncements`] instead of sending them (the
+/// node keys are filled in by the caller, which can see the sessions), so one encoder serves
+/// both sending now and holding.
+struct HoldingOutbox<'a> {
+    held: &'a mut HeldAnnouncements,
 }
 
-impl Outbox for Hold<'_> {
+impl Outbox for HoldingOutbox<'_> {
     fn send(&mut self, conn: ConnId, frame: &[u8]) {
-        self.owed.frames.extend_from_slice(frame);
+        self.held.frames.extend_from_slice(frame);
         let unknown = NodeKey {
             node_type: NodeType::Game,
             node_id: 0,
         };
-        self.owed
+        self.held
             .frame_index
-            .push((conn, unknown, self.owed.frames.len()));
+            .push((conn, unknown, self.held.frames.len()));
     }
 
     fn close(&mut self, _conn: ConnId) {}
@@ -116,7 +119,7 @@ impl Cluster {
             // each event keeps its own frames.
             let mut owed = std::mem::take(&mut self.owed);
             let first = owed.frame_index.len();
-            self.send_changes(&changes, &mut Hold { owed: &mut owed });
+            self.send_changes(&changes, &mut HoldingOutbox { held: &mut owed });
             for entry in &mut owed.frame_index[first..] {
                 entry.1 = self.sessions[entry.0].key;
             }
@@ -129,7 +132,7 @@ impl Cluster {
 
     /// Sends everything held for the journal, in the order nodes expect: whitelist deltas and
     /// status to nodes already welcomed, then the welcomes, then assignments and members.
-    pub(super) fn send_owed(&mut self, owed: &mut Owed, out: &mut dyn Outbox) {
+    pub(super) fn send_owed(&mut self, owed: &mut HeldAnnouncements, out: &mut dyn Outbox) {
         if self.operator_seq > self.durable_seq && !owed.welcome.is_empty() {
             // A whitelist or maintenance change made since is not durable yet: a welcome now
             // would show it. The welcomes (and their nodes' frames, to keep their order)
@@ -141,7 +144,9 @@ impl Cluster {
             let count = shared::count_frames(&owed.deltas);
             let deltas = Bytes::from(std::mem::take(&mut owed.deltas));
             for s in &self.sessions {
-                if let (Phase::Online, NodeInfo::Game { welcomed: true, .. }) = (s.phase, &s.info) {
+                if let (Phase::Online, NodeDetails::Game { welcomed: true, .. }) =
+                    (s.phase, &s.info)
+                {
                     if let Some(&conn) = self.registry.get(&s.key) {
                         out.send_shared(conn, &deltas, count);
                     }
@@ -156,7 +161,7 @@ impl Cluster {
             let Some(&conn) = self.registry.get(&key) else {
                 continue;
             };
-            if let (Phase::Online, NodeInfo::Game { welcomed: true, .. }) =
+            if let (Phase::Online, NodeDetails::Game { welcomed: true, .. }) =
                 (self.sessions[conn].phase, &self.sessions[conn].info)
             {
                 self.scratch.clear();
@@ -169,7 +174,7 @@ impl Cluster {
         }
         for &conn in &owed.welcome {
             let s = &mut self.sessions[conn];
-            let NodeInfo::Game { welcomed, .. } = &mut s.info else {
+            let NodeDetails::Game { welcomed, .. } = &mut s.info else {
                 continue;
             };
             if s.phase != Phase::Online || *welcomed {
@@ -196,10 +201,10 @@ impl Cluster {
 
     /// Moves `owed`'s welcomes, and the frames held for those connections, in front of what
     /// the accumulating batch holds.
-    fn defer_welcomes(&mut self, owed: &mut Owed) {
-        let mut moved = Owed {
+    fn defer_welcomes(&mut self, owed: &mut HeldAnnouncements) {
+        let mut moved = HeldAnnouncements {
             welcome: std::mem::take(&mut owed.welcome),
-            ..Owed::default()
+            ..HeldAnnouncements::default()
         };
         let (mut start, mut kept) = (0, 0);
         let frames = std::mem::take(&mut owed.frames);

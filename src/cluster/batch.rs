@@ -103,7 +103,7 @@ impl Cluster {
 
     /// Bytes held for durability (frames and deltas of both batches), for metrics and tests.
     pub fn held_bytes(&self) -> usize {
-        let of = |o: &Owed| o.frames.len() + o.deltas.len() + o.welcome.len() * 8;
+        let of = |o: &HeldAnnouncements| o.frames.len() + o.deltas.len() + o.welcome.len() * 8;
         of(&self.owed) + self.in_flight.as_ref().map_or(0, |(_, o)| of(o))
     }
 }

@@ -1,4 +1,4 @@
-//! The embedder API: the [`Handler`] hooks, what they are told ([`OnlineInfo`]) and what
+//! The embedder API: the [`Handler`] hooks, what they are told ([`ReportedInfo`]) and what
 //! they may do ([`Context`]). Separate from the session logic so an embedder reads one small
 //! file, and so the cluster's own state is reachable from a handler only through `Context`.
 
@@ -15,7 +15,7 @@ use super::*;
 /// aborts instead.)
 pub trait Handler {
     /// A node sent its INFO and is online; `info` is what its INFO said.
-    fn node_online(&mut self, _ctx: &mut Context<'_>, _node: NodeKey, _info: &OnlineInfo<'_>) {}
+    fn node_online(&mut self, _ctx: &mut Context<'_>, _node: NodeKey, _info: &ReportedInfo<'_>) {}
     /// An online node went offline (closed, kicked, timed out, replaced).
     fn node_offline(&mut self, _ctx: &mut Context<'_>, _node: NodeKey) {}
     /// An online node sent an application command (0x1000..=0x7FFF).
@@ -30,9 +30,11 @@ pub trait Handler {
     fn timer(&mut self, _ctx: &mut Context<'_>, _token: u64) {}
 }
 
-/// What a node's INFO said, as [`Handler::node_online`] sees it.
+/// What a node reported in its INFO (GAME_INFO or CROSS_INFO), borrowed from the frame for
+/// the [`Handler::node_online`] call. What the login node keeps afterwards is
+/// [`NodeDetails`] (in [`NodeView::info`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnlineInfo<'a> {
+pub enum ReportedInfo<'a> {
     /// A game node's GAME_INFO.
     Game {
         /// serv_name.
@@ -142,7 +144,7 @@ impl Context<'_> {
         self.send_where(
             command,
             body,
-            |s| matches!(s.info, NodeInfo::Game { cross_plat, .. } if cross_plat == plat),
+            |s| matches!(s.info, NodeDetails::Game { cross_plat, .. } if cross_plat == plat),
         )
     }
 

@@ -38,7 +38,7 @@ impl Cluster {
         let s = &mut self.sessions[conn];
         s.phase = Phase::Online;
         s.online_ms = now.mono_ms;
-        s.info = NodeInfo::Game {
+        s.info = NodeDetails::Game {
             open_time: info.open_time,
             cross_plat: plat,
             addr: info.addr.into(),
@@ -71,7 +71,7 @@ impl Cluster {
             plat,
             (info.cross_server_id, info.cross_pos),
         );
-        let online = OnlineInfo::Game {
+        let online = ReportedInfo::Game {
             serv_name: info.serv_name,
             cross_plat: info.cross_plat,
             addr: info.addr,
@@ -126,7 +126,7 @@ impl Cluster {
         let s = &mut self.sessions[conn];
         s.phase = Phase::Online;
         s.online_ms = now.mono_ms;
-        s.info = NodeInfo::Cross {
+        s.info = NodeDetails::Cross {
             cross_server_id: info.cross_server_id,
         };
         info!(
@@ -151,7 +151,7 @@ impl Cluster {
             info.capacity,
             info.game_server_list.iter(),
         );
-        let online = OnlineInfo::Cross {
+        let online = ReportedInfo::Cross {
             cross_server_id: info.cross_server_id,
             cross_node_name: info.cross_node_name,
             cross_plat: info.cross_plat,
@@ -164,7 +164,7 @@ impl Cluster {
     fn went_online(
         &mut self,
         key: NodeKey,
-        info: &OnlineInfo<'_>,
+        info: &ReportedInfo<'_>,
         now: Now,
         out: &mut dyn Outbox,
         handler: &mut dyn Handler,

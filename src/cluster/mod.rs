@@ -38,10 +38,10 @@ mod session;
 mod shared;
 mod timers;
 
-use announce::Owed;
-pub use handler::{Context, Handler, NoHandler, OnlineInfo, SendError};
+use announce::HeldAnnouncements;
+pub use handler::{Context, Handler, NoHandler, ReportedInfo, SendError};
 pub use role::Role;
-pub use session::{NodeInfo, NodeView};
+pub use session::{NodeDetails, NodeView};
 use session::{Phase, Session};
 use timers::Timer;
 
@@ -174,11 +174,11 @@ pub struct Cluster {
     changes: Changes,
     /// Records of the batch being accumulated; their announcements wait in `owed`.
     journal: Vec<u8>,
-    owed: Owed,
+    owed: HeldAnnouncements,
     /// The sequence number the accumulating batch will have.
     next_seq: u64,
     /// The batch handed to the store and what it announces, until it is durable.
-    in_flight: Option<(u64, Owed)>,
+    in_flight: Option<(u64, HeldAnnouncements)>,
     /// Every batch up to this one is durable.
     durable_seq: u64,
     /// The last batch holding a whitelist or maintenance change: a game node's welcome
@@ -234,7 +234,7 @@ impl Cluster {
             scratch: Vec::with_capacity(256),
             changes: Changes::default(),
             journal: Vec::new(),
-            owed: Owed::default(),
+            owed: HeldAnnouncements::default(),
             next_seq: 1,
             in_flight: None,
             durable_seq: 0,

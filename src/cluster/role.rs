@@ -91,7 +91,7 @@ impl Cluster {
         self.whitelist = Whitelist::default();
         self.maintenance.clear();
         self.journal.clear();
-        self.owed = Owed::default();
+        self.owed = HeldAnnouncements::default();
         self.in_flight = None;
         self.durable_seq = self.next_seq - 1;
         self.operator_seq = 0;

@@ -13,9 +13,12 @@ pub(super) enum Phase {
     Closed,
 }
 
-/// Details a node's INFO gave, kept while its session lasts.
+/// What the login node keeps about a node while its session lasts: the details its INFO gave,
+/// plus what it learned since (players online, whether the node was welcomed). Not the INFO
+/// as the node sent it: that is [`ReportedInfo`], borrowed for [`Handler::node_online`] only;
+/// nor what a client sends ([`crate::client::machine::NodeInfoSpec`]).
 #[derive(Debug, Clone)]
-pub enum NodeInfo {
+pub enum NodeDetails {
     /// No INFO yet.
     None,
     /// From GAME_INFO.
@@ -52,7 +55,7 @@ pub(super) struct Session {
     pub(super) auth_plat: Option<Arc<str>>,
     /// Monotonic ms when its INFO made it online (the offline line says how long).
     pub(super) online_ms: u64,
-    pub(super) info: NodeInfo,
+    pub(super) info: NodeDetails,
     /// The peer address is on the allowlist (checked first at AUTH).
     pub(super) allowed: bool,
 }
@@ -72,7 +75,7 @@ impl Session {
             timer: None,
             auth_plat: None,
             online_ms: 0,
-            info: NodeInfo::None,
+            info: NodeDetails::None,
             allowed: true,
         }
     }
@@ -90,7 +93,7 @@ pub struct NodeView<'a> {
     /// Its AUTH plat.
     pub plat: &'a str,
     /// What its INFO said.
-    pub info: &'a NodeInfo,
+    pub info: &'a NodeDetails,
     /// Monotonic ms of the last frame heard.
     pub last_heard_ms: u64,
 }
@@ -244,7 +247,7 @@ impl Cluster {
                         match StatusReport::decode(body) {
                             Ok(r) => {
                                 let (busy, full) = (self.busy_threshold, self.full_threshold);
-                                if let NodeInfo::Game { players_online, .. } =
+                                if let NodeDetails::Game { players_online, .. } =
                                     &mut self.sessions[conn].info
                                 {
                                     let before = operator::load_status(*players_online, busy, full);
@@ -350,7 +353,7 @@ impl Cluster {
             self.auth_plats.release(plat);
         }
         let key = s.key;
-        let info = std::mem::replace(&mut s.info, NodeInfo::None);
+        let info = std::mem::replace(&mut s.info, NodeDetails::None);
         let peer = Peer(s.peer);
         let online_for = Seconds(now.mono_ms.saturating_sub(s.online_ms));
         if was == Phase::AwaitAuth || self.registry.get(&key) != Some(&conn) {
@@ -361,19 +364,19 @@ impl Cluster {
             return;
         }
         match info {
-            NodeInfo::Game { .. } => {
+            NodeDetails::Game { .. } => {
                 self.stats.online_game -= 1;
                 self.list_generation += 1;
                 self.alloc.game_offline(key.node_id)
             }
-            NodeInfo::Cross { cross_server_id } => {
+            NodeDetails::Cross { cross_server_id } => {
                 self.stats.online_cross -= 1;
                 if self.cross_conns.get(&cross_server_id) == Some(&conn) {
                     self.cross_conns.remove(&cross_server_id);
                     self.alloc.cross_offline(cross_server_id);
                 }
             }
-            NodeInfo::None => {}
+            NodeDetails::None => {}
         }
         info!("{key} ({peer}) offline: {why}, online {online_for}");
         let panicked = handler_guard::catch(|| {

@@ -45,9 +45,9 @@ struct Busy {
 }
 
 impl Handler for Busy {
-    fn node_online(&mut self, ctx: &mut Context<'_>, node: NodeKey, info: &OnlineInfo<'_>) {
+    fn node_online(&mut self, ctx: &mut Context<'_>, node: NodeKey, info: &ReportedInfo<'_>) {
         self.online.push(match info {
-            OnlineInfo::Game {
+            ReportedInfo::Game {
                 serv_name,
                 cross_plat,
                 addr,
@@ -55,7 +55,7 @@ impl Handler for Busy {
             } => {
                 format!("{node} {serv_name} {cross_plat} {addr} {open_time}")
             }
-            OnlineInfo::Cross {
+            ReportedInfo::Cross {
                 cross_server_id,
                 cross_node_name,
                 cross_plat,
@@ -186,7 +186,7 @@ struct Hostile {
 }
 
 impl Handler for Hostile {
-    fn node_online(&mut self, _ctx: &mut Context<'_>, node: NodeKey, _info: &OnlineInfo<'_>) {
+    fn node_online(&mut self, _ctx: &mut Context<'_>, node: NodeKey, _info: &ReportedInfo<'_>) {
         if node.node_id == 666 {
             panic!("node_online exploded");
         }

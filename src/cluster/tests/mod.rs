@@ -27,7 +27,7 @@ struct AppLog {
 }
 
 impl Handler for AppLog {
-    fn node_online(&mut self, _ctx: &mut Context<'_>, node: NodeKey, _info: &OnlineInfo<'_>) {
+    fn node_online(&mut self, _ctx: &mut Context<'_>, node: NodeKey, _info: &ReportedInfo<'_>) {
         self.events.push(format!("online {node}"));
     }
     fn node_offline(&mut self, _ctx: &mut Context<'_>, node: NodeKey) {

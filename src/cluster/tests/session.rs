@@ -146,7 +146,7 @@ fn any_frame_refreshes_liveness() {
             node_id: 1
         })
         .map(|n| n.info.clone()),
-        Some(NodeInfo::Game {
+        Some(NodeDetails::Game {
             players_online: 5,
             ..
         })
