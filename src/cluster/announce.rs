@@ -1,6 +1,7 @@
 //! Hold until durable: what the allocator and the operator changed is sent only once the
-//! journal records behind it are durable. Frames are encoded when their event happens and held
-//! in [`HeldAnnouncements`] until then; [`Cluster::announce`] sends or holds, [`Cluster::send_owed`] releases.
+//! journal records behind it are durable. Frames are encoded when their event happens and
+//! held in [`HeldAnnouncements`] until then; [`Cluster::announce`] sends or holds,
+//! [`Cluster::send_owed`] releases.
 
 use super::*;
 

@@ -168,7 +168,8 @@ pub struct Cluster {
     alloc: Allocator,
     /// The one timer wheel of the process: sessions' deadlines and the reactor's own.
     wheel: TimerWheel<Timer>,
-    fired_external: Vec<usize>,
+    /// Keys of the reactor's deadlines that fired, until it takes them.
+    fired_reactor: Vec<usize>,
     /// Encoding buffer for frames, reused.
     scratch: Vec<u8>,
     changes: Changes,
@@ -230,7 +231,7 @@ impl Cluster {
             cross_conns: HashMap::new(),
             alloc: Allocator::new(config.default_capacity),
             wheel: TimerWheel::new(TICK_MS, now.mono_ms),
-            fired_external: Vec::new(),
+            fired_reactor: Vec::new(),
             scratch: Vec::with_capacity(256),
             changes: Changes::default(),
             journal: Vec::new(),

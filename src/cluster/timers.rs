@@ -10,9 +10,10 @@ use super::*;
 pub(super) enum Timer {
     /// A session's auth timeout or heartbeat expiry.
     Session(ConnId),
-    /// A deadline the reactor set for its own use (admin connections); reported back by
-    /// [`Cluster::take_fired_timers`].
-    External(usize),
+    /// A deadline the reactor keeps for its own connections (the HTTP connections of the
+    /// admin API and the public lists: idle and request deadlines), with its key; reported
+    /// back by [`Cluster::take_fired_timers`].
+    Reactor(usize),
     /// A handler's timer ([`Context::set_timer`]), with its token.
     Handler(u64),
     /// The end of a cross node's CROSS_MEMBERS fold window (`fold.rs`).
@@ -27,8 +28,8 @@ impl Cluster {
         while let Some((_, timer)) = self.wheel.poll(now.mono_ms) {
             let conn = match timer {
                 Timer::Session(conn) => conn,
-                Timer::External(key) => {
-                    self.fired_external.push(key);
+                Timer::Reactor(key) => {
+                    self.fired_reactor.push(key);
                     continue;
                 }
                 Timer::Handler(token) => {
@@ -89,7 +90,7 @@ impl Cluster {
     /// Sets a deadline on the cluster's wheel for the caller's own use; when it passes,
     /// [`Self::handle_timeout`] reports `key` through [`Self::take_fired_timers`].
     pub fn set_timer(&mut self, at_ms: u64, key: usize) -> TimerId {
-        self.wheel.insert(at_ms, Timer::External(key))
+        self.wheel.insert(at_ms, Timer::Reactor(key))
     }
 
     /// Moves a timer set with [`Self::set_timer`]; false if it already fired.
@@ -104,6 +105,6 @@ impl Cluster {
 
     /// The keys of the caller's timers that fired, in order.
     pub fn take_fired_timers(&mut self, into: &mut Vec<usize>) {
-        into.append(&mut self.fired_external);
+        into.append(&mut self.fired_reactor);
     }
 }
