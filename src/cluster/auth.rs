@@ -92,7 +92,7 @@ impl Cluster {
     pub(super) fn on_auth(
         &mut self,
         conn: ConnId,
-        body: &[u8],
+        auth: Result<proto::Auth<'_>, proto::DecodeError>,
         now: Now,
         out: &mut dyn Outbox,
         handler: &mut dyn Handler,
@@ -103,7 +103,7 @@ impl Cluster {
             let who = format_args!("(address not on the allowlist)");
             return self.refuse(conn, AuthCode::AddressNotAllowed, &who, now, out, handler);
         }
-        let auth = match proto::Auth::decode(body) {
+        let auth = match auth {
             Ok(a) => a,
             Err(e) => {
                 return self.refuse(

@@ -7,23 +7,11 @@ impl Cluster {
     pub(super) fn on_game_info(
         &mut self,
         conn: ConnId,
-        body: &[u8],
+        info: GameInfo<'_>,
         now: Now,
         out: &mut dyn Outbox,
         handler: &mut dyn Handler,
     ) {
-        let info = match GameInfo::decode(body) {
-            Ok(i) => i,
-            Err(e) => {
-                return self.protocol_error(
-                    conn,
-                    &format_args!("GAME_INFO: {e}"),
-                    now,
-                    out,
-                    handler,
-                )
-            }
-        };
         let key = self.sessions[conn].key;
         if info.serv_id != key.node_id {
             let why = format_args!("GAME_INFO serv_id {} differs from node_id", info.serv_id);
@@ -83,23 +71,11 @@ impl Cluster {
     pub(super) fn on_cross_info(
         &mut self,
         conn: ConnId,
-        body: &[u8],
+        info: CrossInfo<'_>,
         now: Now,
         out: &mut dyn Outbox,
         handler: &mut dyn Handler,
     ) {
-        let info = match CrossInfo::decode(body) {
-            Ok(i) => i,
-            Err(e) => {
-                return self.protocol_error(
-                    conn,
-                    &format_args!("CROSS_INFO: {e}"),
-                    now,
-                    out,
-                    handler,
-                )
-            }
-        };
         let key = self.sessions[conn].key;
         if info.id != key.node_id {
             let why = format_args!("CROSS_INFO id {} differs from node_id", info.id);

@@ -3,6 +3,7 @@
 //! and INFO steps live in `auth.rs` and `info.rs`; this file holds the lifecycle around them.
 
 use super::*;
+use crate::proto::{DecodeError, Message, MessageError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -11,6 +12,26 @@ pub(super) enum Phase {
     AwaitInfo,
     Online,
     Closed,
+}
+
+impl Phase {
+    /// Whether a session in this phase takes `command` from a node of `node_type`.
+    fn accepts(self, command: u16, node_type: NodeType) -> bool {
+        let info = match node_type {
+            NodeType::Game => cmd::GAME_INFO,
+            NodeType::Cross => cmd::CROSS_INFO,
+        };
+        match self {
+            Phase::Free | Phase::Closed => false,
+            Phase::AwaitAuth => command == cmd::AUTH,
+            Phase::AwaitInfo => command == cmd::HEARTBEAT || command == info,
+            Phase::Online => {
+                command == cmd::HEARTBEAT
+                    || cmd::is_app(command)
+                    || (command == cmd::STATUS_REPORT && node_type == NodeType::Game)
+            }
+        }
+    }
 }
 
 /// What the login node keeps about a node while its session lasts: the details its INFO gave,
@@ -200,91 +221,98 @@ impl Cluster {
         let Some(s) = self.sessions.get_mut(conn) else {
             return;
         };
-        let phase = s.phase;
-        let (command, body) = proto::split_payload(payload);
+        let (phase, node_type) = (s.phase, s.key.node_type);
         match phase {
-            Phase::Free | Phase::Closed => {}
-            Phase::AwaitAuth => {
-                if command == cmd::AUTH {
-                    self.on_auth(conn, body, now, out, handler);
-                } else {
-                    self.protocol_error(
-                        conn,
-                        &format_args!("command {command:#06x} before AUTH"),
-                        now,
-                        out,
-                        handler,
-                    );
-                }
+            Phase::Free | Phase::Closed => return,
+            Phase::AwaitAuth => {}
+            // Any frame refreshes liveness; the timer re-checks this stamp when it fires.
+            Phase::AwaitInfo | Phase::Online => s.last_heard_ms = now.mono_ms,
+        }
+        let (command, _) = proto::split_payload(payload);
+        // What this phase does not take is a protocol error however its body reads.
+        let expected = phase.accepts(command, node_type);
+        // No wildcard over `Message`: a new variant does not compile until it is placed here.
+        match Message::decode(payload) {
+            Ok(Message::Auth(auth)) if expected => self.on_auth(conn, Ok(auth), now, out, handler),
+            Ok(Message::Heartbeat(hb)) if expected => self.ack_heartbeat(conn, hb, out),
+            Ok(Message::GameInfo(info)) if expected => {
+                self.on_game_info(conn, info, now, out, handler)
             }
-            Phase::AwaitInfo | Phase::Online => {
-                // Any frame refreshes liveness; the timer re-checks this stamp when it fires.
-                s.last_heard_ms = now.mono_ms;
-                let node_type = s.key.node_type;
-                match (command, phase, node_type) {
-                    (cmd::HEARTBEAT, _, _) => match Heartbeat::decode(body) {
-                        Ok(hb) => {
-                            let mut ack = [0u8; 12];
-                            ack[..4].copy_from_slice(&[0, 10, 0x80, 0x04]);
-                            ack[4..].copy_from_slice(&hb.ts.to_be_bytes());
-                            out.send(conn, &ack);
-                        }
-                        Err(e) => self.protocol_error(
-                            conn,
-                            &format_args!("HEARTBEAT: {e}"),
-                            now,
-                            out,
-                            handler,
-                        ),
-                    },
-                    (cmd::GAME_INFO, Phase::AwaitInfo, NodeType::Game) => {
-                        self.on_game_info(conn, body, now, out, handler)
-                    }
-                    (cmd::CROSS_INFO, Phase::AwaitInfo, NodeType::Cross) => {
-                        self.on_cross_info(conn, body, now, out, handler)
-                    }
-                    (cmd::STATUS_REPORT, Phase::Online, NodeType::Game) => {
-                        match StatusReport::decode(body) {
-                            Ok(r) => {
-                                let (busy, full) = (self.busy_threshold, self.full_threshold);
-                                if let NodeDetails::Game { players_online, .. } =
-                                    &mut self.sessions[conn].info
-                                {
-                                    let before = operator::load_status(*players_online, busy, full);
-                                    *players_online = r.online;
-                                    if operator::load_status(r.online, busy, full) != before {
-                                        self.list_generation += 1;
-                                    }
-                                }
-                            }
-                            Err(e) => self.protocol_error(
-                                conn,
-                                &format_args!("STATUS_REPORT: {e}"),
-                                now,
-                                out,
-                                handler,
-                            ),
-                        }
-                    }
-                    (c, Phase::Online, _) if cmd::is_app(c) => {
-                        let from = self.sessions[conn].key;
-                        let panicked = handler_guard::catch(|| {
-                            let mut ctx = self.context(out, now.mono_ms);
-                            handler.app_command(&mut ctx, from, c, body);
-                        });
-                        if let Some(why) = panicked {
-                            self.handler_panicked(
-                                format_args!("app_command {c:#06x} from {from}"),
-                                &why,
-                            );
-                        }
-                    }
-                    (c, _, _) => {
-                        let why = describe_unexpected(c, phase, node_type);
-                        self.protocol_error(conn, &why, now, out, handler);
-                    }
-                }
+            Ok(Message::CrossInfo(info)) if expected => {
+                self.on_cross_info(conn, info, now, out, handler)
             }
+            Ok(Message::StatusReport(report)) if expected => self.on_status_report(conn, report),
+            Ok(Message::App { cmd, body }) if expected => {
+                self.on_app_command(conn, cmd, body, now, out, handler)
+            }
+            // A malformed AUTH is answered (code 6), after the allowlist check.
+            Err(MessageError::Body(cmd::AUTH, e)) if expected => {
+                self.on_auth(conn, Err(e), now, out, handler)
+            }
+            Err(MessageError::Body(command, error)) if expected => {
+                let why = Malformed { command, error };
+                self.protocol_error(conn, &why, now, out, handler)
+            }
+            // Node-to-login commands this phase does not take.
+            Ok(Message::Auth(_)
+            | Message::Heartbeat(_)
+            | Message::GameInfo(_)
+            | Message::CrossInfo(_)
+            | Message::StatusReport(_)
+            | Message::App { .. })
+            // Login-to-node commands: a node never sends them.
+            | Ok(Message::AuthResult(_)
+            | Message::CrossAssign(_)
+            | Message::CrossMembers(_)
+            | Message::HeartbeatAck(_)
+            | Message::StatusPush(_)
+            | Message::WhitelistSnapshot(_)
+            | Message::WhitelistDelta(_)
+            | Message::Kick(_))
+            // Not a command of protocol v1, or one out of place whose body is malformed too.
+            | Err(MessageError::UnknownCommand(_) | MessageError::Body(..)) => {
+                let why = describe_unexpected(command, phase, node_type);
+                self.protocol_error(conn, &why, now, out, handler);
+            }
+        }
+    }
+
+    /// HEARTBEAT_ACK echoing the node's `ts` (any frame already refreshed its liveness).
+    fn ack_heartbeat(&mut self, conn: ConnId, heartbeat: Heartbeat, out: &mut dyn Outbox) {
+        self.scratch.clear();
+        heartbeat.encode_ack(&mut self.scratch);
+        out.send(conn, &self.scratch);
+    }
+
+    /// A game node's load: the server lists change only when its load status does.
+    fn on_status_report(&mut self, conn: ConnId, report: StatusReport) {
+        let (busy, full) = (self.busy_threshold, self.full_threshold);
+        if let NodeDetails::Game { players_online, .. } = &mut self.sessions[conn].info {
+            let before = operator::load_status(*players_online, busy, full);
+            *players_online = report.online;
+            if operator::load_status(report.online, busy, full) != before {
+                self.list_generation += 1;
+            }
+        }
+    }
+
+    /// An application command from an online node, to the handler (a panic is caught).
+    fn on_app_command(
+        &mut self,
+        conn: ConnId,
+        command: u16,
+        body: &[u8],
+        now: Now,
+        out: &mut dyn Outbox,
+        handler: &mut dyn Handler,
+    ) {
+        let from = self.sessions[conn].key;
+        let panicked = handler_guard::catch(|| {
+            let mut ctx = self.context(out, now.mono_ms);
+            handler.app_command(&mut ctx, from, command, body);
+        });
+        if let Some(why) = panicked {
+            self.handler_panicked(format_args!("app_command {command:#06x} from {from}"), &why);
         }
     }
 
@@ -390,6 +418,9 @@ impl Cluster {
 }
 
 fn describe_unexpected(command: u16, phase: Phase, node_type: NodeType) -> String {
+    if phase == Phase::AwaitAuth {
+        return format!("command {command:#06x} before AUTH");
+    }
     match command {
         cmd::AUTH => "second AUTH".to_string(),
         cmd::GAME_INFO | cmd::CROSS_INFO if phase == Phase::Online => "second INFO".to_string(),
@@ -406,5 +437,25 @@ fn describe_unexpected(command: u16, phase: Phase, node_type: NodeType) -> Strin
         }
         c if (0x0001..=0x0FFF).contains(&c) => format!("unknown command {c:#06x}"),
         c => format!("command {c:#06x} outside 0x0001..0x7FFF"),
+    }
+}
+
+/// A frame its phase takes whose body does not decode: "GAME_INFO: <what is wrong>" (a
+/// malformed AUTH is not one: it is answered with code 6).
+struct Malformed {
+    command: u16,
+    error: DecodeError,
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.command {
+            cmd::GAME_INFO => "GAME_INFO",
+            cmd::CROSS_INFO => "CROSS_INFO",
+            cmd::HEARTBEAT => "HEARTBEAT",
+            cmd::STATUS_REPORT => "STATUS_REPORT",
+            other => return write!(f, "command {other:#06x}: {}", self.error),
+        };
+        write!(f, "{name}: {}", self.error)
     }
 }

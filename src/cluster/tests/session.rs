@@ -239,3 +239,118 @@ fn a_reload_keeps_the_heartbeat_timeout_each_session_was_told() {
     h.advance(1_100);
     assert!(h.got(1).contains(&Got::Kick(2)), "after 9 s of silence");
 }
+
+/// Every login-to-node command, well-formed, as a node might echo it back.
+fn login_to_node_frames() -> Vec<(&'static str, Vec<u8>)> {
+    let mut frames = Vec::new();
+    let mut push = |name, encode: &dyn Fn(&mut Vec<u8>)| {
+        let mut f = Vec::new();
+        encode(&mut f);
+        frames.push((name, f));
+    };
+    push("AUTH_RESULT", &|f| {
+        AuthResult {
+            code: 0,
+            server_time: T0 as u32,
+            heartbeat_interval: 1,
+            heartbeat_timeout: 3,
+        }
+        .encode(f)
+    });
+    push("CROSS_ASSIGN", &|f| {
+        CrossAssign {
+            cross_server_id: 1,
+            cross_node_name: "c",
+            cross_plat: "p",
+            cross_pos: 1,
+        }
+        .encode(f)
+        .expect("fits")
+    });
+    push("CROSS_MEMBERS", &|f| {
+        CrossMembers::encode(std::iter::empty(), f).expect("fits")
+    });
+    push("HEARTBEAT_ACK", &|f| Heartbeat { ts: 7 }.encode_ack(f));
+    push("STATUS_PUSH", &|f| StatusPush { maintenance: 0 }.encode(f));
+    push("WHITELIST_SNAPSHOT", &|f| {
+        proto::WhitelistSnapshot::encode(1, true, ["a"], f).expect("fits")
+    });
+    push("WHITELIST_DELTA", &|f| {
+        proto::WhitelistDelta {
+            version: 1,
+            op: 1,
+            entry: "a",
+        }
+        .encode(f)
+        .expect("fits")
+    });
+    push("KICK", &|f| Kick { reason: 5 }.encode(f));
+    frames
+}
+
+#[test]
+fn login_to_node_commands_from_a_node_are_protocol_errors_in_every_phase() {
+    let frames = login_to_node_frames();
+    assert_eq!(frames.len(), 8, "one per login-to-node message");
+    let phases: [(&str, &[Vec<u8>]); 3] = [
+        ("before AUTH", &[]),
+        ("before INFO", &[auth(1, 1, T0 as u32, TOKEN)]),
+        (
+            "online",
+            &[auth(1, 1, T0 as u32, TOKEN), game_info(1, "x", "p", 0, 0)],
+        ),
+    ];
+    for (name, frame) in &frames {
+        assert!(
+            Message::decode(&frame[2..]).is_ok(),
+            "{name}: the frame is well-formed"
+        );
+        for (phase, before) in phases {
+            let mut h = H::new();
+            h.open(1);
+            for f in before {
+                h.feed(1, f);
+            }
+            h.feed(1, frame);
+            let got = h.got(1);
+            assert_eq!(got.last(), Some(&Got::Kick(5)), "{name} {phase}: {got:?}");
+            assert!(h.is_closed(1), "{name} {phase}");
+        }
+    }
+}
+
+#[test]
+fn a_malformed_frame_out_of_place_is_a_protocol_error_not_an_answer() {
+    // A truncated AUTH after AUTH, a truncated GAME_INFO once online: KICK 5, no AUTH_RESULT.
+    let cases: [(&str, Vec<Vec<u8>>); 2] = [
+        (
+            "second AUTH, truncated",
+            vec![auth(1, 1, T0 as u32, TOKEN), vec![0, 3, 0, 1, 1]],
+        ),
+        (
+            "second INFO, truncated",
+            vec![
+                auth(1, 1, T0 as u32, TOKEN),
+                game_info(1, "x", "p", 0, 0),
+                vec![0, 3, 0, 2, 0],
+            ],
+        ),
+    ];
+    for (name, frames) in cases {
+        let mut h = H::new();
+        h.open(1);
+        for f in &frames {
+            h.feed(1, f);
+        }
+        let got = h.got(1);
+        assert_eq!(got.last(), Some(&Got::Kick(5)), "{name}: {got:?}");
+        let results = got
+            .iter()
+            .filter(|g| matches!(g, Got::AuthResult(..)))
+            .count();
+        assert_eq!(
+            results, 1,
+            "{name}: only the first AUTH was answered: {got:?}"
+        );
+    }
+}
