@@ -167,13 +167,7 @@ impl Context<'_> {
         body: &[u8],
         select: impl Fn(&Session) -> bool,
     ) -> Result<usize, SendError> {
-        if !cmd::is_app(command) {
-            return Err(SendError::NotAppCommand);
-        }
-        self.scratch.clear();
-        let start = proto::frame::begin_frame(self.scratch, command);
-        self.scratch.extend_from_slice(body);
-        proto::frame::end_frame(self.scratch, start).map_err(|_| SendError::TooLarge)?;
+        self.encode_app(command, body)?;
         let mut sent = 0;
         for (conn, s) in self.sessions.iter().enumerate() {
             if s.phase == Phase::Online && select(s) {
@@ -200,12 +194,21 @@ impl Context<'_> {
             return Err(SendError::NotAppCommand);
         }
         let conn = self.online_conn(to).ok_or(SendError::NotOnline)?;
+        self.encode_app(command, body)?;
+        self.out.send(conn, self.scratch);
+        Ok(())
+    }
+
+    /// Encodes one application command frame into the scratch buffer, through the shared
+    /// frame builder.
+    fn encode_app(&mut self, command: u16, body: &[u8]) -> Result<(), SendError> {
+        if !cmd::is_app(command) {
+            return Err(SendError::NotAppCommand);
+        }
         self.scratch.clear();
         let start = proto::frame::begin_frame(self.scratch, command);
         self.scratch.extend_from_slice(body);
-        proto::frame::end_frame(self.scratch, start).map_err(|_| SendError::TooLarge)?;
-        self.out.send(conn, self.scratch);
-        Ok(())
+        proto::frame::end_frame(self.scratch, start).map_err(|_| SendError::TooLarge)
     }
 }
 
