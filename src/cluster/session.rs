@@ -100,6 +100,19 @@ impl Session {
             allowed: true,
         }
     }
+
+    /// The read-only view embedders and the admin surface get (the session's key is its
+    /// registry key).
+    fn view(&self) -> NodeView<'_> {
+        NodeView {
+            key: self.key,
+            peer: self.peer,
+            connected_unix: self.connected_unix,
+            plat: self.auth_plat.as_deref().unwrap_or(""),
+            info: &self.info,
+            last_heard_ms: self.last_heard_ms,
+        }
+    }
 }
 
 /// A read-only view of one online node, for embedders and the admin surface.
@@ -127,14 +140,7 @@ impl Cluster {
             .sessions
             .get(conn)
             .filter(|s| s.phase == Phase::Online)?;
-        Some(NodeView {
-            key,
-            peer: s.peer,
-            connected_unix: s.connected_unix,
-            plat: s.auth_plat.as_deref().unwrap_or(""),
-            info: &s.info,
-            last_heard_ms: s.last_heard_ms,
-        })
+        Some(s.view())
     }
 
     /// Every online node.
@@ -142,14 +148,7 @@ impl Cluster {
         self.sessions
             .iter()
             .filter(|s| s.phase == Phase::Online)
-            .map(|s| NodeView {
-                key: s.key,
-                peer: s.peer,
-                connected_unix: s.connected_unix,
-                plat: s.auth_plat.as_deref().unwrap_or(""),
-                info: &s.info,
-                last_heard_ms: s.last_heard_ms,
-            })
+            .map(Session::view)
     }
 
     /// A connection was accepted. `conn` must not be in use.
