@@ -3,7 +3,12 @@
 //! held in [`HeldAnnouncements`] until then; [`Cluster::announce`] sends or holds,
 //! [`Cluster::send_owed`] releases.
 
-use super::*;
+use super::alloc::{Allocator, Changes, ServId};
+use super::session::{NodeDetails, Phase};
+use super::{alloc, shared, Cluster, ConnId, NodeKey, Outbox};
+use crate::proto::{self, CrossAssign, CrossMembers, Member, NodeType, StatusPush};
+use bytes::Bytes;
+use log::{error, info};
 
 /// Announcements held until the journal records behind them are durable: frames already
 /// encoded, welcomes, status pushes and whitelist deltas (the cluster's `owed` field holds the

@@ -2,7 +2,16 @@
 //! role, duplicate, capacity), AUTH_RESULT, and the refusals counted against an address or an
 //! identity by the admission throttle.
 
-use super::*;
+use super::handler::Handler;
+use super::session::Phase;
+use super::timers::Timer;
+use super::{admission, Cluster, ConnId, NodeKey, Now, Outbox, Role};
+use crate::config::DuplicatePolicy;
+use crate::logging::{Escaped, Peer};
+use crate::proto::{self, AuthCode, AuthResult, KickReason, NodeType};
+use log::{debug, info, warn};
+use std::fmt;
+use std::net::SocketAddr;
 
 impl Cluster {
     fn throttle_window_secs(&self) -> u64 {

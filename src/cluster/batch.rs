@@ -3,7 +3,9 @@
 //! ([`Cluster::batch_durable`]) or failure ([`Cluster::journal_failed`]) decides what is sent
 //! and whether new assignments are made.
 
-use super::*;
+use super::announce::HeldAnnouncements;
+use super::{Cluster, Outbox};
+use log::{error, info};
 
 impl Cluster {
     /// Records of the batch being accumulated (not yet handed to the store).

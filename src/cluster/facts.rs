@@ -1,7 +1,10 @@
 //! Journaling of facts: what a GAME_INFO or CROSS_INFO says that the durable record does not
 //! hold yet, and the assignments the allocator settled, appended to the accumulating batch.
 
-use super::*;
+use super::alloc::ServId;
+use super::Cluster;
+use crate::proto::{CrossInfo, GameInfo};
+use crate::state::Record;
 
 impl Cluster {
     /// Records what a GAME_INFO says that the durable record does not hold yet (its name,

@@ -2,7 +2,15 @@
 //! they may do ([`Context`]). Separate from the session logic so an embedder reads one small
 //! file, and so the cluster's own state is reachable from a handler only through `Context`.
 
-use super::*;
+use super::alloc::{Allocator, CrossId};
+use super::session::{NodeDetails, Phase, Session};
+use super::timers::Timer;
+use super::{Cluster, ConnId, NodeKey, Outbox};
+use crate::proto::{self, cmd, NodeType};
+use crate::timer::{TimerId, TimerWheel};
+use hashbrown::HashMap;
+use log::{debug, error};
+use std::fmt;
 
 /// Hooks for an embedding application. Every method has a default that does nothing, so
 /// `impl Handler for MyApp {}` compiles. Handlers run on the poll loop's thread, inline:

@@ -1,7 +1,12 @@
 //! The INFO step: a game node's GAME_INFO or a cross node's CROSS_INFO makes it online (in the
 //! allocator, visible to the handler), with what it said journaled and announced.
 
-use super::*;
+use super::handler::{Handler, ReportedInfo};
+use super::session::{NodeDetails, Phase};
+use super::{alloc, handler_guard, Cluster, ConnId, NodeKey, Now, Outbox};
+use crate::logging::{Clip, Escaped, Peer};
+use crate::proto::{CrossInfo, GameInfo, KickReason};
+use log::{info, warn};
 
 impl Cluster {
     pub(super) fn on_game_info(

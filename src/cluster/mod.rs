@@ -46,21 +46,15 @@ use session::{Phase, Session};
 use timers::Timer;
 
 use crate::config::{Config, DuplicatePolicy};
-use crate::logging::{Clip, Escaped, Peer, Seconds};
-use crate::proto::{
-    self, cmd, AuthCode, AuthResult, CrossAssign, CrossInfo, CrossMembers, FrameError, GameInfo,
-    Heartbeat, Kick, KickReason, Member, NodeType, StatusPush, StatusReport,
-};
-use crate::state::{Record, State};
-use crate::timer::{TimerId, TimerWheel};
-use alloc::{Allocator, Changes, CrossId, PlatId, ServId};
+use crate::proto::{KickReason, NodeType};
+use crate::state::State;
+use crate::timer::TimerWheel;
+use alloc::{Allocator, Changes, CrossId, ServId};
 use bytes::Bytes;
 use hashbrown::{HashMap, HashSet};
-use log::{debug, error, info, warn};
+use log::info;
 pub use operator::{GameStatus, OperatorError};
 use std::fmt;
-use std::net::SocketAddr;
-use std::sync::Arc;
 
 /// A connection's id, chosen by the caller (the reactor uses its slab key).
 pub type ConnId = usize;

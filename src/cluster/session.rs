@@ -2,8 +2,20 @@
 //! ([`Cluster::handle_frame`]) and how a session ends (protocol error, KICK, close). The AUTH
 //! and INFO steps live in `auth.rs` and `info.rs`; this file holds the lifecycle around them.
 
-use super::*;
-use crate::proto::{DecodeError, Message, MessageError};
+use super::alloc::{CrossId, PlatId};
+use super::handler::Handler;
+use super::timers::Timer;
+use super::{admission, handler_guard, operator, Cluster, ConnId, NodeKey, Now, Outbox};
+use crate::logging::{Peer, Seconds};
+use crate::proto::{
+    self, cmd, DecodeError, FrameError, Heartbeat, Kick, KickReason, Message, MessageError,
+    NodeType, StatusReport,
+};
+use crate::timer::TimerId;
+use log::{debug, info, warn};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {

@@ -3,7 +3,14 @@
 //! reactor keeps on it for its own connections. Separate because every other part only
 //! inserts into the wheel; this is the one place that drains it.
 
-use super::*;
+use super::alloc::CrossId;
+use super::handler::Handler;
+use super::session::Phase;
+use super::{handler_guard, Cluster, ConnId, Now, Outbox};
+use crate::logging::Peer;
+use crate::proto::KickReason;
+use crate::timer::TimerId;
+use log::info;
 
 /// What a timer of the cluster's wheel is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,12 @@
 //! The cluster on a virtual clock: no sockets, no sleeping.
 
 use super::*;
-use crate::proto::{Auth, Message};
+use crate::proto::{
+    self, Auth, AuthResult, CrossAssign, CrossInfo, CrossMembers, FrameError, GameInfo, Heartbeat,
+    Kick, Message, StatusPush, StatusReport,
+};
+use crate::timer::TimerId;
+use std::net::SocketAddr;
 
 const TOKEN: &str = "secret";
 const T0: u64 = 1_700_000_000;
