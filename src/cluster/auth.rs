@@ -4,8 +4,7 @@
 
 use super::handler::Handler;
 use super::session::Phase;
-use super::timers::Timer;
-use super::{admission, Cluster, ConnId, NodeKey, Now, Outbox, Role};
+use super::{admission, Cluster, ConnId, NodeKey, Now, Outbox, Role, Timer};
 use crate::config::DuplicatePolicy;
 use crate::logging::{Escaped, Peer};
 use crate::proto::{self, AuthCode, AuthResult, KickReason, NodeType};

@@ -4,8 +4,7 @@
 
 use super::alloc::{Allocator, CrossId};
 use super::session::{NodeDetails, Phase, Session};
-use super::timers::Timer;
-use super::{Cluster, ConnId, NodeKey, Outbox};
+use super::{Cluster, ConnId, NodeKey, Outbox, Timer};
 use crate::proto::{self, cmd, NodeType};
 use crate::timer::{TimerId, TimerWheel};
 use hashbrown::HashMap;
@@ -40,7 +39,7 @@ pub trait Handler {
 
 /// What a node reported in its INFO (GAME_INFO or CROSS_INFO), borrowed from the frame for
 /// the [`Handler::node_online`] call. What the login node keeps afterwards is
-/// [`NodeDetails`] (in [`NodeView::info`]).
+/// [`NodeDetails`] (in [`NodeView::info`](super::NodeView::info)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportedInfo<'a> {
     /// A game node's GAME_INFO.

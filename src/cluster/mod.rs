@@ -31,6 +31,7 @@ mod fold;
 mod handler;
 mod handler_guard;
 mod info;
+mod lifecycle;
 mod names;
 mod operator;
 mod role;
@@ -43,7 +44,6 @@ pub use handler::{Context, Handler, NoHandler, ReportedInfo, SendError};
 pub use role::Role;
 pub use session::{NodeDetails, NodeView};
 use session::{Phase, Session};
-use timers::Timer;
 
 use crate::config::{Config, DuplicatePolicy};
 use crate::proto::{KickReason, NodeType};
@@ -65,6 +65,21 @@ pub const TICK_MS: u64 = 10;
 
 /// AUTH failure lines logged per second at most; the rest are counted in the next line.
 pub const AUTH_FAIL_LOG_PER_SECOND: u32 = 20;
+
+/// What a timer of the cluster's wheel is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// A session's auth timeout or heartbeat expiry.
+    Session(ConnId),
+    /// A deadline the reactor keeps for its own connections (the HTTP connections of the
+    /// admin API and the public lists: idle and request deadlines), with its key; reported
+    /// back by [`Cluster::take_fired_timers`].
+    Reactor(usize),
+    /// A handler's timer ([`Context::set_timer`]), with its token.
+    Handler(u64),
+    /// The end of a cross node's CROSS_MEMBERS fold window (`fold.rs`).
+    Fold(CrossId),
+}
 
 /// A point in time, as the caller sees it: a monotonic clock for deadlines and the wall clock
 /// for AUTH windows and `server_time`.

@@ -1,31 +1,15 @@
-//! The cluster's one timer wheel: what each timer is for ([`Timer`]), firing the due ones
-//! (auth timeouts, heartbeat expiry, handler timers, fold windows) and the deadlines the
-//! reactor keeps on it for its own connections. Separate because every other part only
-//! inserts into the wheel; this is the one place that drains it.
+//! Draining the cluster's one timer wheel: firing the due timers (auth timeouts, heartbeat
+//! expiry, handler timers, fold windows) and the deadlines the reactor keeps on it for its own
+//! connections. Separate because every other part only inserts into the wheel; this is the
+//! one place that drains it.
 
-use super::alloc::CrossId;
 use super::handler::Handler;
 use super::session::Phase;
-use super::{handler_guard, Cluster, ConnId, Now, Outbox};
+use super::{handler_guard, Cluster, Now, Outbox, Timer};
 use crate::logging::Peer;
 use crate::proto::KickReason;
 use crate::timer::TimerId;
 use log::info;
-
-/// What a timer of the cluster's wheel is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Timer {
-    /// A session's auth timeout or heartbeat expiry.
-    Session(ConnId),
-    /// A deadline the reactor keeps for its own connections (the HTTP connections of the
-    /// admin API and the public lists: idle and request deadlines), with its key; reported
-    /// back by [`Cluster::take_fired_timers`].
-    Reactor(usize),
-    /// A handler's timer ([`Context::set_timer`]), with its token.
-    Handler(u64),
-    /// The end of a cross node's CROSS_MEMBERS fold window (`fold.rs`).
-    Fold(CrossId),
-}
 
 impl Cluster {
     /// Fires every timer due at `now`: auth timeouts and heartbeat expiry.
