@@ -20,6 +20,13 @@
 //!
 //! A node is registered at AUTH (so duplicates are detected from then on) and is *online* —
 //! in the allocator, visible to the handler — from its INFO until its session closes.
+//!
+//! This file holds the shared types and the [`Cluster`] itself (construction, reload, the
+//! read-only accessors). The rest is one file per concern, each an `impl Cluster` block or
+//! types below it: `session` (per-connection types), `lifecycle` (frame dispatch, the end of a
+//! session), `auth` and `info` (the two login steps), `handler` (the embedder API), `timers`,
+//! `announce` (hold until durable), `batch` (the store's batches), `facts` (journaling what
+//! INFOs say), `admission`, `alloc`, `operator`, `role`, `fold`, `shared`, `names`.
 
 pub mod admission;
 pub mod alloc;
