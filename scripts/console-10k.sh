@@ -8,15 +8,9 @@
 set -euo pipefail
 N=${1:-10000}
 cd "$(dirname "$0")/.."
-cargo build --release --workspace -q
-OUT=$(mktemp -d /tmp/login-node-console-10k.XXXXXX)
 PORT=17800; ADMIN=17801; TOKEN=console-token; ADMIN_TOKEN=console-admin
-target/release/login-node --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:$ADMIN \
-  --token $TOKEN --admin-token $ADMIN_TOKEN --state-dir "" --log-level warn \
-  --default-capacity 200 2>"$OUT/server.log" &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -sf http://127.0.0.1:$ADMIN/healthz >/dev/null && break; sleep 0.1; done
+. scripts/release-node.sh
+start_release_node console-10k memory 200
 
 target/release/login-node-bench hold --addr 127.0.0.1:$PORT --token $TOKEN --nodes "$N" \
   --cross 100 --duration 600 --quiet >"$OUT/bench.log" 2>&1 &

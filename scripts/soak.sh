@@ -10,15 +10,9 @@
 set -euo pipefail
 MINUTES=${1:-30}
 cd "$(dirname "$0")/.."
-cargo build --release --workspace -q
-OUT=$(mktemp -d /tmp/login-node-soak.XXXXXX)
 PORT=17700; ADMIN=17701; TOKEN=soak-token; ADMIN_TOKEN=soak-admin
-target/release/login-node --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:$ADMIN \
-  --token $TOKEN --admin-token $ADMIN_TOKEN --state-dir "$OUT/state" --log-level warn \
-  --default-capacity 2000 2>"$OUT/server.log" &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -sf http://127.0.0.1:$ADMIN/healthz >/dev/null && break; sleep 0.1; done
+. scripts/release-node.sh
+start_release_node soak durable 2000
 
 target/release/login-node-bench mixed --addr 127.0.0.1:$PORT --token $TOKEN \
   --nodes 4000 --cross 4 --pump-nodes 100 --pipeline 4 --workers 20 \

@@ -22,6 +22,7 @@
 //! - [`reactor`]: the single-threaded mio poll loop, [`reactor::LoginNode`] and its
 //!   [`reactor::Builder`].
 //! - [`config`]: defaults, TOML file and flags.
+//! - [`net`]: address blocks (`Cidr`), below both the config and the cluster.
 //! - [`client`]: clients for Rust nodes: blocking, sans-IO ([`client::machine`]) and
 //!   reconnecting ([`client::node`]).
 //!
@@ -46,6 +47,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod logging;
+pub mod net;
 pub mod proto;
 pub mod reactor;
 pub mod state;

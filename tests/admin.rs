@@ -27,12 +27,7 @@ fn expect_status(c: &mut Client) -> u8 {
 /// A game node coming online, returning its client with the welcome read: (maintenance,
 /// snapshot version, snapshot entries).
 fn game_welcomed(server: &Server, id: u32, plat: &str) -> (Client, u8, u32, Vec<String>) {
-    let mut c = server.connect();
-    let r = c
-        .auth(NodeType::Game, id, "dev", TOKEN, None)
-        .expect("auth");
-    assert_eq!(r.code, 0);
-    c.send_game_info(&game_info(id, plat)).expect("info");
+    let mut c = game_node(server.addr, &game_info(id, plat));
     let maintenance = expect_status(&mut c);
     let mut entries = Vec::new();
     let mut frames = 0;
@@ -56,16 +51,7 @@ fn game_welcomed(server: &Server, id: u32, plat: &str) -> (Client, u8, u32, Vec<
 }
 
 fn status_of(server: &Server, plat: &str, id: u32) -> String {
-    let v = admin(
-        server,
-        "GET",
-        &format!("/api/servers?plat={plat}"),
-        None,
-        200,
-    );
-    v["servers"]
-        .as_array()
-        .expect("list")
+    server_list(server, plat)
         .iter()
         .find(|s| s["id"] == id)
         .map(|s| s["status"].as_str().expect("status").to_string())
@@ -189,16 +175,13 @@ fn operators_drive_the_cluster_and_every_change_survives_a_restart() {
     }
 
     // Moves: into a draining cross -> 409; undrain; move 102 to 80 slot 4.
-    let v = admin(
+    admin_refused(
         &server,
         "POST",
         "/api/assign",
         Some(r#"{"serv_id": 102, "cross_server_id": 80}"#),
         409,
-    );
-    assert!(
-        v["error"].as_str().expect("error").contains("draining"),
-        "{v}"
+        "draining",
     );
     admin(
         &server,
@@ -398,24 +381,12 @@ fn keep_alive_serves_several_requests_and_slow_or_oversized_requests_are_cut_off
     }
 
     // Oversized: 413 and closed.
-    let mut big = std::net::TcpStream::connect(addr).expect("connect");
-    big.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    big.write_all(b"POST /api/whitelist HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n")
-        .expect("write");
-    let mut resp = Vec::new();
-    big.read_to_end(&mut resp).expect("closed after the answer");
-    assert_eq!(parse_response(&resp).0, 413);
+    let big = b"POST /api/whitelist HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n";
+    assert_eq!(parse_response(&exchange(addr, big)).0, 413);
 
     // Garbage: 400 and closed.
-    let mut junk = std::net::TcpStream::connect(addr).expect("connect");
-    junk.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    junk.write_all(b"\x16\x03\x01\x00\xa5garbage\r\n\r\n")
-        .expect("write");
-    let mut resp = Vec::new();
-    junk.read_to_end(&mut resp).expect("closed");
-    assert_eq!(parse_response(&resp).0, 400);
+    let junk = b"\x16\x03\x01\x00\xa5garbage\r\n\r\n";
+    assert_eq!(parse_response(&exchange(addr, junk)).0, 400);
 
     // Slow headers: closed at the request deadline while the node port keeps serving.
     let mut slow = std::net::TcpStream::connect(addr).expect("connect");
@@ -464,15 +435,23 @@ fn the_admin_listener_refuses_the_default_token_off_loopback() {
     assert_eq!(ok, json!(true));
 }
 
+/// A durable node on `dir` whose journal fails (as on a full disk) while the flag is set;
+/// the flag starts as `full`.
+fn start_with_journal_fault(
+    dir: &std::path::Path,
+    full: bool,
+) -> (Server, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let mut node = LoginNode::bind(durable_config(dir)).expect("bind");
+    let disk_full = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(full));
+    node.inject_journal_fault(disk_full.clone());
+    (start_node(node), disk_full)
+}
+
 #[test]
 fn a_full_disk_stops_new_assignments_and_changes_but_not_heartbeats_and_recovers() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
     let dir = temp_dir("diskfull");
-    let mut node = LoginNode::bind(durable_config(&dir)).expect("bind");
-    let disk_full = Arc::new(AtomicBool::new(false));
-    node.inject_journal_fault(disk_full.clone());
-    let server = start_node(node);
+    let (server, disk_full) = start_with_journal_fault(&dir, false);
     let (_x90, _) = server.cross(9, "p", 90, 10);
     disk_full.store(true, Ordering::Relaxed);
 
@@ -485,30 +464,20 @@ fn a_full_disk_stops_new_assignments_and_changes_but_not_heartbeats_and_recovers
         g101.recv(REPLY).expect("ack"),
         Some(ServerMessage::HeartbeatAck(5))
     );
-    let v = admin(
+    admin_refused(
         &server,
         "POST",
         "/api/whitelist",
         Some(r#"{"entry": "x"}"#),
         503,
-    );
-    assert!(
-        v["error"].as_str().expect("error").contains("not writable"),
-        "{v}"
+        "not writable",
     );
     let (status, body) = http(server.admin.expect("admin"), "GET", "/healthz", None, None);
     assert_eq!(status, 200);
     assert!(body.contains("degraded"), "{body}");
     // A node arriving now waits in the queue; its welcome shows only durable state (no
     // operator change is pending), so it comes at once, and nothing after it.
-    let mut g102 = server.connect();
-    assert_eq!(
-        g102.auth(NodeType::Game, 102, "dev", TOKEN, None)
-            .expect("auth")
-            .code,
-        0
-    );
-    g102.send_game_info(&game_info(102, "p")).expect("info");
+    let mut g102 = game_node(server.addr, &game_info(102, "p"));
     assert_eq!(expect_status(&mut g102), 0);
     assert!(matches!(
         g102.recv(REPLY).expect("snapshot"),
@@ -611,13 +580,9 @@ fn a_burst_of_new_game_nodes_is_made_durable_with_one_group_commit() {
 
 #[test]
 fn a_change_is_audited_even_if_its_client_left_before_it_was_durable() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
     let dir = temp_dir("audit-late");
-    let mut node = LoginNode::bind(durable_config(&dir)).expect("bind");
-    let disk_full = Arc::new(AtomicBool::new(true));
-    node.inject_journal_fault(disk_full.clone());
-    let server = start_node(node);
+    let (server, disk_full) = start_with_journal_fault(&dir, true);
     let addr = server.admin.expect("admin");
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     let body = r#"{"entry": "late"}"#;

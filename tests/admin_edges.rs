@@ -4,21 +4,10 @@
 
 mod common;
 
-use common::{durable_config, parse_response, start, temp_dir, ADMIN_TOKEN};
+use common::{durable_config, exchange, parse_response, start, temp_dir, ADMIN_TOKEN};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
-
-/// Sends `raw` on a fresh connection and reads until the server closes it.
-fn exchange(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    s.write_all(raw).expect("write");
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).expect("read until closed");
-    resp
-}
 
 fn whitelist_post(content_length_headers: &str, body: &str) -> Vec<u8> {
     format!(

@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::child::{connect_when_up, exit_within, free_port, signal};
 use common::{cpu_seconds, expect_kick, REPLY, TOKEN};
 use login_node::client::{Client, ServerMessage};
 use login_node::config::DEFAULT_TOKEN;
@@ -14,14 +15,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_login-node");
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("runs")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// A child server; killed on drop if still running. It runs in a directory of its own (its
@@ -37,15 +30,24 @@ impl Drop for Proc {
 }
 
 fn scratch_dir() -> std::path::PathBuf {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "login-node-cli-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::temp_dir("cli");
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
+}
+
+/// Writes `dir/node.toml`: listen on 127.0.0.1:`port`, state in `dir/state`, then `extra`;
+/// its path.
+fn write_node_toml(dir: &std::path::Path, port: u16, extra: &str) -> std::path::PathBuf {
+    let file = dir.join("node.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n{extra}",
+            dir.join("state").display()
+        ),
+    )
+    .expect("write config");
+    file
 }
 
 /// Spawns with stderr piped, in a scratch directory; with any arguments, the admin API
@@ -65,38 +67,13 @@ fn spawn(cmd: &mut Command) -> Proc {
     )
 }
 
-/// Connects, retrying while the child starts (bounded).
-fn connect_when_up(addr: SocketAddr) -> Client {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match Client::connect(addr, Duration::from_secs(1)) {
-            Ok(c) => return c,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("server at {addr} never came up: {e}"),
-        }
-    }
-}
-
 fn sigterm(p: &Proc) {
-    let status = Command::new("kill")
-        .args(["-TERM", &p.0.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    signal(p.0.id(), "-TERM");
 }
 
+/// The exit code, if the child exits within `within`.
 fn wait_exit(p: &mut Proc, within: Duration) -> Option<i32> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(status) = p.0.try_wait().expect("wait") {
-            return status.code();
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
+    exit_within(&mut p.0, within).and_then(|s| s.code())
 }
 
 #[test]
@@ -210,9 +187,7 @@ fn no_arguments_serves_on_7700_with_the_dev_token() {
         .auth(NodeType::Game, 1, "dev", DEFAULT_TOKEN, None)
         .expect("auth");
     assert_eq!(r.code, 0);
-    sigterm(&p);
-    assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
-    let stderr = stderr_of(&mut p);
+    let stderr = stop_cleanly(&mut p);
     assert!(
         stderr.contains("DEFAULT DEVELOPMENT TOKEN"),
         "loud warning: {stderr}"
@@ -287,6 +262,13 @@ fn auth_code(addr: SocketAddr, id: u32, token: &str) -> u8 {
         .code
 }
 
+/// SIGTERM: the child exits 0 within 5 s; its stderr.
+fn stop_cleanly(p: &mut Proc) -> String {
+    sigterm(p);
+    assert_eq!(wait_exit(p, Duration::from_secs(5)), Some(0));
+    stderr_of(p)
+}
+
 fn stderr_of(p: &mut Proc) -> String {
     let mut stderr = String::new();
     use std::io::Read;
@@ -298,31 +280,13 @@ fn stderr_of(p: &mut Proc) -> String {
     stderr
 }
 
-fn signal(p: &Proc, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &p.0.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
-
 #[test]
 fn sighup_reloads_reloadable_keys_and_rejects_a_bad_file_whole() {
     let dir = scratch_dir();
-    let file = dir.join("node.toml");
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let write = |extra: &str| {
-        std::fs::write(
-            &file,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n{extra}",
-                dir.join("state").display()
-            ),
-        )
-        .expect("write config")
-    };
-    write("token = \"first-secret-A1\"\nheartbeat_interval = 4\n");
+    let write = |extra: &str| write_node_toml(&dir, port, extra);
+    let file = write("token = \"first-secret-A1\"\nheartbeat_interval = 4\n");
     let admin_port = free_port();
     let mut p = spawn(Command::new(BIN).args([
         "--config",
@@ -361,7 +325,7 @@ fn sighup_reloads_reloadable_keys_and_rejects_a_bad_file_whole() {
 
     // A bad file (unknown key) is rejected whole: the old token still works.
     write("token = \"second-secret-B2\"\nheartbeat_interval = 6\nlisten_typo = 1\n");
-    signal(&p, "-HUP");
+    signal(p.0.id(), "-HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !reloads("rejected") {
         assert!(Instant::now() < deadline, "the reload was never rejected");
@@ -370,7 +334,7 @@ fn sighup_reloads_reloadable_keys_and_rejects_a_bad_file_whole() {
     assert_eq!(auth_code(addr, 4, "first-secret-A1"), 0);
 
     write("token = \"second-secret-B2\"\nheartbeat_interval = 6\npublic_max_age = 33\n");
-    signal(&p, "-HUP");
+    signal(p.0.id(), "-HUP");
     while !reloads("applied") {
         assert!(Instant::now() < deadline, "the reload was never applied");
         std::thread::sleep(Duration::from_millis(20));
@@ -394,9 +358,7 @@ fn sighup_reloads_reloadable_keys_and_rejects_a_bad_file_whole() {
         1,
         "the old token is gone"
     );
-    sigterm(&p);
-    assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
-    let stderr = stderr_of(&mut p);
+    let stderr = stop_cleanly(&mut p);
     assert!(stderr.contains("configuration rejected"), "{stderr}");
     assert!(stderr.contains("SIGHUP: token changed"), "{stderr}");
     assert!(
@@ -474,7 +436,7 @@ fn sighup_cannot_bring_a_development_token_to_a_public_listener() {
         "0.0.0.0",
         "heartbeat_interval = 5\nadmin_token = \"admin-secret-1\"\n",
     );
-    signal(&p, "-HUP");
+    signal(p.0.id(), "-HUP");
     rejected(1);
     assert_eq!(auth_code(addr, 1, DEFAULT_TOKEN), 1, "no development token");
     assert_eq!(auth_code(addr, 2, "node-secret-1"), 0);
@@ -484,7 +446,7 @@ fn sighup_cannot_bring_a_development_token_to_a_public_listener() {
         "127.0.0.1",
         "heartbeat_interval = 6\ntoken = \"node-secret-1\"\n",
     );
-    signal(&p, "-HUP");
+    signal(p.0.id(), "-HUP");
     rejected(2);
     let dev = login_node::config::DEFAULT_ADMIN_TOKEN;
     let (code, _) = common::http(admin_addr, "GET", "/api/nodes", Some(dev), None);
@@ -505,9 +467,7 @@ fn sighup_cannot_bring_a_development_token_to_a_public_listener() {
         r.heartbeat_interval, 4,
         "rejected whole: nothing else applied"
     );
-    sigterm(&p);
-    assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
-    let log = stderr_of(&mut p);
+    let log = stop_cleanly(&mut p);
     assert!(
         log.contains("refusing to listen on non-loopback 0.0.0.0"),
         "{log}"
@@ -679,9 +639,7 @@ fn a_busy_default_admin_port_does_not_stop_the_node_but_a_busy_chosen_one_does()
     let node_addr = format!("127.0.0.1:{port}").parse().expect("addr");
     connect_when_up(node_addr);
     assert_eq!(auth_code(node_addr, 1, TOKEN), 0);
-    sigterm(&p);
-    assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
-    let stderr = stderr_of(&mut p);
+    let stderr = stop_cleanly(&mut p);
     assert!(stderr.contains("admin API disabled"), "{stderr}");
 
     let busy = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -703,19 +661,10 @@ fn a_busy_default_admin_port_does_not_stop_the_node_but_a_busy_chosen_one_does()
 #[test]
 fn sighup_replaces_the_viewer_token() {
     let dir = scratch_dir();
-    let file = dir.join("node.toml");
     let (port, admin_port) = (free_port(), free_port());
-    let write = |viewer: &str| {
-        std::fs::write(
-            &file,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\nviewer_token = \"{viewer}\"\n",
-                dir.join("state").display()
-            ),
-        )
-        .expect("write config")
-    };
-    write("viewer-one-C3");
+    let write =
+        |viewer: &str| write_node_toml(&dir, port, &format!("viewer_token = \"{viewer}\"\n"));
+    let file = write("viewer-one-C3");
     let mut p = spawn(Command::new(BIN).args([
         "--config",
         file.to_str().expect("utf8"),
@@ -735,16 +684,14 @@ fn sighup_replaces_the_viewer_token() {
     assert_eq!(whoami("viewer-one-C3"), 200);
 
     write("viewer-two-D4");
-    signal(&p, "-HUP");
+    signal(p.0.id(), "-HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     while whoami("viewer-two-D4") != 200 {
         assert!(Instant::now() < deadline, "the reload was never applied");
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(whoami("viewer-one-C3"), 401, "the old viewer token is gone");
-    sigterm(&p);
-    assert_eq!(wait_exit(&mut p, Duration::from_secs(5)), Some(0));
-    let stderr = stderr_of(&mut p);
+    let stderr = stop_cleanly(&mut p);
     assert!(stderr.contains("SIGHUP: viewer_token changed"), "{stderr}");
     assert!(
         !stderr.contains("one-C3") && !stderr.contains("two-D4"),

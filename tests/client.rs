@@ -2,27 +2,12 @@
 
 mod common;
 
+use common::node_client::{fast, game_spec, wait_for_event};
 use common::*;
 use login_node::client::machine::{NodeInfoSpec, NodeSpec};
-use login_node::client::node::{ClientEvent, NodeClient, Options};
+use login_node::client::node::{ClientEvent, NodeClient};
 use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
-
-fn game_spec(id: u32) -> NodeSpec {
-    NodeSpec {
-        node_id: id,
-        plat: "dev".into(),
-        token: TOKEN.into(),
-        info: NodeInfoSpec::Game {
-            serv_name: format!("S{id}"),
-            open_time: 1_700_000_000,
-            cross_plat: "p".into(),
-            cross_server_id: 0,
-            cross_pos: 0,
-            addr: "127.0.0.1:1".into(),
-        },
-    }
-}
+use std::time::Duration;
 
 fn cross_spec(id: u32) -> NodeSpec {
     NodeSpec {
@@ -39,30 +24,13 @@ fn cross_spec(id: u32) -> NodeSpec {
     }
 }
 
-fn fast() -> Options {
-    Options {
-        connect_timeout: Duration::from_secs(2),
-        backoff_initial: Duration::from_millis(50),
-        backoff_max: Duration::from_millis(400),
-        ..Options::default()
-    }
-}
-
-/// The next event matching `want`, skipping others (bounded).
+/// The next event matching `want` within 10 s, skipping others.
 fn wait_for(
     events: &Receiver<ClientEvent>,
     what: &str,
     want: impl Fn(&ClientEvent) -> bool,
 ) -> ClientEvent {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match events.recv_timeout(left) {
-            Ok(e) if want(&e) => return e,
-            Ok(_) => continue,
-            Err(e) => panic!("no {what} within 10 s: {e}"),
-        }
-    }
+    wait_for_event(events, what, Duration::from_secs(10), want)
 }
 
 #[test]

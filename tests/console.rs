@@ -8,7 +8,7 @@ mod common;
 use browser::Browser;
 use common::*;
 use login_node::client::{Client, ServerMessage};
-use login_node::proto::{GameInfo, NodeType};
+use login_node::proto::GameInfo;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,17 +28,11 @@ fn screenshots() -> PathBuf {
 }
 
 fn named_game(server: &Server, id: u32, plat: &str, name: &str) -> Client {
-    let mut c = server.connect();
-    let r = c
-        .auth(NodeType::Game, id, "dev", TOKEN, None)
-        .expect("auth");
-    assert_eq!(r.code, 0, "game {id} auth");
     let info = GameInfo {
         serv_name: name,
         ..game_info(id, plat)
     };
-    c.send_game_info(&info).expect("info");
-    c
+    game_node(server.addr, &info)
 }
 
 /// Reads frames until `want` says yes (other frames such as CROSS_ASSIGN are skipped).
@@ -74,6 +68,26 @@ fn sign_in(b: &Browser, url: &str, token: &str) {
     b.type_into("#token", token);
     b.click("#signin-button");
     b.find("body[data-loaded='overview']");
+}
+
+/// Types `query` into page `page`'s search box and waits until its count says `count`.
+fn search(b: &Browser, page: &str, query: &str, count: &str) {
+    b.type_into(&format!("#{page}-search"), query);
+    b.wait_text(&format!("#{page}-count"), count);
+}
+
+/// Clicks `button` and OKs the confirmation dialog once it asks `asks`.
+fn confirm(b: &Browser, button: &str, asks: &str) {
+    b.click(button);
+    b.wait_text("#confirm-text", asks);
+    b.click("#confirm-ok");
+}
+
+/// The next WHITELIST_DELTA `c` reads.
+fn next_delta(c: &mut Client) -> ServerMessage {
+    expect_frame(c, "WHITELIST_DELTA", |m| {
+        matches!(m, ServerMessage::WhitelistDelta { .. })
+    })
 }
 
 fn open_page(b: &Browser, page: &str) {
@@ -141,8 +155,7 @@ fn an_operator_drives_the_cluster_from_the_browser_console() {
     b.wait_text("tr[data-serv='104']", "full");
     b.wait_text("tr[data-serv='103']", "busy");
     b.screenshot(&out.join("nodes.png"));
-    b.type_into("#nodes-search", "dragon");
-    b.wait_text("#nodes-count", "1 of 60 game nodes");
+    search(&b, "nodes", "dragon", "1 of 60 game nodes");
 
     // Maintenance: confirm, and the game node gets STATUS_PUSH 1.
     b.click("tr[data-serv='101'] button[data-action='maintenance']");
@@ -162,27 +175,23 @@ fn an_operator_drives_the_cluster_from_the_browser_console() {
     b.wait_text("#message", "Move of game 101 failed: 404");
 
     // Kick: game 102 gets KICK 3 and is closed.
-    b.type_into("#nodes-search", "phoenix-102");
-    b.wait_text("#nodes-count", "1 of 60 game nodes");
-    b.click("tr[data-serv='102'] button[data-action='kick']");
-    b.wait_text("#confirm-text", "Kick game 102?");
-    b.click("#confirm-ok");
+    search(&b, "nodes", "phoenix-102", "1 of 60 game nodes");
+    confirm(
+        &b,
+        "tr[data-serv='102'] button[data-action='kick']",
+        "Kick game 102?",
+    );
     expect_frame(&mut others[0], "KICK 3", |m| *m == ServerMessage::Kick(3));
     assert!(others[0].closed_within(REPLY), "closed after KICK 3");
     b.wait_text("#message", "Kick of game 102: done");
-    b.type_into("#nodes-search", "");
-    b.wait_text("#nodes-count", "59 of 59 game nodes");
+    search(&b, "nodes", "", "59 of 59 game nodes");
 
     // Whitelist: two pasted entries reach the game node as WHITELIST_DELTAs.
     open_page(&b, "whitelist");
     b.type_into("#whitelist-add", "player-42\nplayer-43\n");
-    b.click("#whitelist-add-button");
-    b.wait_text("#confirm-text", "Add 2 entries");
-    b.click("#confirm-ok");
+    confirm(&b, "#whitelist-add-button", "Add 2 entries");
     for (version, entry) in [(1, "player-42"), (2, "player-43")] {
-        let delta = expect_frame(&mut g101, "WHITELIST_DELTA", |m| {
-            matches!(m, ServerMessage::WhitelistDelta { .. })
-        });
+        let delta = next_delta(&mut g101);
         assert_eq!(
             delta,
             ServerMessage::WhitelistDelta {
@@ -200,16 +209,15 @@ fn an_operator_drives_the_cluster_from_the_browser_console() {
     b.click("#whitelist-add-button");
     b.click("#confirm-ok");
     b.wait_text("#whitelist-version", "version 3");
-    b.type_into("#whitelist-search", "44");
-    b.wait_text("#whitelist-count", "1 of 3 entries");
-    b.click("li[data-entry='player-44'] button[data-action='remove']");
-    b.wait_text("#confirm-text", "Remove \"player-44\"");
-    b.click("#confirm-ok");
+    search(&b, "whitelist", "44", "1 of 3 entries");
+    confirm(
+        &b,
+        "li[data-entry='player-44'] button[data-action='remove']",
+        "Remove \"player-44\"",
+    );
     let mut deltas = Vec::new();
     for _ in 0..2 {
-        deltas.push(expect_frame(&mut g101, "WHITELIST_DELTA", |m| {
-            matches!(m, ServerMessage::WhitelistDelta { .. })
-        }));
+        deltas.push(next_delta(&mut g101));
     }
     assert_eq!(
         deltas,
@@ -314,9 +322,7 @@ fn the_viewer_token_reads_everything_and_changes_nothing() {
         Some(r#"{"entry": "a"}"#),
         200,
     );
-    expect_frame(&mut g, "WHITELIST_DELTA", |m| {
-        matches!(m, ServerMessage::WhitelistDelta { .. })
-    });
+    next_delta(&mut g);
 
     // The console's files need no token; the API does.
     assert_eq!(http(addr, "GET", "/", None, None).0, 200);

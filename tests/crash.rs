@@ -17,14 +17,14 @@
 
 mod common;
 
-use common::{cross_node, parse_response, temp_dir, REPLY, TOKEN};
+use common::child::{free_addr, Proc};
+use common::{cross_node, cross_slots, parse_response, temp_dir, REPLY, TOKEN};
 use login_node::client::{Client, ServerMessage};
-use login_node::proto::NodeType;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_login-node");
@@ -32,22 +32,6 @@ const CROSSES: [u32; 3] = [90, 91, 92];
 /// Game nodes sent per burst, without waiting for answers in between.
 const BURST: u32 = 25;
 const ADMIN_TOKEN: &str = "crash-admin-token";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-}
 
 fn start(addr: SocketAddr, admin: SocketAddr, dir: &Path) -> Proc {
     let child = Command::new(BIN)
@@ -82,11 +66,7 @@ fn start(addr: SocketAddr, admin: SocketAddr, dir: &Path) -> Proc {
 
 /// Sends AUTH and GAME_INFO (reporting no assignment) without waiting.
 fn send_game(addr: SocketAddr, id: u32) -> Option<Client> {
-    let mut c = Client::connect(addr, REPLY).ok()?;
-    c.send_auth(NodeType::Game as u8, id, "dev", TOKEN, None)
-        .ok()?;
-    c.send_game_info(&common::game_info(id, "p")).ok()?;
-    Some(c)
+    common::send_game(addr, id, "dev")
 }
 
 /// Reads until CROSS_ASSIGN (Some) or until the connection ends or goes quiet (None).
@@ -180,18 +160,7 @@ fn moved_to(v: &serde_json::Value) -> (u32, u16) {
 fn recorded_slots(admin: SocketAddr) -> HashMap<u32, (u32, u16)> {
     let (status, v) = admin_answer(send_admin(admin, "GET", "/api/cross", "")).expect("answer");
     assert_eq!(status, 200);
-    let mut slots = HashMap::new();
-    for p in v["platforms"].as_array().expect("platforms") {
-        for c in p["cross_nodes"].as_array().expect("cross nodes") {
-            let cross = c["cross_server_id"].as_u64().expect("id") as u32;
-            for m in c["members"].as_array().expect("members") {
-                let serv = m["serv_id"].as_u64().expect("serv") as u32;
-                let pos = m["cross_pos"].as_u64().expect("pos") as u16;
-                slots.insert(serv, (cross, pos));
-            }
-        }
-    }
-    slots
+    cross_slots(&v).into_iter().collect()
 }
 
 /// After a restart: each move the kill cut off either landed (the game node is on the
@@ -236,6 +205,31 @@ fn watch_assigns(mut clients: Vec<(u32, Client)>) -> Vec<(u32, (u32, u16))> {
         });
     }
     got
+}
+
+/// Game nodes `ids` return (BURST at a time, reporting nothing): each is told exactly
+/// what `told` says it was told before.
+fn assert_return_as_told(
+    addr: SocketAddr,
+    ids: &[u32],
+    told: &HashMap<u32, (u32, u16)>,
+    when: &str,
+) {
+    for chunk in ids.chunks(BURST as usize) {
+        let mut clients: Vec<(u32, Client)> = chunk
+            .iter()
+            .map(|&id| (id, send_game(addr, id).expect("connect")))
+            .collect();
+        for (id, c) in &mut clients {
+            let got = read_assign(c, REPLY);
+            assert_eq!(
+                got.as_ref(),
+                told.get(id),
+                "{when}: game {id} was told {:?} before the crash, now {got:?}",
+                told.get(id)
+            );
+        }
+    }
 }
 
 fn assert_no_shared_slot(assigned: &HashMap<u32, (u32, u16)>) {
@@ -299,21 +293,7 @@ fn sigkill_while_nodes_arrive_loses_no_assignment_and_shares_no_slot() {
             old.swap_remove(i);
         }
         old.sort_unstable_by(|a, b| b.cmp(a));
-        for chunk in old.chunks(BURST as usize) {
-            let mut clients: Vec<(u32, Client)> = chunk
-                .iter()
-                .map(|&id| (id, send_game(addr, id).expect("connect")))
-                .collect();
-            for (id, c) in &mut clients {
-                let got = read_assign(c, REPLY).expect("a returning node is answered");
-                assert_eq!(
-                    Some(&got),
-                    told.get(id),
-                    "cycle {cycle}: game {id} was told {:?} before the crash, now {got:?}",
-                    told.get(id)
-                );
-            }
-        }
+        assert_return_as_told(addr, &old, &told, &format!("cycle {cycle}"));
         let online: HashMap<u32, (u32, u16)> = told.clone();
         assert_no_shared_slot(&online);
         drop(fresh);
@@ -393,14 +373,6 @@ fn sigkill_while_nodes_arrive_loses_no_assignment_and_shares_no_slot() {
     );
     let mut ids: Vec<u32> = told.keys().copied().collect();
     ids.sort_unstable();
-    for chunk in ids.chunks(BURST as usize) {
-        let mut clients: Vec<(u32, Client)> = chunk
-            .iter()
-            .map(|&id| (id, send_game(addr, id).expect("connect")))
-            .collect();
-        for (id, c) in &mut clients {
-            assert_eq!(read_assign(c, REPLY).as_ref(), told.get(id), "game {id}");
-        }
-    }
+    assert_return_as_told(addr, &ids, &told, "the last restart");
     std::fs::remove_dir_all(&dir).ok();
 }

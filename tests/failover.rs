@@ -7,51 +7,26 @@
 
 mod common;
 
-use common::{cross_node, parse_response, REPLY, TOKEN};
+use common::child::{free_port, Proc};
+use common::{cross_node, cross_slots, parse_response, REPLY, TOKEN};
+use login_node::client::machine::NodeSpec;
+use login_node::client::node::{ClientEvent, NodeClient, Options};
 use login_node::client::{Client, ServerMessage};
 use login_node::proto::NodeType;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_login-node");
 const ADMIN_TOKEN: &str = "failover-admin-token";
 const TTL: u64 = 4;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("login-node-failover-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn signal(p: &Proc, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &p.0.id().to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill {sig}");
+    common::child::signal(p.0.id(), sig);
 }
 
 /// One plain HTTP/1.1 request; (status, body).
@@ -207,15 +182,52 @@ fn member(etcd: &Etcd, name: &str, prefix: &str, dir: &std::path::Path) -> Membe
     }
 }
 
-/// A fresh 3-member etcd and two login-node members of one group on it (named after the
-/// test, so parallel tests share nothing).
-fn two_members(name: &str) -> (PathBuf, Etcd, String, Member, Member) {
-    let dir = scratch(name);
-    let etcd = Etcd::start(&dir);
-    let prefix = format!("/test/{name}-{}", std::process::id());
-    let a = member(&etcd, "a", &prefix, &dir);
-    let b = member(&etcd, "b", &prefix, &dir);
-    (dir, etcd, prefix, a, b)
+/// One scenario's group: a fresh 3-member etcd and login-node members "a", "b", ... on it,
+/// named after the test so parallel tests share nothing. Dropping it stops etcd and removes
+/// the scratch dir (kept with `KEEP_FAILOVER_LOGS` set, for the members' logs).
+struct Group {
+    etcd: Etcd,
+    prefix: String,
+    dir: PathBuf,
+    members: Vec<Member>,
+}
+
+impl Group {
+    fn start(name: &str, members: usize) -> Group {
+        let dir = common::temp_dir(&format!("failover-{name}"));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let etcd = Etcd::start(&dir);
+        let prefix = format!("/test/{name}-{}", std::process::id());
+        let members = ["a", "b"][..members]
+            .iter()
+            .map(|m| member(&etcd, m, &prefix, &dir))
+            .collect();
+        Group {
+            etcd,
+            prefix,
+            dir,
+            members,
+        }
+    }
+
+    fn members(&self) -> Vec<&Member> {
+        self.members.iter().collect()
+    }
+
+    /// Waits (15 s) until a member is active: (the active member, the other one).
+    fn active_and_other(&self) -> (&Member, &Member) {
+        let (i, _) = wait_active(&self.members(), Duration::from_secs(15));
+        (&self.members[i], &self.members[1 - i])
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.etcd.members.clear();
+        if std::env::var_os("KEEP_FAILOVER_LOGS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
 
 fn role(m: &Member) -> Option<(u16, Value)> {
@@ -243,11 +255,7 @@ fn wait_active(members: &[&Member], within: Duration) -> (usize, Duration) {
 }
 
 fn send_game(addr: SocketAddr, id: u32) -> Option<Client> {
-    let mut c = Client::connect(addr, REPLY).ok()?;
-    c.send_auth(NodeType::Game as u8, id, "p", TOKEN, None)
-        .ok()?;
-    c.send_game_info(&common::game_info(id, "p")).ok()?;
-    Some(c)
+    common::send_game(addr, id, "p")
 }
 
 /// What a game node's connection said: its CROSS_ASSIGN, KICK, or nothing before it closed.
@@ -283,15 +291,8 @@ fn recorded(m: &Member) -> HashMap<u32, (u32, u16)> {
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).expect("json");
     let mut slots = HashMap::new();
-    for p in v["platforms"].as_array().expect("platforms") {
-        for c in p["cross_nodes"].as_array().expect("cross nodes") {
-            let cross = c["cross_server_id"].as_u64().expect("id") as u32;
-            for m in c["members"].as_array().expect("members") {
-                let serv = m["serv_id"].as_u64().expect("serv") as u32;
-                let slot = (cross, m["cross_pos"].as_u64().expect("pos") as u16);
-                assert!(slots.insert(serv, slot).is_none(), "game {serv} twice");
-            }
-        }
+    for (serv, slot) in cross_slots(&v) {
+        assert!(slots.insert(serv, slot).is_none(), "game {serv} twice");
     }
     let mut held: HashMap<(u32, u16), u32> = HashMap::new();
     for (&serv, &slot) in &slots {
@@ -303,7 +304,7 @@ fn recorded(m: &Member) -> HashMap<u32, (u32, u16)> {
 }
 
 /// Game nodes `ids` come back to `m`: each gets the assignment it was told before, if any
-/// (recorded in `told` otherwise).
+/// (recorded in `told` otherwise); then `m`'s state holds what every node was told.
 fn rejoin(m: &Member, ids: std::ops::RangeInclusive<u32>, told: &mut HashMap<u32, (u32, u16)>) {
     for id in ids {
         let mut c = send_game(m.addr, id).expect("connect");
@@ -317,6 +318,7 @@ fn rejoin(m: &Member, ids: std::ops::RangeInclusive<u32>, told: &mut HashMap<u32
             other => panic!("game {id} on {}: {other:?}", m.name),
         }
     }
+    assert_told_matches(told, m);
 }
 
 fn assert_told_matches(told: &HashMap<u32, (u32, u16)>, active: &Member) {
@@ -328,10 +330,8 @@ fn assert_told_matches(told: &HashMap<u32, (u32, u16)>, active: &Member) {
 
 #[test]
 fn one_member_is_active_standbys_answer_code_7_and_a_step_down_hands_over_at_once() {
-    let (dir, etcd, _prefix, a, b) = two_members("stepdown");
-    let members = [&a, &b];
-    let (i, _) = wait_active(&members, Duration::from_secs(15));
-    let (active, standby) = (members[i], members[1 - i]);
+    let group = Group::start("stepdown", 2);
+    let (active, standby) = group.active_and_other();
     // The standby: 503 naming the active member, AUTH code 7 then closed, writes refused.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -406,18 +406,12 @@ fn one_member_is_active_standbys_answer_code_7_and_a_step_down_hands_over_at_onc
         start.elapsed()
     );
     assert_told_matches(&told, active);
-    drop(etcd);
-    if std::env::var_os("KEEP_FAILOVER_LOGS").is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 }
 
 #[test]
 fn sigkill_of_the_active_during_arrivals_loses_nothing_and_a_standby_takes_over() {
-    let (dir, etcd, _prefix, a, b) = two_members("sigkill");
-    let members = [&a, &b];
-    let (i, _) = wait_active(&members, Duration::from_secs(15));
-    let (active, standby) = (members[i], members[1 - i]);
+    let group = Group::start("sigkill", 2);
+    let (active, standby) = group.active_and_other();
     let crosses: Vec<Client> = [90, 91]
         .iter()
         .map(|&id| cross_node(active.addr, id))
@@ -459,17 +453,12 @@ fn sigkill_of_the_active_during_arrivals_loses_nothing_and_a_standby_takes_over(
         .map(|&id| cross_node(standby.addr, id))
         .collect();
     rejoin(standby, 1..=80, &mut told);
-    assert_told_matches(&told, standby);
-    drop(etcd);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_paused_active_member_stops_on_its_own_and_announces_nothing_after_losing_the_role() {
-    let (dir, etcd, _prefix, a, b) = two_members("sigstop");
-    let members = [&a, &b];
-    let (i, _) = wait_active(&members, Duration::from_secs(15));
-    let (old, new) = (members[i], members[1 - i]);
+    let group = Group::start("sigstop", 2);
+    let (old, new) = group.active_and_other();
     let _x = cross_node(old.addr, 90);
     let mut g1 = send_game(old.addr, 1).expect("connect");
     assert_eq!(hear(&mut g1, REPLY), Heard::Assign(90, 1));
@@ -504,35 +493,30 @@ fn a_paused_active_member_stops_on_its_own_and_announces_nothing_after_losing_th
     };
     told.insert(2, (x, p));
     assert_told_matches(&told, new);
-    drop(etcd);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn without_an_etcd_quorum_nobody_is_active_and_with_it_back_a_member_is() {
-    let (dir, mut etcd, _prefix, a, b) = two_members("quorum");
-    let members = [&a, &b];
-    let (i, _) = wait_active(&members, Duration::from_secs(15));
-    let mut g = send_game(members[i].addr, 1).expect("connect");
+    let mut group = Group::start("quorum", 2);
+    let (active, _) = group.active_and_other();
+    let mut g = send_game(active.addr, 1).expect("connect");
     hear(&mut g, Duration::from_millis(300));
-    etcd.stop(1);
-    etcd.stop(2);
+    group.etcd.stop(1);
+    group.etcd.stop(2);
     let stopped = Instant::now();
     // The active member cannot renew: it steps down within its local deadline.
     assert_eq!(hear(&mut g, Duration::from_secs(TTL + 2)), Heard::Kick(6));
     let took = stopped.elapsed();
     eprintln!("quorum lost: the active member stood down after {took:?}");
     assert!(took <= Duration::from_secs(TTL + 1), "{took:?}");
-    for m in members {
+    for m in &group.members {
         let (status, _) = role(m).expect("healthz");
         assert_eq!(status, 503, "{} without a quorum", m.name);
     }
-    etcd.restart(1);
-    etcd.restart(2);
-    let (_, took) = wait_active(&members, Duration::from_secs(30));
+    group.etcd.restart(1);
+    group.etcd.restart(2);
+    let (_, took) = wait_active(&group.members(), Duration::from_secs(30));
     eprintln!("quorum back: a member active after {took:?}");
-    drop(etcd);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The etcd member that leads its cluster now.
@@ -555,16 +539,15 @@ fn etcd_leader(etcd: &Etcd) -> Option<usize> {
 
 #[test]
 fn sigkill_of_the_etcd_leader_during_arrivals_holds_frames_and_loses_nothing() {
-    let (dir, mut etcd, _prefix, a, b) = two_members("etcdleader");
-    let members = [&a, &b];
-    let (i, _) = wait_active(&members, Duration::from_secs(15));
-    let active = members[i];
+    let mut group = Group::start("etcdleader", 2);
+    let (i, _) = wait_active(&group.members(), Duration::from_secs(15));
+    let active = &group.members[i];
     let _x = cross_node(active.addr, 90);
     let mut clients: Vec<(u32, Client)> = (1..=30)
         .filter_map(|id| send_game(active.addr, id).map(|c| (id, c)))
         .collect();
-    let leader = etcd_leader(&etcd).expect("an etcd leader");
-    etcd.stop(leader); // SIGKILL (Drop kills)
+    let leader = etcd_leader(&group.etcd).expect("an etcd leader");
+    group.etcd.stop(leader); // SIGKILL (Drop kills)
     let stopped = Instant::now();
     clients.extend((31..=60).filter_map(|id| send_game(active.addr, id).map(|c| (id, c))));
     // Every node is answered once etcd has elected a new leader (or, if the login node's
@@ -585,44 +568,27 @@ fn sigkill_of_the_etcd_leader_during_arrivals_holds_frames_and_loses_nothing() {
         told.len(),
         stopped.elapsed()
     );
-    let (j, _) = wait_active(&members, Duration::from_secs(15));
-    let active = members[j];
+    let (active, _) = group.active_and_other();
     let _x = cross_node(active.addr, 90);
     rejoin(active, 1..=60, &mut told);
-    assert_told_matches(&told, active);
-    drop(etcd);
-    if std::env::var_os("KEEP_FAILOVER_LOGS").is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 }
 
 #[test]
 fn the_rust_node_client_goes_to_the_active_member_and_follows_a_hand_over() {
-    use login_node::client::machine::{NodeInfoSpec, NodeSpec};
-    use login_node::client::node::{ClientEvent, NodeClient, Options};
-    let (dir, etcd, _prefix, a, b) = two_members("client");
-    let members = [&a, &b];
-    let (i, _) = wait_active(&members, Duration::from_secs(15));
-    let (active, standby) = (members[i], members[1 - i]);
+    let group = Group::start("client", 2);
+    let (active, standby) = group.active_and_other();
     let _x = cross_node(active.addr, 90);
     let spec = NodeSpec {
-        node_id: 101,
         plat: "p".into(),
-        token: TOKEN.into(),
-        info: NodeInfoSpec::Game {
-            serv_name: "S101".into(),
-            open_time: 1_700_000_000,
-            cross_plat: "p".into(),
-            cross_server_id: 0,
-            cross_pos: 0,
-            addr: "127.0.0.1:1".into(),
-        },
+        ..common::node_client::game_spec(101)
     };
     // The standby first: it answers code 7, and the client moves on at once.
     let (client, events) =
         NodeClient::start_group(vec![standby.addr, active.addr], spec, Options::default())
             .expect("start");
-    let next = |what: &str, want: &dyn Fn(&ClientEvent) -> bool| -> Vec<ClientEvent> {
+    // The events up to the next CROSS_ASSIGN (10 s at most): `before` is among them, and the
+    // assignment is 90/1.
+    let assigned_after = |what: &str, before: &dyn Fn(&ClientEvent) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut seen = Vec::new();
         loop {
@@ -630,29 +596,23 @@ fn the_rust_node_client_goes_to_the_active_member_and_follows_a_hand_over() {
             let e = events
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("no {what}; saw {seen:?}"));
-            let done = want(&e);
+            let done = matches!(e, ClientEvent::CrossAssign { .. });
             seen.push(e);
             if done {
-                return seen;
+                break;
             }
         }
+        assert!(seen.iter().any(before), "{seen:?}");
+        assert!(matches!(
+            seen.last(),
+            Some(ClientEvent::CrossAssign {
+                cross_server_id: 90,
+                cross_pos: 1,
+                ..
+            })
+        ));
     };
-    let seen = next("assignment", &|e| {
-        matches!(e, ClientEvent::CrossAssign { .. })
-    });
-    assert!(
-        seen.iter()
-            .any(|e| matches!(e, ClientEvent::AuthRejected(7))),
-        "{seen:?}"
-    );
-    assert!(matches!(
-        seen.last(),
-        Some(ClientEvent::CrossAssign {
-            cross_server_id: 90,
-            cross_pos: 1,
-            ..
-        })
-    ));
+    assigned_after("assignment", &|e| matches!(e, ClientEvent::AuthRejected(7)));
     // A hand-over: KICK 6, then the other member, where the assignment is the same.
     let (status, _) = http(active.admin, "POST", "/api/step-down", "").expect("answer");
     assert_eq!(status, 200);
@@ -660,24 +620,10 @@ fn the_rust_node_client_goes_to_the_active_member_and_follows_a_hand_over() {
         wait_active(&[standby], Duration::from_secs(5));
         cross_node(standby.addr, 90)
     };
-    let seen = next("assignment after the hand-over", &|e| {
-        matches!(e, ClientEvent::CrossAssign { .. })
+    assigned_after("assignment after the hand-over", &|e| {
+        matches!(e, ClientEvent::Kicked(6))
     });
-    assert!(
-        seen.iter().any(|e| matches!(e, ClientEvent::Kicked(6))),
-        "{seen:?}"
-    );
-    assert!(matches!(
-        seen.last(),
-        Some(ClientEvent::CrossAssign {
-            cross_server_id: 90,
-            cross_pos: 1,
-            ..
-        })
-    ));
     client.stop();
-    drop(etcd);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Every `assign/` key of the group's state, read from etcd itself: (key, value).
@@ -717,10 +663,8 @@ fn etcd_assignments(etcd: &Etcd, prefix: &str) -> Vec<(String, Vec<u8>)> {
 /// answered in the first turn after SIGCONT, before the lease was checked.
 #[test]
 fn a_connection_accepted_before_a_pause_hears_no_stale_assignment_after_it() {
-    let (dir, etcd, _prefix, a, b) = two_members("sigcont");
-    let members = [&a, &b];
-    let (i, _) = wait_active(&members, Duration::from_secs(15));
-    let (old, new) = (members[i], members[1 - i]);
+    let group = Group::start("sigcont", 2);
+    let (old, new) = group.active_and_other();
     let _x = cross_node(old.addr, 90);
     {
         let mut g1 = send_game(old.addr, 1).expect("connect");
@@ -756,31 +700,27 @@ fn a_connection_accepted_before_a_pause_hears_no_stale_assignment_after_it() {
         )),
         "a member past its lease answered as if active: {heard:?}"
     );
-    drop(etcd);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Found by review: a batch whose commit failed after the role was lost was retried once the
 /// member was active again, writing a slot a newer batch had handed to another node.
 #[test]
 fn a_batch_cut_off_by_the_loss_of_the_role_is_never_written_in_a_later_term() {
-    let dir = scratch("term");
-    let etcd = Etcd::start(&dir);
-    let prefix = format!("/test/term-{}", std::process::id());
-    let a = member(&etcd, "a", &prefix, &dir);
-    wait_active(&[&a], Duration::from_secs(15));
+    let group = Group::start("term", 1);
+    let a = &group.members[0];
+    wait_active(&[a], Duration::from_secs(15));
     let _x = cross_node(a.addr, 90);
     std::thread::sleep(Duration::from_millis(500));
-    for m in etcd.members.iter().flatten() {
+    for m in group.etcd.members.iter().flatten() {
         signal(m, "-STOP");
     }
     let mut g1 = send_game(a.addr, 1).expect("connect");
     assert_eq!(hear(&mut g1, Duration::from_secs(TTL + 2)), Heard::Kick(6));
     std::thread::sleep(Duration::from_secs(2));
-    for m in etcd.members.iter().flatten() {
+    for m in group.etcd.members.iter().flatten() {
         signal(m, "-CONT");
     }
-    wait_active(&[&a], Duration::from_secs(30));
+    wait_active(&[a], Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2)); // a stale retry would land by now
     let _x = cross_node(a.addr, 90);
     // Game 1's batch may have landed when etcd resumed (a write cut off by a timeout may or
@@ -788,26 +728,22 @@ fn a_batch_cut_off_by_the_loss_of_the_role_is_never_written_in_a_later_term() {
     let mut g2 = send_game(a.addr, 2).expect("connect");
     assert!(matches!(hear(&mut g2, REPLY), Heard::Assign(90, 1 | 2)));
     std::thread::sleep(Duration::from_secs(2));
-    let slots = etcd_assignments(&etcd, &prefix);
+    let slots = etcd_assignments(&group.etcd, &group.prefix);
     let mut held: HashMap<Vec<u8>, String> = HashMap::new();
     for (k, v) in &slots {
         if let Some(other) = held.insert(v.clone(), k.clone()) {
             panic!("etcd holds one slot for {other} and {k}: {slots:?}");
         }
     }
-    drop(etcd);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Found by review: 40 game nodes with 60 KB names made one transaction etcd refused as too
 /// large, retried forever.
 #[test]
 fn a_burst_of_long_names_is_written_in_transactions_etcd_accepts() {
-    let dir = scratch("bignames");
-    let etcd = Etcd::start(&dir);
-    let prefix = format!("/test/bignames-{}", std::process::id());
-    let a = member(&etcd, "a", &prefix, &dir);
-    wait_active(&[&a], Duration::from_secs(15));
+    let group = Group::start("bignames", 1);
+    let a = &group.members[0];
+    wait_active(&[a], Duration::from_secs(15));
     let _x = cross_node(a.addr, 90);
     let name = "n".repeat(60_000);
     let mut clients = Vec::new();
@@ -827,6 +763,4 @@ fn a_burst_of_long_names_is_written_in_transactions_etcd_accepts() {
         }
     }
     assert_eq!(assigned, 40);
-    drop(etcd);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,12 +2,13 @@
 //! misbehaviour (interrupted snapshot, silence, no reading, kick right after login). The fake
 //! encodes frames by hand from the contract, independent of the crate's encoders.
 
-use login_node::client::machine::{NodeInfoSpec, NodeSpec};
+mod common;
+
+use common::node_client::{fast, game_spec, wait_for_event};
 use login_node::client::node::{ClientEvent, NodeClient, Options};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -237,49 +238,6 @@ fn answer_heartbeats(s: &mut TcpStream, halt: &AtomicBool) {
     }
 }
 
-fn game_spec(id: u32) -> NodeSpec {
-    NodeSpec {
-        node_id: id,
-        plat: "dev".into(),
-        token: "fake-secret".into(),
-        info: NodeInfoSpec::Game {
-            serv_name: format!("S{id}"),
-            open_time: 1_700_000_000,
-            cross_plat: "p".into(),
-            cross_server_id: 0,
-            cross_pos: 0,
-            addr: String::new(),
-        },
-    }
-}
-
-fn fast() -> Options {
-    Options {
-        connect_timeout: Duration::from_secs(2),
-        backoff_initial: Duration::from_millis(50),
-        backoff_max: Duration::from_millis(400),
-        ..Options::default()
-    }
-}
-
-/// The next event matching `want`, skipping others (bounded).
-fn wait_for(
-    events: &Receiver<ClientEvent>,
-    what: &str,
-    within: Duration,
-    want: impl Fn(&ClientEvent) -> bool,
-) -> ClientEvent {
-    let deadline = Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match events.recv_timeout(left) {
-            Ok(e) if want(&e) => return e,
-            Ok(_) => continue,
-            Err(e) => panic!("no {what} within {within:?}: {e}"),
-        }
-    }
-}
-
 #[test]
 fn an_interrupted_snapshot_leaves_no_stale_entries() {
     let fake = FakeLogin::start(vec![
@@ -295,7 +253,7 @@ fn an_interrupted_snapshot_leaves_no_stale_entries() {
         },
     ]);
     let (client, events) = NodeClient::start(fake.addr, game_spec(1), fast()).expect("start");
-    let loaded = wait_for(&events, "snapshot", Duration::from_secs(10), |e| {
+    let loaded = wait_for_event(&events, "snapshot", Duration::from_secs(10), |e| {
         matches!(e, ClientEvent::WhitelistLoaded { .. })
     });
     assert_eq!(
@@ -330,7 +288,7 @@ fn no_auth_result_means_a_dead_login_node() {
         ..fast()
     };
     let (client, events) = NodeClient::start(fake.addr, game_spec(1), options).expect("start");
-    let gone = wait_for(&events, "disconnect", Duration::from_secs(5), |e| {
+    let gone = wait_for_event(&events, "disconnect", Duration::from_secs(5), |e| {
         matches!(e, ClientEvent::Disconnected { .. })
     });
     assert!(reason_of(gone).contains("AUTH_RESULT"));
@@ -344,11 +302,11 @@ fn a_login_node_silent_for_its_heartbeat_timeout_is_left() {
         timeout: 2,
     }]);
     let (client, events) = NodeClient::start(fake.addr, game_spec(1), fast()).expect("start");
-    wait_for(&events, "online", Duration::from_secs(5), |e| {
+    wait_for_event(&events, "online", Duration::from_secs(5), |e| {
         matches!(e, ClientEvent::Online { .. })
     });
     let online_at = Instant::now();
-    let gone = wait_for(&events, "disconnect", Duration::from_secs(6), |e| {
+    let gone = wait_for_event(&events, "disconnect", Duration::from_secs(6), |e| {
         matches!(e, ClientEvent::Disconnected { .. })
     });
     let after = online_at.elapsed();
@@ -371,7 +329,7 @@ fn stop_returns_while_the_login_node_does_not_read() {
         ..fast()
     };
     let (client, events) = NodeClient::start(fake.addr, game_spec(1), options).expect("start");
-    wait_for(&events, "online", Duration::from_secs(5), |e| {
+    wait_for_event(&events, "online", Duration::from_secs(5), |e| {
         matches!(e, ClientEvent::Online { .. })
     });
     // Far more than loopback socket buffers hold: the writes back up.
@@ -450,7 +408,7 @@ fn a_connection_that_stayed_online_a_heartbeat_timeout_resets_the_backoff() {
     let (client, events) = NodeClient::start(fake.addr, game_spec(1), fast()).expect("start");
     let mut waits = Vec::new();
     while waits.len() < 3 {
-        let e = wait_for(&events, "disconnect", Duration::from_secs(10), |e| {
+        let e = wait_for_event(&events, "disconnect", Duration::from_secs(10), |e| {
             matches!(e, ClientEvent::Disconnected { .. })
         });
         if let ClientEvent::Disconnected { retry_in, .. } = e {

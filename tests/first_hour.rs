@@ -3,70 +3,27 @@
 
 mod common;
 
+use common::child::{
+    connect_when_up, exit_within, free_addr, spawn_with_lines, wait_for_line, Proc,
+};
 use common::TOKEN;
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_login-node");
 
-/// A child server, killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// Starts `cmd` with stderr piped into a channel, one message per line.
-fn spawn_with_lines(cmd: &mut Command) -> (Proc, mpsc::Receiver<String>) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (Proc(child), rx)
-}
-
-/// Lines received until one contains `needle` or `deadline` passes; `None` on timeout.
-fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str, deadline: Instant) -> Option<String> {
-    let mut seen = String::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                seen.push_str(&line);
-                seen.push('\n');
-                if line.contains(needle) {
-                    return Some(seen);
-                }
-            }
-            Err(_) => return None,
-        }
-    }
+/// The binary listening on `addr` with the test token, its admin API on an ephemeral port.
+fn node_command(addr: SocketAddr) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--listen", &addr.to_string()]).args([
+        "--token",
+        TOKEN,
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    cmd
 }
 
 #[test]
@@ -81,7 +38,7 @@ fn start_up_lines_reach_stderr_at_once_and_before_ready() {
     // The development token (no --token): its warning must be seen without any node connecting.
     let (_p, lines) = spawn_with_lines(
         Command::new(BIN)
-            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--listen", &free_addr().to_string()])
             .args(["--admin-listen", "127.0.0.1:0"])
             .args(["--state-dir", &dir.join("state").display().to_string()])
             .env("NOTIFY_SOCKET", &sock_path),
@@ -89,7 +46,7 @@ fn start_up_lines_reach_stderr_at_once_and_before_ready() {
     let within = started + Duration::from_secs(1);
     let seen = wait_for_line(&lines, "DEFAULT DEVELOPMENT TOKEN", within);
     assert!(
-        seen.is_some(),
+        seen.is_ok(),
         "no development-token warning on stderr within 1 s of start"
     );
     let mut buf = [0u8; 256];
@@ -101,26 +58,16 @@ fn start_up_lines_reach_stderr_at_once_and_before_ready() {
         "listening on",
         Instant::now() + Duration::from_secs(1),
     );
-    assert!(listening.is_some(), "\"listening on\" not written by READY");
+    assert!(listening.is_ok(), "\"listening on\" not written by READY");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_max_frame_too_small_for_any_auth_is_refused_at_start_with_the_reason() {
-    let (mut p, lines) = spawn_with_lines(
-        Command::new(BIN)
-            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--token", TOKEN, "--admin-listen", "127.0.0.1:0"])
-            .args(["--max-frame", "20"]),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let code = loop {
-        if let Some(status) = p.0.try_wait().expect("wait") {
-            break status.code();
-        }
-        assert!(Instant::now() < deadline, "started with max_frame 20");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let (mut p, lines) = spawn_with_lines(node_command(free_addr()).args(["--max-frame", "20"]));
+    let code = exit_within(&mut p.0, Duration::from_secs(10))
+        .expect("started with max_frame 20")
+        .code();
     let stderr: String = lines.iter().collect::<Vec<_>>().join("\n");
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
@@ -143,19 +90,10 @@ fn the_builder_refuses_a_max_frame_too_small_for_any_auth() {
 }
 
 /// A game node online on the server at `addr`, then closed by the node.
-fn one_game_session(addr: std::net::SocketAddr, id: u32, app_command: bool) {
-    use login_node::client::{Client, ServerMessage};
+fn one_game_session(addr: SocketAddr, id: u32, app_command: bool) {
+    use login_node::client::ServerMessage;
     use login_node::proto::NodeType;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut c = loop {
-        match Client::connect(addr, Duration::from_secs(1)) {
-            Ok(c) => break c,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "server never came up: {e}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    };
+    let mut c = connect_when_up(addr);
     let r = c
         .auth(NodeType::Game, id, "dev", TOKEN, None)
         .expect("auth");
@@ -178,17 +116,23 @@ fn one_game_session(addr: std::net::SocketAddr, id: u32, app_command: bool) {
     }
 }
 
+/// A memory-only node logging at `level` (stderr lines in the channel) and one game
+/// session on it, as [`one_game_session`]; the node's address.
+fn one_game_session_logged_at(
+    level: &str,
+    id: u32,
+    app_command: bool,
+) -> (Proc, mpsc::Receiver<String>, SocketAddr) {
+    let addr = free_addr();
+    let (p, lines) =
+        spawn_with_lines(node_command(addr).args(["--state-dir", "", "--log-level", level]));
+    one_game_session(addr, id, app_command);
+    (p, lines, addr)
+}
+
 #[test]
 fn a_session_logs_one_line_online_and_one_offline_and_a_failed_auth_warns() {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let (_p, lines) = spawn_with_lines(
-        Command::new(BIN)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--token", TOKEN, "--admin-listen", "127.0.0.1:0"])
-            .args(["--state-dir", "", "--log-level", "info"]),
-    );
-    one_game_session(addr, 7, false);
+    let (_p, lines, addr) = one_game_session_logged_at("info", 7, false);
     let deadline = Instant::now() + Duration::from_secs(10);
     let seen = wait_for_line(&lines, "game 7 (", deadline).expect("online line");
     let seen = seen + &wait_for_line(&lines, "offline", deadline).expect("offline line");
@@ -225,15 +169,7 @@ fn a_session_logs_one_line_online_and_one_offline_and_a_failed_auth_warns() {
 
 #[test]
 fn an_app_command_dropped_for_want_of_a_handler_is_logged_at_debug() {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let (_p, lines) = spawn_with_lines(
-        Command::new(BIN)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--token", TOKEN, "--admin-listen", "127.0.0.1:0"])
-            .args(["--state-dir", "", "--log-level", "debug"]),
-    );
-    one_game_session(addr, 9, true);
+    let (_p, lines, _) = one_game_session_logged_at("debug", 9, true);
     let line = wait_for_line(
         &lines,
         "application command",

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{auth_frame, http, rss_kib, ADMIN_TOKEN, TOKEN};
+use common::{auth_frame, raw_auth_code, rss_kib, TOKEN};
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -59,7 +59,6 @@ fn declared_frame_lengths_reserve_nothing() {
 /// kept twice, left 23 MB), and no log line holds more than 64 bytes of a plat.
 #[test]
 fn peer_supplied_names_are_freed_and_clipped_in_the_log() {
-    use std::io::Read;
     let _g = serial();
     // Debug: the AUTH line (which carries the plat) is a debug line since two lines per
     // session are the info level's.
@@ -68,12 +67,9 @@ fn peer_supplied_names_are_freed_and_clipped_in_the_log() {
     for i in 0..200u32 {
         let plat = format!("{i:05}{}", "q".repeat(60_000));
         let mut s = TcpStream::connect(server.addr).expect("connect");
-        s.write_all(&auth_frame(1 + i % 3, &plat, TOKEN))
-            .expect("auth");
-        s.set_read_timeout(Some(common::REPLY)).expect("timeout");
-        let mut reply = [0u8; 13];
-        s.read_exact(&mut reply).expect("AUTH_RESULT");
-        assert_eq!(reply[4], 0, "AUTH {i} accepted");
+        let code =
+            raw_auth_code(&mut s, &auth_frame(1 + i % 3, &plat, TOKEN)).expect("AUTH_RESULT");
+        assert_eq!(code, 0, "AUTH {i} accepted");
     }
     server.wait_for("every connection closed", Duration::from_secs(20), |s| {
         s.metric("login_node_connections_open") == 0
@@ -96,53 +92,21 @@ fn peer_supplied_names_are_freed_and_clipped_in_the_log() {
     );
 }
 
-/// A game node that sends AUTH and GAME_INFO and then never reads (a 4 KiB receive buffer).
-fn lazy_game_node(server: &Server, id: u32) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    s.set_recv_buffer_size(4096).expect("rcvbuf");
-    s.connect(&server.addr.into()).expect("connect");
-    let mut s: TcpStream = s.into();
-    s.write_all(&auth_frame(id, "dev", TOKEN)).expect("auth");
-    let mut info = Vec::new();
-    common::game_info(id, "p").encode(&mut info).expect("info");
-    s.write_all(&info).expect("info");
-    s
-}
-
 /// Budget: one whitelist change of 4,000 entries of 1 KiB (4 MiB of deltas) waiting in the
 /// write queues of 100 game nodes that do not read grows the server's RSS by at most 48 MiB
 /// (a copy per node would be 400 MiB), and a node that reads gets every entry, in order.
 #[test]
 fn a_whitelist_change_is_one_copy_shared_by_every_write_queue() {
-    use login_node::client::{Client, ServerMessage};
+    use login_node::client::ServerMessage;
     let _g = serial();
     let server = Server::start(&["--max-write-buffer", "67108864", "--log-level", "warn"]);
-    let lazy: Vec<TcpStream> = (0..100).map(|i| lazy_game_node(&server, 100 + i)).collect();
-    let mut reader = Client::connect(server.addr, common::REPLY).expect("connect");
-    let r = reader
-        .auth(login_node::proto::NodeType::Game, 1, "dev", TOKEN, None)
-        .expect("auth");
-    assert_eq!(r.code, 0);
-    reader
-        .send_game_info(&common::game_info(1, "p"))
-        .expect("info");
+    let lazy: Vec<TcpStream> = (0..100).map(|i| server.lazy_game_node(100 + i)).collect();
+    let mut reader = common::game_node(server.addr, &common::game_info(1, "p"));
     server.wait_for("all online", Duration::from_secs(20), |s| {
         s.metric("login_node_nodes_online{type=\"game\"}") == 101
     });
     let before = rss_kib(server.pid());
-    let entries: Vec<String> = (0..4_000)
-        .map(|i| format!("{i:06}{}", "x".repeat(1018)))
-        .collect();
-    let body = serde_json::json!({ "entries": entries }).to_string();
-    let (status, text) = http(
-        server.admin,
-        "POST",
-        "/api/whitelist",
-        Some(ADMIN_TOKEN),
-        Some(&body),
-    );
-    assert_eq!(status, 200, "{text}");
+    let entries = server.add_whitelist_entries(4_000, 1018);
     let mut got = Vec::new();
     while got.len() < entries.len() {
         match reader.recv(common::REPLY).expect("delta") {
@@ -178,15 +142,11 @@ fn a_whitelist_change_is_one_copy_shared_by_every_write_queue() {
 /// lists every member, each in its own slot.
 #[test]
 fn a_ramp_costs_a_cross_node_a_few_complete_lists() {
-    use login_node::client::{Client, ServerMessage};
+    use login_node::client::ServerMessage;
     use login_node::proto::{CrossInfo, NodeType, U32List};
     let _g = serial();
     let server = Server::start(&["--log-level", "warn"]);
-    let mut cross = Client::connect(server.addr, common::REPLY).expect("connect");
-    let r = cross
-        .auth(NodeType::Cross, 9, "dev", TOKEN, None)
-        .expect("auth");
-    assert_eq!(r.code, 0);
+    let mut cross = common::logged_in(server.addr, NodeType::Cross, 9);
     let info = CrossInfo {
         id: 9,
         cross_plat: "p",

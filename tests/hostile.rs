@@ -8,9 +8,10 @@
 
 mod common;
 
-use common::{auth_frame, cpu_seconds, fd_count, http, rss_kib, ADMIN_TOKEN, REPLY, TOKEN};
+use common::{
+    auth_frame, cpu_seconds, fd_count, http, raw_auth_code, rss_kib, ADMIN_TOKEN, REPLY, TOKEN,
+};
 use login_node::client::{Client, ServerMessage};
-use login_node::proto::NodeType;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -24,13 +25,7 @@ trait Game {
 
 impl Game for Server {
     fn game(&self, id: u32) -> Client {
-        let mut c = Client::connect(self.addr, REPLY).expect("connect");
-        let r = c
-            .auth(NodeType::Game, id, "dev", TOKEN, None)
-            .expect("auth");
-        assert_eq!(r.code, 0);
-        c.send_game_info(&game_info(id)).expect("info");
-        c
+        common::game_node(self.addr, &game_info(id))
     }
 }
 
@@ -95,6 +90,15 @@ fn closed_by(s: &mut TcpStream, deadline: Instant) -> bool {
     }
 }
 
+/// How many of `conns` the server has not closed by `deadline`.
+fn still_open(conns: &mut [TcpStream], deadline: Instant) -> usize {
+    conns
+        .iter_mut()
+        .map(|s| closed_by(s, deadline))
+        .filter(|closed| !closed)
+        .count()
+}
+
 /// Skips the welcome frames, then expects KICK `reason` and the close.
 fn expect_kick_after_welcome(c: &mut Client, reason: u8) {
     loop {
@@ -133,10 +137,7 @@ fn slowloris_auth_is_cut_at_auth_timeout_and_does_not_slow_honest_nodes() {
         worst = worst.max(worst_rtt(&mut honest, Duration::from_millis(900)));
     }
     let deadline = start + Duration::from_millis(4_500);
-    let open: usize = slow
-        .iter_mut()
-        .map(|s| !closed_by(s, deadline) as usize)
-        .sum();
+    let open = still_open(&mut slow, deadline);
     assert_eq!(open, 0, "{open} slow connections outlived auth_timeout");
     worst = worst.max(worst_rtt(&mut honest, Duration::from_millis(300)));
     eprintln!("slowloris: 5000 closed within 4.5 s; worst honest RTT {worst:?}");
@@ -163,10 +164,7 @@ fn ten_thousand_silent_connections_are_closed_and_memory_returns() {
         .collect();
     let peak_rss = rss_kib(server.pid());
     let deadline = start + Duration::from_secs(4);
-    let open: usize = silent
-        .iter_mut()
-        .map(|s| !closed_by(s, deadline) as usize)
-        .sum();
+    let open = still_open(&mut silent, deadline);
     assert_eq!(open, 0, "{open} silent connections outlived auth_timeout");
     drop(silent);
     server.wait_for(
@@ -239,35 +237,13 @@ fn a_node_that_never_reads_is_dropped_at_the_write_cap() {
     let _g = serial();
     let server = Server::start(&["--max-write-buffer", "65536", "--log-level", "warn"]);
     // The lazy node: a tiny receive buffer, and it never reads.
-    let lazy = {
-        use socket2::{Domain, Socket, Type};
-        let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-        s.set_recv_buffer_size(4096).expect("rcvbuf");
-        s.connect(&server.addr.into()).expect("connect");
-        let mut s: TcpStream = s.into();
-        s.write_all(&auth_frame(10, "dev", TOKEN)).expect("auth");
-        let mut info = Vec::new();
-        game_info(10).encode(&mut info).expect("info");
-        s.write_all(&info).expect("info");
-        s
-    };
+    let lazy = server.lazy_game_node(10);
     let mut reader = server.game(11);
     server.wait_for("both online", REPLY, |s| {
         s.metric("login_node_nodes_online{type=\"game\"}") == 2
     });
     // 4,000 deltas of ~1 KiB: about 4 MiB for each game node.
-    let entries: Vec<String> = (0..4_000)
-        .map(|i| format!("{i:06}{}", "x".repeat(1000)))
-        .collect();
-    let body = serde_json::json!({ "entries": entries }).to_string();
-    let (status, text) = http(
-        server.admin,
-        "POST",
-        "/api/whitelist",
-        Some(ADMIN_TOKEN),
-        Some(&body),
-    );
-    assert_eq!(status, 200, "{text}");
+    server.add_whitelist_entries(4_000, 1000);
     let mut deltas = 0;
     while deltas < 4_000 {
         match reader.recv(REPLY).expect("delta") {
@@ -378,13 +354,8 @@ fn bad_signatures_from_one_address_are_throttled_and_the_log_does_not_flood() {
     assert_eq!(refused_early, 195);
     // An honest node elsewhere logs in at once.
     let mut honest = connect_from([127, 0, 0, 67], server.addr).expect("connect");
-    honest
-        .write_all(&auth_frame(8, "dev", TOKEN))
-        .expect("auth");
-    let mut reply = [0u8; 13];
-    honest.set_read_timeout(Some(REPLY)).expect("timeout");
-    honest.read_exact(&mut reply).expect("AUTH_RESULT");
-    assert_eq!(reply[4], 0, "code 0 for the honest node");
+    let code = raw_auth_code(&mut honest, &auth_frame(8, "dev", TOKEN)).expect("AUTH_RESULT");
+    assert_eq!(code, 0, "code 0 for the honest node");
     assert_eq!(server.metric("login_node_identities_blocked_total"), 1);
     assert_eq!(server.metric("login_node_addresses_blocked_total"), 0);
     assert!(server.metric("login_node_connections_throttled_total") >= 195);
@@ -412,11 +383,8 @@ fn a_failing_node_does_not_lock_out_its_neighbours_on_the_same_host() {
     let mut answered = 0;
     for _ in 0..60 {
         let mut s = connect_from([127, 0, 0, 1], server.addr).expect("connect");
-        s.write_all(&wrong).expect("auth");
-        s.set_read_timeout(Some(REPLY)).expect("timeout");
-        let mut reply = [0u8; 13];
-        if s.read_exact(&mut reply).is_ok() {
-            assert_eq!(reply[4], 1, "code 1 for the wrong token");
+        if let Ok(code) = raw_auth_code(&mut s, &wrong) {
+            assert_eq!(code, 1, "code 1 for the wrong token");
             answered += 1;
         }
     }
@@ -426,13 +394,8 @@ fn a_failing_node_does_not_lock_out_its_neighbours_on_the_same_host() {
     );
     let started = Instant::now();
     let mut neighbour = connect_from([127, 0, 0, 1], server.addr).expect("connect");
-    neighbour
-        .write_all(&auth_frame(8, "dev", TOKEN))
-        .expect("auth");
-    let mut reply = [0u8; 13];
-    neighbour.set_read_timeout(Some(REPLY)).expect("timeout");
-    neighbour.read_exact(&mut reply).expect("AUTH_RESULT");
-    assert_eq!(reply[4], 0, "code 0 for the healthy neighbour");
+    let code = raw_auth_code(&mut neighbour, &auth_frame(8, "dev", TOKEN)).expect("AUTH_RESULT");
+    assert_eq!(code, 0, "code 0 for the healthy neighbour");
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(server.metric("login_node_addresses_blocked_total"), 0);
 }
@@ -451,12 +414,9 @@ fn a_flood_of_malformed_auths_from_one_address_is_throttled_at_accept() {
         let Ok(mut s) = connect_from(attacker, server.addr) else {
             continue;
         };
-        let _ = s.write_all(&malformed);
-        s.set_read_timeout(Some(REPLY)).expect("timeout");
-        let mut reply = [0u8; 13];
-        match s.read_exact(&mut reply) {
-            Ok(()) => {
-                assert_eq!(reply[4], 6, "code 6 for a malformed AUTH");
+        match raw_auth_code(&mut s, &malformed) {
+            Ok(code) => {
+                assert_eq!(code, 6, "code 6 for a malformed AUTH");
                 answered += 1;
             }
             Err(_) => refused_early += 1,
@@ -477,17 +437,15 @@ fn hostile_admin_clients_are_answered_and_cut_off() {
     let big = format!(
         "POST /api/whitelist HTTP/1.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 99999999\r\n\r\n"
     );
-    let mut s = TcpStream::connect(server.admin).expect("connect");
-    s.write_all(big.as_bytes()).expect("write");
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).expect("read");
-    assert_eq!(common::parse_response(&resp).0, 413);
-    let mut s = TcpStream::connect(server.admin).expect("connect");
-    s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, b'\r', b'\n', b'\r', b'\n'])
-        .expect("write");
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).expect("read");
-    assert_eq!(common::parse_response(&resp).0, 400);
+    assert_eq!(
+        common::parse_response(&common::exchange(server.admin, big.as_bytes())).0,
+        413
+    );
+    let garbage = [0x16, 0x03, 0x01, 0x02, 0x00, b'\r', b'\n', b'\r', b'\n'];
+    assert_eq!(
+        common::parse_response(&common::exchange(server.admin, &garbage)).0,
+        400
+    );
     assert_eq!(http(server.admin, "GET", "/api/nodes", None, None).0, 401);
     assert_eq!(
         http(server.admin, "GET", "/api/nodes", Some("nope"), None).0,

@@ -3,12 +3,11 @@
 
 mod common;
 
+use common::child::{exit_within, free_port, spawn_with_lines, wait_for_line, Proc};
 use common::TOKEN;
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -98,49 +97,20 @@ fn the_unit_runs_as_the_user_the_documented_install_lets_read_the_config() {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs the binary as `TEST_UID`/`TEST_GID` with `--config config`; the stderr lines.
 fn run_unprivileged(bin: &Path, config: &Path) -> (Proc, mpsc::Receiver<String>) {
-    let mut child = Command::new("setpriv")
-        .args([
-            &format!("--reuid={TEST_UID}"),
-            &format!("--regid={TEST_GID}"),
-            "--clear-groups",
-        ])
-        .arg(bin)
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("setpriv (util-linux)");
-    let stderr = child.stderr.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (Proc(child), rx)
+    // setpriv is util-linux's.
+    spawn_with_lines(
+        Command::new("setpriv")
+            .args([
+                &format!("--reuid={TEST_UID}"),
+                &format!("--regid={TEST_GID}"),
+                "--clear-groups",
+            ])
+            .arg(bin)
+            .arg("--config")
+            .arg(config),
+    )
 }
 
 fn set_mode(path: &Path, mode: u32) {
@@ -193,49 +163,23 @@ fn the_binary_reads_the_config_installed_as_documented_as_an_unprivileged_user()
 
     let (_p, lines) = run_unprivileged(&bin, &config);
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut seen = String::new();
-    let up = loop {
-        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) => {
-                seen.push_str(&line);
-                seen.push('\n');
-                if line.contains("listening on") {
-                    break true;
-                }
-            }
-            Err(_) => break false,
-        }
-    };
-    assert!(
-        up,
-        "not serving with the config installed as documented:\n{seen}"
-    );
+    if let Err(seen) = wait_for_line(&lines, "listening on", deadline) {
+        panic!("not serving with the config installed as documented:\n{seen}");
+    }
     // It serves with the config's token, so it read the file.
-    let mut c = login_node::client::Client::connect(
+    common::logged_in(
         format!("127.0.0.1:{port}").parse().expect("addr"),
-        common::REPLY,
-    )
-    .expect("connect");
-    let r = c
-        .auth(login_node::proto::NodeType::Game, 1, "dev", TOKEN, None)
-        .expect("auth");
-    assert_eq!(r.code, 0);
+        login_node::proto::NodeType::Game,
+        1,
+    );
     drop(_p);
 
     // The control: a config only root may read stops the start, so the check above can fail.
     set_mode(&config, 0o600);
     let (mut p, lines) = run_unprivileged(&bin, &config);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let code = loop {
-        if let Some(status) = p.0.try_wait().expect("wait") {
-            break status.code();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "started with an unreadable config"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let code = exit_within(&mut p.0, Duration::from_secs(10))
+        .expect("started with an unreadable config")
+        .code();
     let err: Vec<String> = lines.iter().collect();
     assert_eq!(code, Some(2), "{err:?}");
     assert!(err.iter().any(|l| l.contains("login-node.toml")), "{err:?}");

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use login_node::client::{unix_time, Client, ServerMessage};
-use login_node::proto::{GameInfo, NodeType};
+use login_node::proto::GameInfo;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -28,23 +28,20 @@ fn public_config() -> Config {
 
 /// A game node online with its own name, address and open time; the welcome is read.
 fn game_opening(server: &Server, id: u32, plat: &str, open_time: u32) -> Client {
-    let mut c = server.connect();
-    let r = c
-        .auth(NodeType::Game, id, "dev", TOKEN, None)
-        .expect("auth");
-    assert_eq!(r.code, 0, "game {id} auth");
     let name = format!("S{id}");
     let addr = format!("game{id}.example:9000");
-    c.send_game_info(&GameInfo {
-        serv_id: id,
-        serv_name: &name,
-        open_time,
-        cross_plat: plat,
-        cross_server_id: 0,
-        cross_pos: 0,
-        addr: &addr,
-    })
-    .expect("info");
+    let mut c = game_node(
+        server.addr,
+        &GameInfo {
+            serv_id: id,
+            serv_name: &name,
+            open_time,
+            cross_plat: plat,
+            cross_server_id: 0,
+            cross_pos: 0,
+            addr: &addr,
+        },
+    );
     assert!(matches!(
         c.recv(REPLY).expect("status"),
         Some(ServerMessage::StatusPush(_))

@@ -8,41 +8,26 @@ use login_node::client::ServerMessage;
 use login_node::proto::{CrossInfo, NodeType, U32List};
 use serde_json::{json, Value};
 
-fn servers(server: &Server, plat: &str) -> Vec<Value> {
-    let v = admin(
-        server,
-        "GET",
-        &format!("/api/servers?plat={plat}"),
-        None,
-        200,
-    );
-    v["servers"].as_array().expect("servers").clone()
-}
-
 #[test]
 fn moves_across_platforms_are_refused_before_and_after_a_restart() {
     let dir = temp_dir("restart-plat");
-    let move_body = r#"{"serv_id": 101, "cross_server_id": 80}"#;
+    // A move of 101 to a cross node of another platform: refused.
+    let refuse_move = |server: &Server| {
+        let body = r#"{"serv_id": 101, "cross_server_id": 80}"#;
+        admin_refused(server, "POST", "/api/assign", Some(body), 400, "platform");
+    };
     {
         let server = start(durable_config(&dir));
         let (_x90, _) = server.cross(9, "p", 90, 5);
         let (_x80, _) = server.cross(8, "q", 80, 5);
         let mut g = server.game(101, "p");
         assert_eq!(expect_assign(&mut g), (90, 1));
-        let v = admin(&server, "POST", "/api/assign", Some(move_body), 400);
-        assert!(
-            v["error"].as_str().expect("error").contains("platform"),
-            "{v}"
-        );
+        refuse_move(&server);
         server.stop().expect("stop");
     }
     // Nobody has reconnected: the login node still knows both platforms.
     let server = start(durable_config(&dir));
-    let v = admin(&server, "POST", "/api/assign", Some(move_body), 400);
-    assert!(
-        v["error"].as_str().expect("error").contains("platform"),
-        "{v}"
-    );
+    refuse_move(&server);
     // And a returning game node is told its cross node at once, though 90 is offline.
     let mut g = server.game(101, "p");
     assert_eq!(expect_assign(&mut g), (90, 1));
@@ -56,28 +41,21 @@ fn offline_servers_stay_on_the_server_list_after_a_restart() {
     let long_name = "名".repeat(700); // 2,100 bytes: longer than the old journal kept
     {
         let server = start(durable_config(&dir));
-        let mut c = server.connect();
-        assert_eq!(
-            c.auth(NodeType::Game, 101, "dev", TOKEN, None)
-                .expect("auth")
-                .code,
-            0
-        );
         let mut info = game_info(101, "p");
         info.serv_name = &long_name;
         info.addr = "10.0.0.5:8001";
-        c.send_game_info(&info).expect("info");
+        let mut c = game_node(server.addr, &info);
         assert_eq!(
             c.recv(REPLY).expect("status"),
             Some(ServerMessage::StatusPush(0))
         );
         let _unassigned_too = server.game(102, "p");
-        let before = servers(&server, "p");
+        let before = server_list(&server, "p");
         assert_eq!(before.len(), 2);
         server.stop().expect("stop");
     }
     let server = start(durable_config(&dir));
-    let list = servers(&server, "p");
+    let list = server_list(&server, "p");
     assert_eq!(
         list,
         [
@@ -166,14 +144,7 @@ fn a_state_directory_written_by_the_journal_is_migrated_on_first_start() {
             (wl["version"].clone(), wl["entries"].clone()),
             (json!(4), json!(["alice", "carol"]))
         );
-        let mut g = server.connect();
-        assert_eq!(
-            g.auth(NodeType::Game, 100005, "dev", TOKEN, None)
-                .expect("auth")
-                .code,
-            0
-        );
-        g.send_game_info(&game_info(100005, "asia")).expect("info");
+        let mut g = game_node(server.addr, &game_info(100005, "asia"));
         assert_eq!(
             g.recv(REPLY).expect("status"),
             Some(ServerMessage::StatusPush(1)),

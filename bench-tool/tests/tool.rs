@@ -7,25 +7,44 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_login-node-bench");
 
-fn server() -> (
-    String,
-    login_node::ShutdownHandle,
-    std::thread::JoinHandle<std::io::Result<()>>,
-) {
-    let cfg = Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        token: "tool-test".into(),
-        heartbeat_interval: 1,
-        heartbeat_timeout: 5,
-        state_dir: None,
-        admin_listen: None,
-        ..Config::default()
-    };
-    let mut node = LoginNode::bind(cfg).expect("bind");
-    let addr = node.local_addr().to_string();
-    let stop = node.shutdown_handle();
-    let t = std::thread::spawn(move || node.run());
-    (addr, stop, t)
+/// A login node on a thread, on ephemeral loopback ports (with the players' list listener
+/// if `public`).
+struct Node {
+    addr: String,
+    public: Option<String>,
+    stop: login_node::ShutdownHandle,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl Node {
+    fn start(public: bool) -> Node {
+        let cfg = Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            token: "tool-test".into(),
+            heartbeat_interval: 1,
+            heartbeat_timeout: 5,
+            state_dir: None,
+            admin_listen: None,
+            public_listen: public.then(|| "127.0.0.1:0".parse().expect("addr")),
+            ..Config::default()
+        };
+        let mut node = LoginNode::bind(cfg).expect("bind");
+        Node {
+            addr: node.local_addr().to_string(),
+            public: node.public_addr().map(|a| a.to_string()),
+            stop: node.shutdown_handle(),
+            thread: std::thread::spawn(move || node.run()),
+        }
+    }
+
+    /// Shuts the node down; its loop must end cleanly.
+    fn stop(self) {
+        self.stop.shutdown();
+        self.thread
+            .join()
+            .expect("server thread")
+            .expect("clean stop");
+    }
 }
 
 fn run(args: &[&str]) -> (Option<i32>, serde_json::Value) {
@@ -38,7 +57,8 @@ fn run(args: &[&str]) -> (Option<i32>, serde_json::Value) {
 
 #[test]
 fn every_mode_runs_clean_against_a_real_node() {
-    let (addr, stop, t) = server();
+    let node = Node::start(false);
+    let addr = node.addr.clone();
     let common = [
         "--addr",
         &addr,
@@ -90,13 +110,13 @@ fn every_mode_runs_clean_against_a_real_node() {
         r["server_cpu_us_per_handshake"].is_f64() && r["server_rss_growth_bytes"].is_i64(),
         "server figures merged across the worker processes: {r}"
     );
-    stop.shutdown();
-    t.join().expect("server thread").expect("clean stop");
+    node.stop();
 }
 
 #[test]
 fn failures_are_counted_and_set_the_exit_code() {
-    let (addr, stop, t) = server();
+    let node = Node::start(false);
+    let addr = node.addr.clone();
     let (code, r) = run(&[
         "hold",
         "--addr",
@@ -113,8 +133,7 @@ fn failures_are_counted_and_set_the_exit_code() {
     assert_eq!(code, Some(1));
     assert_eq!(r["ok"], false);
     assert_eq!(r["failures"]["auth rejected: code 1"], 5, "{r}");
-    stop.shutdown();
-    t.join().expect("server thread").expect("clean stop");
+    node.stop();
     // Nothing listening: connect failures, counted.
     let (code, r) = run(&[
         "pump",
@@ -219,21 +238,9 @@ fn unanswered_and_wrongly_echoed_heartbeats_are_failures() {
 
 #[test]
 fn public_mode_asks_for_the_list_while_nodes_heartbeat() {
-    let cfg = Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        token: "tool-test".into(),
-        heartbeat_interval: 1,
-        heartbeat_timeout: 5,
-        state_dir: None,
-        admin_listen: None,
-        public_listen: Some("127.0.0.1:0".parse().expect("addr")),
-        ..Config::default()
-    };
-    let mut node = LoginNode::bind(cfg).expect("bind");
-    let addr = node.local_addr().to_string();
-    let public = node.public_addr().expect("public listener").to_string();
-    let stop = node.shutdown_handle();
-    let t = std::thread::spawn(move || node.run());
+    let node = Node::start(true);
+    let addr = node.addr.clone();
+    let public = node.public.clone().expect("public listener");
     let common = [
         "public",
         "--addr",
@@ -276,6 +283,5 @@ fn public_mode_asks_for_the_list_while_nodes_heartbeat() {
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(2), "--public-addr is required");
-    stop.shutdown();
-    t.join().expect("server thread").expect("clean stop");
+    node.stop();
 }

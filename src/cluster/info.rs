@@ -40,17 +40,30 @@ impl Cluster {
         };
         self.stats.online_game += 1;
         self.list_generation += 1;
-        info!(
-            "{key} ({}) online: plat \"{}\" serv_name \"{}\" cross_plat \"{}\" addr \"{}\" open_time {} reports cross {}/{}",
-            Peer(s.peer),
-            Escaped(s.auth_plat.as_deref().unwrap_or("")),
-            Escaped(info.serv_name),
-            Escaped(info.cross_plat),
-            Escaped(info.addr),
-            info.open_time,
-            info.cross_server_id,
-            info.cross_pos
-        );
+        if log::log_enabled!(log::Level::Info) {
+            self.log_line
+                .start()
+                .text(key.node_type.name())
+                .text(" ")
+                .num(key.node_id)
+                .text(" (")
+                .peer(s.peer)
+                .text(") online: plat ")
+                .quoted(s.auth_plat.as_deref().unwrap_or(""))
+                .text(" serv_name ")
+                .quoted(info.serv_name)
+                .text(" cross_plat ")
+                .quoted(info.cross_plat)
+                .text(" addr ")
+                .quoted(info.addr)
+                .text(" open_time ")
+                .num(info.open_time)
+                .text(" reports cross ")
+                .num(info.cross_server_id)
+                .text("/")
+                .num(info.cross_pos);
+            info!("{}", self.log_line.as_str());
+        }
         // Operator state first (maintenance, whitelist), then the assignment.
         if welcome_now {
             self.welcome(conn, key.node_id, out);

@@ -5,7 +5,7 @@
 use super::handler::Handler;
 use super::session::{NodeDetails, NodeView, Phase, Session};
 use super::{admission, handler_guard, operator, Cluster, ConnId, NodeKey, Now, Outbox, Timer};
-use crate::logging::{Peer, Seconds};
+use crate::logging::Peer;
 use crate::proto::{
     self, cmd, DecodeError, FrameError, Heartbeat, Kick, KickReason, Message, MessageError,
     NodeType, StatusReport,
@@ -263,8 +263,8 @@ impl Cluster {
         }
         let key = s.key;
         let info = std::mem::replace(&mut s.info, NodeDetails::None);
-        let peer = Peer(s.peer);
-        let online_for = Seconds(now.mono_ms.saturating_sub(s.online_ms));
+        let peer = s.peer;
+        let online_for = now.mono_ms.saturating_sub(s.online_ms);
         if was == Phase::AwaitAuth || self.registry.get(&key) != Some(&conn) {
             return;
         }
@@ -287,7 +287,20 @@ impl Cluster {
             }
             NodeDetails::None => {}
         }
-        info!("{key} ({peer}) offline: {why}, online {online_for}");
+        if log::log_enabled!(log::Level::Info) {
+            self.log_line
+                .start()
+                .text(key.node_type.name())
+                .text(" ")
+                .num(key.node_id)
+                .text(" (")
+                .peer(peer)
+                .text(") offline: ")
+                .text(why)
+                .text(", online ")
+                .seconds(online_for);
+            info!("{}", self.log_line.as_str());
+        }
         let panicked = handler_guard::catch(|| {
             let mut ctx = self.context(out, now.mono_ms);
             handler.node_offline(&mut ctx, key);

@@ -53,6 +53,7 @@ pub use session::{NodeDetails, NodeView};
 use session::{Phase, Session};
 
 use crate::config::{Config, DuplicatePolicy};
+use crate::logging::LineBuf;
 use crate::proto::{KickReason, NodeType};
 use crate::state::State;
 use crate::timer::TimerWheel;
@@ -213,6 +214,8 @@ pub struct Cluster {
     full_threshold: u32,
     /// Bumped whenever a game node's entry in a server list may have changed.
     list_generation: u64,
+    /// The buffer the per-session log lines (online, offline) are built in.
+    log_line: LineBuf,
     stats: ClusterStats,
     allow: Vec<admission::Cidr>,
     throttle: admission::AuthThrottle,
@@ -268,6 +271,7 @@ impl Cluster {
             busy_threshold: config.busy_threshold,
             full_threshold: config.full_threshold,
             list_generation: 0,
+            log_line: LineBuf::default(),
             stats: ClusterStats::default(),
             allow: config.allow.clone(),
             throttle: admission::AuthThrottle::new(

@@ -291,6 +291,7 @@ fn spawn_group(
         prefix: config.etcd_prefix.clone(),
         member,
         lease_ttl: config.lease_ttl,
+        max_txn_ops: config.etcd_max_txn_ops as usize,
     };
     info!(
         "failover group {} on {}: member {}, lease {} s; standing by until elected",
@@ -815,26 +816,7 @@ impl<H: Handler> LoginNode<H> {
                 info!("SIGHUP: {key} changed");
             }
         }
-        applied.token = new.token.clone();
-        applied.previous_token = new.previous_token.clone();
-        applied.heartbeat_interval = new.heartbeat_interval;
-        applied.heartbeat_timeout = new.heartbeat_timeout;
-        applied.auth_timeout_ms = new.auth_timeout_ms;
-        applied.auth_window = new.auth_window;
-        applied.max_frame = new.max_frame;
-        applied.max_connections = new.max_connections;
-        applied.max_write_buffer = new.max_write_buffer;
-        applied.duplicate_policy = new.duplicate_policy;
-        applied.busy_threshold = new.busy_threshold;
-        applied.full_threshold = new.full_threshold;
-        applied.admin_token = new.admin_token.clone();
-        applied.viewer_token = new.viewer_token.clone();
-        applied.log_level = new.log_level;
-        applied.allow = new.allow.clone();
-        applied.auth_fail_limit = new.auth_fail_limit;
-        applied.auth_fail_window = new.auth_fail_window;
-        applied.public_max_age = new.public_max_age;
-        applied.new_server_days = new.new_server_days;
+        applied.apply_reloadable(&new);
         self.admin
             .lists
             .reconfigure(crate::admin::public::PublicSettings::of(&applied));

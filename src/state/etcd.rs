@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 use std::fmt;
 use std::time::Duration;
 
-/// Most operations etcd accepts in one transaction (its `--max-txn-ops` default).
-pub const MAX_TXN_OPS: usize = 128;
+/// Most operations etcd accepts in one transaction by default (its `--max-txn-ops`); a group
+/// whose etcd allows more says so with `--etcd-max-txn-ops`.
+pub const DEFAULT_MAX_TXN_OPS: usize = 128;
 /// Keys per page of a range read.
 const PAGE: usize = 20_000;
 
@@ -278,7 +279,7 @@ impl Gateway {
         }
     }
 
-    /// Applies `ops` (at most [`MAX_TXN_OPS`]) under `prefix` if the election key still has
+    /// Applies `ops` (at most etcd's `--max-txn-ops`, less one) under `prefix` if the election key still has
     /// `create_revision`: `Ok(true)` applied, `Ok(false)` the fence failed (another member
     /// holds the role, or our lease expired).
     pub fn fenced_txn(

@@ -20,7 +20,7 @@
 //! may or may not have landed: the batch fails, its frames stay held, and the loop retries the
 //! whole batch (every op sets a value, so applying one twice changes nothing).
 
-use super::etcd::{Campaign, EtcdError, Gateway, TxnOp, MAX_TXN_OPS};
+use super::etcd::{Campaign, EtcdError, Gateway, TxnOp};
 use super::keys::{self, Op, WHITELIST_VERSION};
 use super::worker::{Done, Msg, StoreEvent};
 use super::{record, Record, State};
@@ -43,6 +43,9 @@ pub struct GroupConfig {
     pub member: String,
     /// Lease TTL in seconds.
     pub lease_ttl: u64,
+    /// Most operations etcd takes in one transaction (its `--max-txn-ops`; default
+    /// [`DEFAULT_MAX_TXN_OPS`](super::etcd::DEFAULT_MAX_TXN_OPS)).
+    pub max_txn_ops: usize,
 }
 
 /// What the loop learns about its role.
@@ -83,10 +86,10 @@ const STEP_DOWN_PAUSE: Duration = Duration::from_secs(3);
 /// (`--max-request-bytes`), and the gateway's base64 makes them a third larger.
 const MAX_TXN_BYTES: usize = 768 << 10;
 
-/// The ops of `records` as transactions of at most [`MAX_TXN_OPS`] ops and
-/// [`MAX_TXN_BYTES`], in event order, each ending with the whitelist version it reached (if
-/// it changed the whitelist).
-pub fn chunks(records: &[Record]) -> Vec<Vec<TxnOp>> {
+/// The ops of `records` as transactions of at most `max_ops` ops and [`MAX_TXN_BYTES`], in
+/// event order, each ending with the whitelist version it reached (if it changed the
+/// whitelist).
+pub fn chunks(records: &[Record], max_ops: usize) -> Vec<Vec<TxnOp>> {
     fn close(chunk: &mut Vec<TxnOp>, version: &mut Option<Vec<u8>>, out: &mut Vec<Vec<TxnOp>>) {
         if let Some(v) = version.take() {
             chunk.push(TxnOp::Put(WHITELIST_VERSION.to_vec(), v));
@@ -118,7 +121,7 @@ pub fn chunks(records: &[Record]) -> Vec<Vec<TxnOp>> {
                 Op::Delete(k) => chunk.push(TxnOp::Delete(k)),
             }
         }
-        if chunk.len() >= MAX_TXN_OPS - 1 {
+        if chunk.len() >= max_ops - 1 {
             close(&mut chunk, &mut version, &mut out);
             bytes = 0;
         }
@@ -437,7 +440,7 @@ impl Member {
             record::decode_batch(&batch.records).map_err(|c| Fenced::Io(format!("batch {c}")))?;
         let leader_key = self.leader_key.clone();
         let prefix = self.data_prefix.clone();
-        for chunk in chunks(&records) {
+        for chunk in chunks(&records, self.cfg.max_txn_ops) {
             if Instant::now() >= *next_renewal {
                 self.renew(lease, next_renewal).map_err(Fenced::Out)?;
             }
@@ -445,7 +448,15 @@ impl Member {
                 Ok(true) => {}
                 Ok(false) => return Err(Fenced::Out("fenced out".into())),
                 Err(e @ EtcdError::Refused(_)) | Err(e @ EtcdError::Bad(_)) => {
-                    error!("group {}: write refused: {e}", self.cfg.prefix);
+                    let hint = if e.to_string().contains("too many operations") {
+                        format!(
+                            " (transactions of up to {} operations: etcd's --max-txn-ops is lower than --etcd-max-txn-ops)",
+                            self.cfg.max_txn_ops
+                        )
+                    } else {
+                        String::new()
+                    };
+                    error!("group {}: write refused: {e}{hint}", self.cfg.prefix);
                     return Err(Fenced::Io(e.to_string()));
                 }
                 Err(e) => return Err(Fenced::Io(e.to_string())),
@@ -470,6 +481,7 @@ enum Fenced {
 
 #[cfg(test)]
 mod tests {
+    use super::super::etcd::DEFAULT_MAX_TXN_OPS;
     use super::*;
 
     #[test]
@@ -485,9 +497,20 @@ mod tests {
                 entry: format!("p{i}").into(),
             });
         }
-        let txns = chunks(&records);
-        assert!(txns.iter().all(|t| t.len() <= MAX_TXN_OPS));
+        let txns = chunks(&records, DEFAULT_MAX_TXN_OPS);
+        assert!(txns.iter().all(|t| t.len() <= DEFAULT_MAX_TXN_OPS));
         assert_eq!(txns.len(), 3);
+        // An etcd that takes larger transactions gets fewer of them, the same ops in order.
+        let wide = chunks(&records, 1000);
+        assert_eq!(wide.len(), 1);
+        let ops = |t: &[Vec<TxnOp>]| -> Vec<TxnOp> {
+            t.iter()
+                .flatten()
+                .filter(|op| !matches!(op, TxnOp::Put(k, _) if k == WHITELIST_VERSION))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(ops(&wide), ops(&txns));
         // Replaying the transactions one by one: after each, the version counts the entries.
         let mut applied: Vec<TxnOp> = Vec::new();
         for t in &txns {
@@ -518,7 +541,7 @@ mod tests {
                 name: "n".repeat(60_000).into(),
             })
             .collect();
-        let txns = chunks(&records);
+        let txns = chunks(&records, 1_000_000);
         assert!(txns.len() >= 3, "{} transactions", txns.len());
         for t in &txns {
             let bytes: usize = t

@@ -1,6 +1,8 @@
 //! Shared helpers for tests that run a real login node on loopback.
 #![allow(dead_code)]
 
+pub mod child;
+pub mod node_client;
 pub mod process;
 
 use login_node::client::{Client, ServerMessage};
@@ -84,12 +86,7 @@ impl Server {
     /// A game node, authenticated and online; returns the client and the frames that
     /// followed GAME_INFO up to the whitelist snapshot.
     pub fn game(&self, id: u32, plat: &str) -> Client {
-        let mut c = self.connect();
-        let r = c
-            .auth(NodeType::Game, id, "dev", TOKEN, None)
-            .expect("auth");
-        assert_eq!(r.code, 0, "game {id} auth");
-        c.send_game_info(&game_info(id, plat)).expect("info");
+        let mut c = game_node(self.addr, &game_info(id, plat));
         assert_eq!(
             c.recv(REPLY).expect("status"),
             Some(ServerMessage::StatusPush(0))
@@ -109,11 +106,7 @@ impl Server {
         cross_server_id: u32,
         capacity: u16,
     ) -> (Client, Vec<(u32, String, u16)>) {
-        let mut c = self.connect();
-        let r = c
-            .auth(NodeType::Cross, id, "dev", TOKEN, None)
-            .expect("auth");
-        assert_eq!(r.code, 0, "cross {id} auth");
+        let mut c = logged_in(self.addr, NodeType::Cross, id);
         let name = format!("cross{cross_server_id}@127.0.0.1");
         let info = CrossInfo {
             id,
@@ -138,6 +131,21 @@ impl Drop for Server {
             let _ = t.join();
         }
     }
+}
+
+/// A node of type `kind` at `addr`, its AUTH (platform "dev", the tests' token) accepted.
+pub fn logged_in(addr: SocketAddr, kind: NodeType, id: u32) -> Client {
+    let mut c = Client::connect(addr, REPLY).expect("connect");
+    let r = c.auth(kind, id, "dev", TOKEN, None).expect("auth");
+    assert_eq!(r.code, 0, "{kind:?} {id} auth");
+    c
+}
+
+/// A game node at `addr`, logged in, `info` sent; nothing read yet.
+pub fn game_node(addr: SocketAddr, info: &GameInfo) -> Client {
+    let mut c = logged_in(addr, NodeType::Game, info.serv_id);
+    c.send_game_info(info).expect("info");
+    c
 }
 
 pub fn game_info(id: u32, plat: &str) -> GameInfo<'_> {
@@ -267,6 +275,43 @@ pub fn admin(
     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
 }
 
+/// An authorized admin request refused with status `want`, its error naming `reason`.
+pub fn admin_refused(
+    server: &Server,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    want: u16,
+    reason: &str,
+) {
+    let v = admin(server, method, path, body, want);
+    assert!(v["error"].as_str().expect("error").contains(reason), "{v}");
+}
+
+/// The servers `GET /api/servers?plat=` lists for `plat`.
+pub fn server_list(server: &Server, plat: &str) -> Vec<serde_json::Value> {
+    let v = admin(
+        server,
+        "GET",
+        &format!("/api/servers?plat={plat}"),
+        None,
+        200,
+    );
+    v["servers"].as_array().expect("servers").clone()
+}
+
+/// Sends `raw` on a fresh connection and reads until the server closes it (bounded: 20 s).
+pub fn exchange(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    s.write_all(raw).expect("write");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read until closed");
+    resp
+}
+
 /// User + system CPU seconds a process has used, from /proc.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
@@ -328,4 +373,42 @@ pub fn cross_node(addr: SocketAddr, id: u32) -> Client {
     };
     c.send_cross_info(&info, &[]).expect("info");
     c
+}
+
+/// Sends a game node's AUTH (platform `plat`) and GAME_INFO (reporting no assignment)
+/// without waiting for an answer; `None` if the connection failed.
+pub fn send_game(addr: SocketAddr, id: u32, plat: &str) -> Option<Client> {
+    let mut c = Client::connect(addr, REPLY).ok()?;
+    c.send_auth(NodeType::Game as u8, id, plat, TOKEN, None)
+        .ok()?;
+    c.send_game_info(&game_info(id, "p")).ok()?;
+    Some(c)
+}
+
+/// Every (game node, (cross_server_id, cross_pos)) in a `GET /api/cross` answer, in the
+/// order listed.
+pub fn cross_slots(v: &serde_json::Value) -> Vec<(u32, (u32, u16))> {
+    let mut slots = Vec::new();
+    for p in v["platforms"].as_array().expect("platforms") {
+        for c in p["cross_nodes"].as_array().expect("cross nodes") {
+            let cross = c["cross_server_id"].as_u64().expect("id") as u32;
+            for m in c["members"].as_array().expect("members") {
+                let serv = m["serv_id"].as_u64().expect("serv") as u32;
+                let pos = m["cross_pos"].as_u64().expect("pos") as u16;
+                slots.push((serv, (cross, pos)));
+            }
+        }
+    }
+    slots
+}
+
+/// Writes a raw AUTH frame on `s` and reads the AUTH_RESULT (13 bytes, bounded by
+/// [`REPLY`]): its code.
+pub fn raw_auth_code(s: &mut std::net::TcpStream, frame: &[u8]) -> io::Result<u8> {
+    use std::io::{Read, Write};
+    s.write_all(frame)?;
+    s.set_read_timeout(Some(REPLY))?;
+    let mut reply = [0u8; 13];
+    s.read_exact(&mut reply)?;
+    Ok(reply[4])
 }

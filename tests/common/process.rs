@@ -2,8 +2,10 @@
 //! it from outside (RSS, descriptors, log lines): hostile clients and memory growth.
 #![allow(dead_code)]
 
-use super::{http, ADMIN_TOKEN, TOKEN};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use super::child::free_addr;
+use super::{auth_frame, http, ADMIN_TOKEN, TOKEN};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -14,13 +16,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
 }
 
 /// A server process; its stderr goes to a file (a pipe nobody reads could block it).
@@ -87,6 +82,39 @@ impl Server {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or_else(|| panic!("no metric {name}"))
+    }
+
+    /// A game node that sends AUTH and GAME_INFO and then never reads (a 4 KiB receive
+    /// buffer), so what the server sends it piles up in the server's write queue.
+    pub fn lazy_game_node(&self, id: u32) -> TcpStream {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        s.set_recv_buffer_size(4096).expect("rcvbuf");
+        s.connect(&self.addr.into()).expect("connect");
+        let mut s: TcpStream = s.into();
+        s.write_all(&auth_frame(id, "dev", TOKEN)).expect("auth");
+        let mut info = Vec::new();
+        super::game_info(id, "p").encode(&mut info).expect("info");
+        s.write_all(&info).expect("info");
+        s
+    }
+
+    /// Adds `count` whitelist entries of 6 digits and `pad` x's in one admin request (200);
+    /// returns them in order.
+    pub fn add_whitelist_entries(&self, count: usize, pad: usize) -> Vec<String> {
+        let entries: Vec<String> = (0..count)
+            .map(|i| format!("{i:06}{}", "x".repeat(pad)))
+            .collect();
+        let body = serde_json::json!({ "entries": entries }).to_string();
+        let (status, text) = http(
+            self.admin,
+            "POST",
+            "/api/whitelist",
+            Some(ADMIN_TOKEN),
+            Some(&body),
+        );
+        assert_eq!(status, 200, "{text}");
+        entries
     }
 
     /// Waits (bounded) until `f` holds.

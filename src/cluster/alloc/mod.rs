@@ -10,10 +10,25 @@
 //! `BTreeSet` ordered by most free slots, then lowest id); the lowest free slot is found from
 //! a per-cross "everything below is taken" hint, amortised O(log n).
 
+//!
+//! The rule lives here (records, rankings, queues, online/offline); its neighbours hold the
+//! platform table (`platforms`), the announcements owed (`changes`), the operator's
+//! overrides (`overrides`) and the start-up restore (`restore`).
+
+mod changes;
+mod overrides;
+mod platforms;
+mod restore;
+#[cfg(test)]
+mod testing;
+
+pub use changes::Changes;
+pub use overrides::MoveError;
+pub use platforms::{Platforms, PlatformsFull, MAX_PLATFORMS, MAX_PLATFORM_BYTES};
+
 use hashbrown::HashMap;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 /// A game node's serv_id (= its node_id).
 pub type ServId = u32;
@@ -21,55 +36,6 @@ pub type ServId = u32;
 pub type CrossId = u32;
 /// An interned platform name.
 pub type PlatId = u32;
-
-/// Distinct cross platforms interned at most. Records refer to them for good (an assignment
-/// outlives every connection), so their number and size are bounded instead of freed.
-pub const MAX_PLATFORMS: usize = 65_536;
-/// Bytes of platform names interned at most (each name counted with a 32-byte overhead).
-pub const MAX_PLATFORM_BYTES: usize = 4 << 20;
-
-/// The platform table is full: a new cross_plat is refused (a clear protocol error).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlatformsFull;
-
-/// Platform names interned to small ids, so records hold 4 bytes instead of a string. Each
-/// name is stored once (the id map and the id-to-name list share it).
-#[derive(Default)]
-pub struct Platforms {
-    ids: HashMap<Arc<str>, PlatId>,
-    names: Vec<Arc<str>>,
-    bytes: usize,
-}
-
-impl Platforms {
-    /// The id of `name`, interning it on first sight; a new name past [`MAX_PLATFORMS`] or
-    /// [`MAX_PLATFORM_BYTES`] is refused.
-    pub fn intern(&mut self, name: &str) -> Result<PlatId, PlatformsFull> {
-        if let Some(id) = self.ids.get(name) {
-            return Ok(*id);
-        }
-        let cost = name.len() + 32;
-        if self.names.len() >= MAX_PLATFORMS || self.bytes + cost > MAX_PLATFORM_BYTES {
-            return Err(PlatformsFull);
-        }
-        self.bytes += cost;
-        let id = self.names.len() as PlatId;
-        let name: Arc<str> = Arc::from(name);
-        self.names.push(Arc::clone(&name));
-        self.ids.insert(name, id);
-        Ok(id)
-    }
-
-    /// The id of `name` if it was ever interned.
-    pub fn get(&self, name: &str) -> Option<PlatId> {
-        self.ids.get(name).copied()
-    }
-
-    /// The name of an interned id ("" for an unknown id).
-    pub fn name(&self, id: PlatId) -> &str {
-        self.names.get(id as usize).map_or("", |s| s)
-    }
-}
 
 /// What the login node knows of a game node, online or not.
 #[derive(Debug, Clone, Default)]
@@ -153,83 +119,6 @@ struct Platform {
     ranking: BTreeSet<(Reverse<u32>, CrossId)>,
     /// Waiting game nodes in arrival order.
     waiting: BTreeMap<u64, ServId>,
-}
-
-/// Announcements owed after a mutation. Drained by the cluster after every event.
-#[derive(Debug, Default)]
-pub struct Changes {
-    /// Game nodes to (re)send CROSS_ASSIGN to, if online and their cross node's name is known.
-    pub assign: Vec<ServId>,
-    /// Cross nodes to send CROSS_MEMBERS to, if online.
-    pub members: Vec<CrossId>,
-    /// Game nodes whose assignment changed (to make durable before it is announced).
-    pub settled: Vec<ServId>,
-}
-
-impl Changes {
-    /// True when nothing is owed.
-    pub fn is_empty(&self) -> bool {
-        self.assign.is_empty() && self.members.is_empty() && self.settled.is_empty()
-    }
-
-    /// Removes repeats (several changes of one event fold into one frame each).
-    pub fn dedup(&mut self) {
-        self.assign.sort_unstable();
-        self.assign.dedup();
-        self.members.sort_unstable();
-        self.members.dedup();
-        // Settled assignments keep their event order: a move that frees a slot is recorded
-        // before the waiting node that takes it, so every prefix of the records is valid.
-        dedup_in_order(&mut self.settled);
-    }
-}
-
-/// Removes repeats, keeping each value's first place.
-fn dedup_in_order(v: &mut Vec<ServId>) {
-    if v.len() <= 32 {
-        let mut i = 0;
-        while i < v.len() {
-            if v[..i].contains(&v[i]) {
-                v.remove(i);
-            } else {
-                i += 1;
-            }
-        }
-    } else {
-        let mut seen = hashbrown::HashSet::with_capacity(v.len());
-        v.retain(|x| seen.insert(*x));
-    }
-}
-
-/// Why an operator move was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MoveError {
-    /// No such game node.
-    UnknownGame,
-    /// No such cross node.
-    UnknownCross,
-    /// The requested slot is held by another game node.
-    SlotTaken,
-    /// The target cross node has no free slot.
-    NoFreeSlot,
-    /// The target cross node is draining.
-    Draining,
-    /// The target cross node serves another platform.
-    OtherPlatform,
-}
-
-impl MoveError {
-    /// A sentence for operators.
-    pub fn describe(self) -> &'static str {
-        match self {
-            MoveError::UnknownGame => "no such game node",
-            MoveError::UnknownCross => "no such cross node",
-            MoveError::SlotTaken => "that slot is held by another game node",
-            MoveError::NoFreeSlot => "the cross node has no free slot",
-            MoveError::Draining => "the cross node is draining",
-            MoveError::OtherPlatform => "the cross node serves another platform",
-        }
-    }
 }
 
 /// The allocator: all records and the rule of section 5.
@@ -329,71 +218,6 @@ impl Allocator {
                 self.drain_waiting(plat);
             }
         }
-    }
-
-    /// Restores a durable assignment at start-up (the game node is offline until it connects).
-    pub fn restore(&mut self, serv: ServId, cross: CrossId, pos: u16, name: Option<&str>) {
-        let default_capacity = self.default_capacity;
-        let rec = self.crosses.entry(cross).or_insert_with(|| CrossRecord {
-            capacity: default_capacity,
-            ..Default::default()
-        });
-        rec.take_slot(pos, serv);
-        let game = self.games.entry(serv).or_default();
-        game.assignment = Some((cross, pos));
-        if let Some(name) = name {
-            game.name = name.into();
-        }
-    }
-
-    /// Restores a durable drain flag or capacity override at start-up.
-    pub fn restore_cross(&mut self, id: CrossId, capacity: Option<u16>, draining: bool) {
-        let default_capacity = self.default_capacity;
-        let rec = self.crosses.entry(id).or_insert_with(|| CrossRecord {
-            capacity: default_capacity,
-            ..Default::default()
-        });
-        rec.draining = draining;
-        if let Some(c) = capacity {
-            rec.capacity = c;
-            self.overrides.insert(id, c);
-        }
-    }
-
-    /// Sets what a game node's GAME_INFO said of itself (at start-up from the durable
-    /// record, or when a GAME_INFO changes it).
-    pub fn restore_game(&mut self, serv: ServId, plat: &str, open_time: u32, addr: &str) {
-        // Durable platforms were admitted under the same bound, so they fit again.
-        let plat = self.platforms.intern(plat).ok();
-        let game = self.games.entry(serv).or_default();
-        if game.waiting.is_none() && plat.is_some() {
-            game.plat = plat;
-        }
-        game.open_time = open_time;
-        if *game.addr != *addr {
-            game.addr = addr.into();
-        }
-    }
-
-    /// Restores the last name of a game node at start-up.
-    pub fn restore_name(&mut self, serv: ServId, name: &str) {
-        self.games.entry(serv).or_default().name = name.into();
-    }
-
-    /// Restores what a cross node's last CROSS_INFO said at start-up: it is known (offline),
-    /// so its members are told its name as soon as they return.
-    pub fn restore_cross_facts(&mut self, id: CrossId, name: &str, plat: &str, reported: u16) {
-        let plat = self.platforms.intern(plat).ok();
-        let capacity = match self.overrides.get(&id) {
-            Some(&c) => c,
-            None if reported == 0 => self.default_capacity,
-            None => reported,
-        };
-        let rec = self.crosses.entry(id).or_default();
-        rec.name = Some(name.into());
-        rec.plat = plat;
-        rec.reported_capacity = reported;
-        rec.capacity = capacity;
     }
 
     fn plat_mut(&mut self, plat: PlatId) -> &mut Platform {
@@ -502,91 +326,6 @@ impl Allocator {
         if let Some(rec) = self.crosses.get_mut(&id) {
             rec.online = false;
         }
-    }
-
-    /// Operator: override a cross node's capacity (0 = clear the override: back to what it
-    /// reported). Waiting nodes may be assigned. False for an unknown cross node.
-    pub fn set_capacity(&mut self, id: CrossId, capacity: u16) -> bool {
-        let Some(rec) = self.crosses.get_mut(&id) else {
-            return false;
-        };
-        rec.capacity = if capacity != 0 {
-            self.overrides.insert(id, capacity);
-            capacity
-        } else {
-            self.overrides.remove(&id);
-            match rec.reported_capacity {
-                0 => self.default_capacity,
-                c => c,
-            }
-        };
-        let plat = rec.plat;
-        self.rerank(id);
-        if let Some(plat) = plat {
-            self.drain_waiting(plat);
-        }
-        true
-    }
-
-    /// Operator: start or stop draining a cross node. False for an unknown cross node.
-    pub fn set_drain(&mut self, id: CrossId, on: bool) -> bool {
-        let Some(rec) = self.crosses.get_mut(&id) else {
-            return false;
-        };
-        rec.draining = on;
-        let plat = rec.plat;
-        self.rerank(id);
-        if let (false, Some(plat)) = (on, plat) {
-            self.drain_waiting(plat);
-        }
-        true
-    }
-
-    /// Operator: move a game node to `to` (slot `pos`, or the lowest free one if 0).
-    /// Moves into a full cross node are refused; the game node's old slot is freed.
-    pub fn move_game(&mut self, serv: ServId, to: CrossId, pos: u16) -> Result<(), MoveError> {
-        let old = self
-            .games
-            .get(&serv)
-            .ok_or(MoveError::UnknownGame)?
-            .assignment;
-        let game_plat = self.games.get(&serv).and_then(|g| g.plat);
-        let target = self.crosses.get_mut(&to).ok_or(MoveError::UnknownCross)?;
-        if target.draining {
-            return Err(MoveError::Draining);
-        }
-        if let (Some(a), Some(b)) = (game_plat, target.plat) {
-            if a != b {
-                return Err(MoveError::OtherPlatform);
-            }
-        }
-        let same_cross = old.is_some_and(|(c, _)| c == to);
-        if !same_cross && target.free() == 0 {
-            return Err(MoveError::NoFreeSlot);
-        }
-        if pos != 0 {
-            if let Some(holder) = target.members.get(&pos) {
-                if *holder != serv {
-                    return Err(MoveError::SlotTaken);
-                }
-            }
-        }
-        let old_plat = old
-            .and_then(|(c, _)| self.crosses.get(&c))
-            .and_then(|c| c.plat);
-        self.release(serv);
-        let target = self.crosses.get_mut(&to).ok_or(MoveError::UnknownCross)?;
-        let pos = if pos != 0 {
-            pos
-        } else {
-            target.lowest_free_slot().ok_or(MoveError::NoFreeSlot)?
-        };
-        self.settle(serv, to, pos);
-        // The slot it left is capacity that just appeared: the waiting get it, in order.
-        if let Some(plat) = old_plat {
-            self.drain_waiting(plat);
-        }
-        Ok(())
     }
 
     /// Adopts a reported assignment: the reported slot if free (even past capacity), else the
@@ -702,46 +441,7 @@ impl Allocator {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    fn changes(a: &mut Allocator) -> Changes {
-        let mut c = Changes::default();
-        a.take_changes(&mut c);
-        c
-    }
-
-    fn setup() -> (Allocator, PlatId) {
-        let mut a = Allocator::new(4);
-        let p = a.platforms.intern("p1").expect("room");
-        (a, p)
-    }
-
-    fn assignment(a: &Allocator, serv: ServId) -> Option<(CrossId, u16)> {
-        a.game(serv).and_then(|g| g.assignment)
-    }
-
-    #[test]
-    fn platform_names_are_stored_once_and_bounded() {
-        let mut p = Platforms::default();
-        let a = p.intern("p1").expect("room");
-        assert_eq!(p.intern("p1"), Ok(a), "known names are found, not added");
-        assert!(Arc::ptr_eq(
-            &p.names[a as usize],
-            p.ids.get_key_value("p1").expect("in").0
-        ));
-        let big = "b".repeat(60_000);
-        let mut added = 0;
-        while p.intern(&format!("{added}{big}")).is_ok() {
-            added += 1;
-        }
-        assert!(p.bytes <= MAX_PLATFORM_BYTES);
-        assert_eq!(
-            added,
-            (MAX_PLATFORM_BYTES - 34) / 60_033,
-            "refused once full"
-        );
-        assert_eq!(p.intern("p1"), Ok(a), "known names still work when full");
-    }
+    use super::testing::{assignment, changes, setup};
 
     #[test]
     fn picks_most_free_then_lowest_id_then_lowest_slot() {
@@ -955,37 +655,5 @@ mod tests {
             Some((1, 1)),
             "freed slot 1 is the lowest again"
         );
-    }
-
-    #[test]
-    fn moves_are_checked() {
-        let (mut a, p) = setup();
-        a.cross_online(1, p, "c1", 1, []);
-        a.cross_online(2, p, "c2", 1, []);
-        a.game_online(1, "a", p, (0, 0));
-        a.game_online(2, "b", p, (0, 0));
-        assert_eq!(a.move_game(1, 2, 0), Err(MoveError::NoFreeSlot));
-        assert_eq!(a.move_game(9, 2, 0), Err(MoveError::UnknownGame));
-        assert_eq!(a.move_game(1, 9, 0), Err(MoveError::UnknownCross));
-        a.set_capacity(2, 3);
-        assert_eq!(a.move_game(1, 2, 1), Err(MoveError::SlotTaken));
-        assert_eq!(a.move_game(1, 2, 3), Ok(()));
-        assert_eq!(assignment(&a, 1), Some((2, 3)));
-    }
-
-    #[test]
-    fn a_slot_freed_by_a_move_goes_to_the_oldest_waiting_node() {
-        // Found by tests/properties.rs: a waiting node stayed queued beside a free slot.
-        let (mut a, p) = setup();
-        a.cross_online(1, p, "c1", 1, []);
-        a.game_online(10, "a", p, (0, 0)); // takes 1/1: cross 1 is full
-        a.game_online(11, "b", p, (9, 0)); // adopted by cross 9, never online (not ranked)
-        a.game_online(12, "c", p, (0, 0));
-        a.game_online(13, "d", p, (0, 0));
-        assert_eq!(a.waiting(p).collect::<Vec<_>>(), [12, 13]);
-        // The operator moves 10 to cross 9: its slot on cross 1 goes to the oldest waiter.
-        assert_eq!(a.move_game(10, 9, 0), Ok(()));
-        assert_eq!(assignment(&a, 12), Some((1, 1)));
-        assert_eq!(a.waiting(p).collect::<Vec<_>>(), [13]);
     }
 }
