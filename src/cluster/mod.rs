@@ -54,6 +54,7 @@ use session::{Phase, Session};
 
 use crate::config::{Config, DuplicatePolicy};
 use crate::logging::LineBuf;
+use crate::net::Cidr;
 use crate::proto::{KickReason, NodeType};
 use crate::state::State;
 use crate::timer::TimerWheel;
@@ -217,7 +218,7 @@ pub struct Cluster {
     /// The buffer the per-session log lines (online, offline) are built in.
     log_line: LineBuf,
     stats: ClusterStats,
-    allow: Vec<admission::Cidr>,
+    allow: Vec<Cidr>,
     throttle: admission::AuthThrottle,
     /// Budget for AUTH failure log lines (a flood of bad logins cannot flood the log).
     fail_log: admission::LogBudget,
