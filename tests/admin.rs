@@ -269,6 +269,20 @@ fn operators_drive_the_cluster_and_every_change_survives_a_restart() {
     ] {
         assert!(text.contains(needle), "metrics lack {needle:?}:\n{text}");
     }
+    // One store transaction per batch locally, each counting the keys it wrote.
+    let sample = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    let batches = sample("login_node_journal_fsync_seconds_count");
+    assert!(batches >= 1.0);
+    assert_eq!(sample("login_node_store_txn_seconds_count"), batches);
+    assert_eq!(sample("login_node_store_txn_ops_count"), batches);
+    assert!(
+        sample("login_node_store_txn_ops_sum") >= batches,
+        "every transaction wrote a key"
+    );
 
     // The audit log has one line per change, with the peer.
     let audit = std::fs::read_to_string(dir.join("audit.log")).expect("audit log");

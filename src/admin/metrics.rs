@@ -17,6 +17,8 @@ pub struct Histogram {
 pub const FSYNC_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
+/// Bucket bounds for the keys written in one store transaction (a count, not seconds).
+pub const TXN_OPS_BUCKETS: &[f64] = &[1.0, 4.0, 16.0, 64.0, 128.0, 256.0, 1024.0, 4096.0, 16384.0];
 /// Bucket bounds for one poll-loop turn (seconds).
 pub const LOOP_BUCKETS: &[f64] = &[
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -80,6 +82,11 @@ pub struct IoStats {
     pub fsync_seconds: Histogram,
     /// Duration of a poll-loop turn (events handled, not the wait).
     pub loop_seconds: Histogram,
+    /// Latency of each store transaction (one per batch locally; a failover group's batch
+    /// may take several).
+    pub txn_seconds: Histogram,
+    /// Keys written per store transaction.
+    pub txn_ops: Histogram,
     /// Admin requests answered.
     pub admin_requests: u64,
     /// Requests for the players' server list answered.
@@ -103,6 +110,8 @@ impl Default for IoStats {
             fsync_failures: 0,
             fsync_seconds: Histogram::new(FSYNC_BUCKETS),
             loop_seconds: Histogram::new(LOOP_BUCKETS),
+            txn_seconds: Histogram::new(FSYNC_BUCKETS),
+            txn_ops: Histogram::new(TXN_OPS_BUCKETS),
             admin_requests: 0,
             public_requests: 0,
             public_renders: 0,
@@ -271,6 +280,16 @@ pub fn render(cluster: &Cluster, io: &IoStats, out: &mut String) {
     io.fsync_seconds.render(
         "login_node_journal_fsync_seconds",
         "Latency of one batch made durable (audit lines, then one database transaction).",
+        out,
+    );
+    io.txn_seconds.render(
+        "login_node_store_txn_seconds",
+        "Latency of one store transaction (the local database: one per batch; etcd: a batch larger than --etcd-max-txn-ops takes several, written in order).",
+        out,
+    );
+    io.txn_ops.render(
+        "login_node_store_txn_ops",
+        "Keys put or deleted by one store transaction.",
         out,
     );
     io.loop_seconds.render(

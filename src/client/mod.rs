@@ -116,7 +116,14 @@ impl ServerMessage {
                 cmd: *cmd,
                 body: body.to_vec(),
             },
-            _ => return None,
+            // Node -> login: not a server message. Listed by name, with no wildcard, so that a
+            // new `Message` variant does not compile until it is sorted into one side or the
+            // other here.
+            Message::Auth(_)
+            | Message::GameInfo(_)
+            | Message::CrossInfo(_)
+            | Message::Heartbeat(_)
+            | Message::StatusReport(_) => return None,
         })
     }
 }
@@ -307,6 +314,51 @@ impl Client {
                 Ok(Some(_)) => {}
                 Err(e) => return e.kind() != io::ErrorKind::TimedOut,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::cmd;
+
+    /// Every message `command` can carry, decoded from a zeroed body (empty strings and lists).
+    fn zeroed(command: u16, payload: &mut Vec<u8>) -> Message<'_> {
+        payload.clear();
+        payload.extend_from_slice(&command.to_be_bytes());
+        payload.extend_from_slice(&[0; 64]);
+        Message::decode(payload).expect("a zeroed body decodes")
+    }
+
+    #[test]
+    fn only_login_to_node_messages_are_server_messages() {
+        let mut payload = Vec::new();
+        let node_side = [
+            cmd::AUTH,
+            cmd::GAME_INFO,
+            cmd::CROSS_INFO,
+            cmd::HEARTBEAT,
+            cmd::STATUS_REPORT,
+        ];
+        for command in node_side {
+            let m = zeroed(command, &mut payload);
+            assert_eq!(ServerMessage::from_message(&m), None, "{m:?}");
+        }
+        let login_side = [
+            cmd::AUTH_RESULT,
+            cmd::CROSS_ASSIGN,
+            cmd::CROSS_MEMBERS,
+            cmd::HEARTBEAT_ACK,
+            cmd::STATUS_PUSH,
+            cmd::WHITELIST_SNAPSHOT,
+            cmd::WHITELIST_DELTA,
+            cmd::KICK,
+            cmd::APP_FIRST,
+        ];
+        for command in login_side {
+            let m = zeroed(command, &mut payload);
+            assert!(ServerMessage::from_message(&m).is_some(), "{m:?}");
         }
     }
 }

@@ -83,13 +83,29 @@ impl fmt::Display for FrameTooLarge {
 
 impl std::error::Error for FrameTooLarge {}
 
+/// The one place that writes a frame header: the length (cmd included), then the command.
+#[inline]
+fn put_header(out: &mut Vec<u8>, len: u16, cmd: u16) {
+    // One 4-byte append, not two: the HEARTBEAT_ACK is written through here on every beat.
+    let ([l0, l1], [c0, c1]) = (len.to_be_bytes(), cmd.to_be_bytes());
+    out.extend_from_slice(&[l0, l1, c0, c1]);
+}
+
 /// Starts a frame for `cmd` at the end of `out`; returns where it starts, for [`end_frame`].
 #[inline]
 pub fn begin_frame(out: &mut Vec<u8>, cmd: u16) -> usize {
     let start = out.len();
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&cmd.to_be_bytes());
+    put_header(out, 0, cmd);
     start
+}
+
+/// Appends a whole frame for `cmd` whose body has the fixed size `N` (checked at compile time
+/// to fit), so the length is written up front and the encoder cannot fail.
+#[inline]
+pub fn put_fixed_frame<const N: usize>(out: &mut Vec<u8>, cmd: u16, body: [u8; N]) {
+    const { assert!(N + 2 <= MAX_PAYLOAD, "a fixed body must fit in one frame") };
+    put_header(out, (N + 2) as u16, cmd);
+    out.extend_from_slice(&body);
 }
 
 /// Writes the length of the frame begun at `start`. On overflow the partial frame is removed,
@@ -151,6 +167,18 @@ mod tests {
         out.resize(out.len() + MAX_PAYLOAD, 0);
         assert_eq!(end_frame(&mut out, start), Err(FrameTooLarge));
         assert_eq!(out, [9, 0, 4, 0x80, 0x04, 1, 2]);
+    }
+
+    #[test]
+    fn a_fixed_frame_is_the_same_bytes_as_a_begun_and_ended_one() {
+        let mut fixed = vec![9];
+        put_fixed_frame(&mut fixed, 0x80ff, [3]);
+        assert_eq!(fixed, [9, 0, 3, 0x80, 0xff, 3]);
+        let mut built = vec![9];
+        let start = begin_frame(&mut built, 0x80ff);
+        built.push(3);
+        assert_eq!(end_frame(&mut built, start), Ok(()));
+        assert_eq!(built, fixed);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Protocol v1 (`../shared/protocol-v1.md`): bytes in, values out. No I/O, no clock.
 //!
-//! Data path: [`frame`] splits a byte stream into payloads, [`message`] turns a payload into a
-//! typed message (and back), [`auth`] checks the AUTH signature.
+//! Data path: [`frame`] splits a byte stream into payloads (and is the one place that writes a
+//! frame header), [`message`] turns a payload into a typed message (and back), [`wire`] reads
+//! and writes the fields, [`auth`] checks the AUTH signature.
 
 pub mod auth;
 pub mod frame;

@@ -133,7 +133,12 @@ impl<H: Handler> LoginNode<H> {
             mut batch,
             result,
             elapsed,
+            txns,
         } = done;
+        for t in &txns {
+            self.io_stats.txn_seconds.observe(t.elapsed.as_secs_f64());
+            self.io_stats.txn_ops.observe(t.ops as f64);
+        }
         if batch.term != self.durability.term {
             // Of a term that ended (the role was lost meanwhile): its frames are gone, and it
             // is never retried.

@@ -204,8 +204,9 @@ impl Db {
         &self.dir
     }
 
-    /// Makes a batch of records (as the cluster encoded them) durable: one transaction.
-    pub fn commit(&mut self, records: &[u8]) -> io::Result<()> {
+    /// Makes a batch of records (as the cluster encoded them) durable: one transaction of
+    /// this many writes (keys put or deleted).
+    pub fn commit(&mut self, records: &[u8]) -> io::Result<usize> {
         if self
             .fault
             .as_ref()
@@ -215,7 +216,9 @@ impl Db {
         }
         let records = record::decode_batch(records)
             .map_err(|c| io::Error::new(io::ErrorKind::InvalidData, format!("batch {c}")))?;
-        write_ops(&mut self.conn, &keys::ops(&records))
+        let ops = keys::ops(&records);
+        write_ops(&mut self.conn, &ops)?;
+        Ok(ops.len())
     }
 
     /// Test hook: while `switch` is true, every commit fails with ENOSPC (no disk is touched).

@@ -22,7 +22,7 @@
 
 use super::etcd::{Campaign, EtcdError, Gateway, TxnOp};
 use super::keys::{self, Op, WHITELIST_VERSION};
-use super::worker::{Done, Msg, StoreEvent};
+use super::worker::{Done, Msg, StoreEvent, TxnStat};
 use super::{record, Record, State};
 use log::{error, info, warn};
 use std::fs::File;
@@ -212,6 +212,7 @@ impl Member {
                         batch,
                         result,
                         elapsed: Duration::ZERO,
+                        txns: Vec::new(),
                     };
                     self.report(StoreEvent::Done(done));
                 }
@@ -325,12 +326,15 @@ impl Member {
                         batch,
                         result: Err(io::Error::other("a batch of an earlier term")),
                         elapsed: Duration::ZERO,
+                        txns: Vec::new(),
                     };
                     self.report(StoreEvent::Done(done));
                 }
                 Ok(Msg::Batch(mut batch)) => {
                     let start = Instant::now();
-                    let result = self.commit(&mut batch, lease, fence, &mut next_renewal);
+                    let mut txns = Vec::new();
+                    let result =
+                        self.commit(&mut batch, lease, fence, &mut next_renewal, &mut txns);
                     let fenced = matches!(&result, Err(Fenced::Out(_)));
                     let done = Done {
                         batch,
@@ -338,6 +342,7 @@ impl Member {
                             Fenced::Out(why) | Fenced::Io(why) => io::Error::other(why),
                         }),
                         elapsed: start.elapsed(),
+                        txns,
                     };
                     self.report(StoreEvent::Done(done));
                     if fenced {
@@ -420,6 +425,7 @@ impl Member {
         lease: i64,
         fence: i64,
         next_renewal: &mut Instant,
+        txns: &mut Vec<TxnStat>,
     ) -> Result<(), Fenced> {
         if self
             .fault
@@ -444,8 +450,12 @@ impl Member {
             if Instant::now() >= *next_renewal {
                 self.renew(lease, next_renewal).map_err(Fenced::Out)?;
             }
+            let sent = Instant::now();
             match self.gw.fenced_txn(&leader_key, fence, &prefix, &chunk) {
-                Ok(true) => {}
+                Ok(true) => txns.push(TxnStat {
+                    ops: chunk.len(),
+                    elapsed: sent.elapsed(),
+                }),
                 Ok(false) => return Err(Fenced::Out("fenced out".into())),
                 Err(e @ EtcdError::Refused(_)) | Err(e @ EtcdError::Bad(_)) => {
                     let hint = if e.to_string().contains("too many operations") {

@@ -28,7 +28,7 @@ pub mod worker;
 
 pub use db::{Db, StoreError};
 pub use record::{Corrupt, Record, MAX_ENTRY_LEN};
-pub use worker::{Batch, Done, StoreEvent, StoreThread};
+pub use worker::{Batch, Done, StoreEvent, StoreThread, TxnStat};
 
 use hashbrown::{HashMap, HashSet};
 

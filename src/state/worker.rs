@@ -44,6 +44,18 @@ pub struct Done {
     pub result: io::Result<()>,
     /// How long the commit took.
     pub elapsed: Duration,
+    /// The transactions written for it, in order (one for the local database; a failover
+    /// group's batch may take several, see `--etcd-max-txn-ops`).
+    pub txns: Vec<TxnStat>,
+}
+
+/// One transaction a batch was written in: for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct TxnStat {
+    /// Keys it put or deleted.
+    pub ops: usize,
+    /// How long it took to be accepted.
+    pub elapsed: Duration,
 }
 
 pub(super) enum Msg {
@@ -97,10 +109,16 @@ impl StoreThread {
                     let start = Instant::now();
                     let result = write_audit(&mut audit, &mut batch)
                         .and_then(|()| db.commit(&batch.records));
+                    let elapsed = start.elapsed();
+                    let (result, txns) = match result {
+                        Ok(ops) => (Ok(()), vec![TxnStat { ops, elapsed }]),
+                        Err(e) => (Err(e), Vec::new()),
+                    };
                     let done = Done {
                         batch,
                         result,
-                        elapsed: start.elapsed(),
+                        elapsed,
+                        txns,
                     };
                     if results.send(StoreEvent::Done(done)).is_err() {
                         return; // the loop is gone
