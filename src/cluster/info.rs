@@ -41,14 +41,8 @@ impl Cluster {
         self.stats.online_game += 1;
         self.list_generation += 1;
         if log::log_enabled!(log::Level::Info) {
-            self.log_line
-                .start()
-                .text(key.node_type.name())
-                .text(" ")
-                .num(key.node_id)
-                .text(" (")
-                .peer(s.peer)
-                .text(") online: plat ")
+            key.start_line(&mut self.log_line, s.peer)
+                .text(" online: plat ")
                 .quoted(s.auth_plat.as_deref().unwrap_or(""))
                 .text(" serv_name ")
                 .quoted(info.serv_name)

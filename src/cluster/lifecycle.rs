@@ -288,14 +288,8 @@ impl Cluster {
             NodeDetails::None => {}
         }
         if log::log_enabled!(log::Level::Info) {
-            self.log_line
-                .start()
-                .text(key.node_type.name())
-                .text(" ")
-                .num(key.node_id)
-                .text(" (")
-                .peer(peer)
-                .text(") offline: ")
+            key.start_line(&mut self.log_line, peer)
+                .text(" offline: ")
                 .text(why)
                 .text(", online ")
                 .seconds(online_for);

@@ -64,6 +64,7 @@ use hashbrown::{HashMap, HashSet};
 use log::info;
 pub use operator::{GameStatus, OperatorError};
 use std::fmt;
+use std::net::SocketAddr;
 
 /// A connection's id, chosen by the caller (the reactor uses its slab key).
 pub type ConnId = usize;
@@ -122,6 +123,19 @@ pub struct NodeKey {
     pub node_type: NodeType,
     /// Its node_id.
     pub node_id: u32,
+}
+
+impl NodeKey {
+    /// Starts a per-session log line in `line`: "game 7 (10.0.0.1:4000)".
+    fn start_line(self, line: &mut LineBuf, peer: SocketAddr) -> &mut LineBuf {
+        line.start()
+            .text(self.node_type.name())
+            .text(" ")
+            .num(self.node_id)
+            .text(" (")
+            .peer(peer)
+            .text(")")
+    }
 }
 
 impl fmt::Display for NodeKey {
