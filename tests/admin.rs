@@ -592,25 +592,59 @@ fn a_burst_of_new_game_nodes_is_made_durable_with_one_group_commit() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Sends `POST /api/whitelist {"entry": entry}` to a node whose journal writes fail and
+/// waits until the write of the batch holding the change failed.
+fn whitelist_post_on_a_full_disk(server: &Server, entry: &str) -> std::net::TcpStream {
+    let addr = server.admin.expect("admin");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let body = format!(r#"{{"entry": "{entry}"}}"#);
+    write!(
+        s,
+        "POST /api/whitelist HTTP/1.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let deadline = Instant::now() + REPLY;
+    while metric(server, "login_node_journal_failures_total") == 0 {
+        assert!(Instant::now() < deadline, "the write never failed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    s
+}
+
+#[test]
+fn a_change_is_answered_only_once_its_journal_batch_is_durable() {
+    use std::sync::atomic::Ordering;
+    let dir = temp_dir("held-200");
+    let (server, disk_full) = start_with_journal_fault(&dir, true);
+    let mut s = whitelist_post_on_a_full_disk(&server, "held");
+    // The batch holding the change failed: no answer yet (a 200 now would claim a change
+    // that a crash could lose).
+    s.set_nonblocking(true).expect("nonblocking");
+    let mut byte = [0u8; 1];
+    match s.read(&mut byte) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("answered before the change was durable: {other:?}"),
+    }
+    s.set_nonblocking(false).expect("blocking");
+    disk_full.store(false, Ordering::Relaxed);
+    s.set_read_timeout(Some(REPLY)).expect("timeout");
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)
+        .expect("the answer, once durable");
+    let (status, text) = parse_response(&answer);
+    assert_eq!(status, 200, "{text}");
+    assert!(metric(&server, "login_node_journal_fsyncs_total") >= 1);
+    server.stop().expect("stop");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn a_change_is_audited_even_if_its_client_left_before_it_was_durable() {
     use std::sync::atomic::Ordering;
     let dir = temp_dir("audit-late");
     let (server, disk_full) = start_with_journal_fault(&dir, true);
-    let addr = server.admin.expect("admin");
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    let body = r#"{"entry": "late"}"#;
-    write!(
-        s,
-        "POST /api/whitelist HTTP/1.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let deadline = Instant::now() + REPLY;
-    while metric(&server, "login_node_journal_failures_total") == 0 {
-        assert!(Instant::now() < deadline, "the write never failed");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let s = whitelist_post_on_a_full_disk(&server, "late");
     drop(s); // gone before its change is durable
     disk_full.store(false, Ordering::Relaxed);
     let deadline = Instant::now() + REPLY;

@@ -43,6 +43,9 @@ pub struct Outcome {
     pub response: Response,
     /// For a change: what changed, for the audit log.
     pub audit: Option<String>,
+    /// For a change that journaled records: the batch that must be durable before the
+    /// response goes out ([`crate::cluster::Applied::durable_at`]).
+    pub durable_at: Option<u64>,
 }
 
 impl From<Response> for Outcome {
@@ -50,6 +53,7 @@ impl From<Response> for Outcome {
         Outcome {
             response,
             audit: None,
+            durable_at: None,
         }
     }
 }
@@ -211,6 +215,7 @@ fn route(req: &Request, api: &mut Api<'_>, access: Access, segments: &[&str]) ->
         return Outcome {
             response: Response::error(403, "the viewer token is read-only"),
             audit: Some("refused: the viewer token is read-only".to_string()),
+            durable_at: None,
         };
     }
     let result = match (req.method.as_str(), segments) {
@@ -409,6 +414,7 @@ fn step_down(api: &mut Api<'_>) -> Result<Outcome, Response> {
     Ok(Outcome {
         response: Response::json(200, &json!({"stepped_down": true})),
         audit: Some("stepped down as the active member".into()),
+        durable_at: None,
     })
 }
 
@@ -461,10 +467,11 @@ fn whitelist_change(req: &Request, api: &mut Api<'_>, add: bool) -> Result<Outco
             format!("whitelist entry {bad:?} contains a control character"),
         ));
     }
-    let (changed, version) = api
+    let applied = api
         .cluster
-        .whitelist_change(&entries, add)
+        .operator_change(|c| c.whitelist_change(&entries, add))
         .map_err(operator_error)?;
+    let (changed, version) = applied.value;
     let verb = if add { "added" } else { "removed" };
     let shown: Vec<&str> = entries.iter().take(20).copied().collect();
     Ok(Outcome {
@@ -481,22 +488,25 @@ fn whitelist_change(req: &Request, api: &mut Api<'_>, add: bool) -> Result<Outco
                 }
             )
         }),
+        durable_at: applied.durable_at,
     })
 }
 
 fn maintenance(req: &Request, api: &mut Api<'_>, id: &str) -> Result<Outcome, Response> {
     let serv = parse_id(id)?;
     let on = field_bool(&body_json(req)?, "maintenance")?;
-    let changed = api
+    let applied = api
         .cluster
-        .set_maintenance(serv, on)
+        .operator_change(|c| c.set_maintenance(serv, on))
         .map_err(operator_error)?;
+    let changed = applied.value;
     Ok(Outcome {
         response: Response::json(
             200,
             &json!({"serv_id": serv, "maintenance": on, "changed": changed}),
         ),
         audit: changed.then(|| format!("game {serv} maintenance {on}")),
+        durable_at: applied.durable_at,
     })
 }
 
@@ -510,20 +520,23 @@ fn kick(api: &mut Api<'_>, kind: &str, id: &str) -> Result<Outcome, Response> {
         node_type,
         node_id: parse_id(id)?,
     };
-    api.cluster
-        .operator_kick(key, api.now, api.out, api.handler)
+    let applied = api
+        .cluster
+        .operator_change(|c| c.operator_kick(key, api.now, api.out, api.handler))
         .map_err(operator_error)?;
     Ok(Outcome {
         response: Response::json(200, &json!({"kicked": format!("{key}")})),
         audit: Some(format!("{key} kicked (KICK 3)")),
+        durable_at: applied.durable_at,
     })
 }
 
 fn capacity(req: &Request, api: &mut Api<'_>, id: &str) -> Result<Outcome, Response> {
     let cross = parse_id(id)?;
     let capacity = field_u64(&body_json(req)?, "capacity", u16::MAX as u64)? as u16;
-    api.cluster
-        .set_cross_capacity(cross, capacity, api.out)
+    let applied = api
+        .cluster
+        .operator_change(|c| c.set_cross_capacity(cross, capacity, api.out))
         .map_err(operator_error)?;
     Ok(Outcome {
         response: Response::json(
@@ -531,18 +544,21 @@ fn capacity(req: &Request, api: &mut Api<'_>, id: &str) -> Result<Outcome, Respo
             &json!({"cross_server_id": cross, "capacity_override": capacity}),
         ),
         audit: Some(format!("cross {cross} capacity override {capacity}")),
+        durable_at: applied.durable_at,
     })
 }
 
 fn drain(req: &Request, api: &mut Api<'_>, id: &str) -> Result<Outcome, Response> {
     let cross = parse_id(id)?;
     let on = field_bool(&body_json(req)?, "drain")?;
-    api.cluster
-        .set_cross_drain(cross, on, api.out)
+    let applied = api
+        .cluster
+        .operator_change(|c| c.set_cross_drain(cross, on, api.out))
         .map_err(operator_error)?;
     Ok(Outcome {
         response: Response::json(200, &json!({"cross_server_id": cross, "drain": on})),
         audit: Some(format!("cross {cross} drain {on}")),
+        durable_at: applied.durable_at,
     })
 }
 
@@ -569,10 +585,11 @@ fn assign(req: &Request, api: &mut Api<'_>) -> Result<Outcome, Response> {
             .into());
         }
     }
-    let (to, at) = api
+    let applied = api
         .cluster
-        .move_game(serv, cross, pos, api.out)
+        .operator_change(|c| c.move_game(serv, cross, pos, api.out))
         .map_err(operator_error)?;
+    let (to, at) = applied.value;
     Ok(Outcome {
         response: Response::json(
             200,
@@ -584,5 +601,6 @@ fn assign(req: &Request, api: &mut Api<'_>) -> Result<Outcome, Response> {
                 "cross {c} slot {p}"
             ))
         )),
+        durable_at: applied.durable_at,
     })
 }

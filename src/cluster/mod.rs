@@ -62,7 +62,7 @@ use alloc::{Allocator, Changes, CrossId, ServId};
 use bytes::Bytes;
 use hashbrown::{HashMap, HashSet};
 use log::info;
-pub use operator::{GameStatus, OperatorError};
+pub use operator::{Applied, GameStatus, OperatorError};
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -81,9 +81,8 @@ pub const AUTH_FAIL_LOG_PER_SECOND: u32 = 20;
 enum Timer {
     /// A session's auth timeout or heartbeat expiry.
     Session(ConnId),
-    /// A deadline the reactor keeps for its own connections (the HTTP connections of the
-    /// admin API and the public lists: idle and request deadlines), with its key; reported
-    /// back by [`Cluster::take_fired_timers`].
+    /// One of the reactor's own deadlines (its HTTP connections', accept and journal retries,
+    /// the lease), by the key it chose; reported back by [`Cluster::take_fired_timers`].
     Reactor(usize),
     /// A handler's timer ([`Context::set_timer`]), with its token.
     Handler(u64),

@@ -42,6 +42,18 @@ impl fmt::Display for OperatorError {
     }
 }
 
+/// An operator change that was made: what its method returned, and the batch its journal
+/// records went into. The admin API answers a change that journaled nothing at once; one that
+/// did waits until that batch is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied<T> {
+    /// What the change method returned.
+    pub value: T,
+    /// The sequence number of the batch holding the change's records (durable once
+    /// [`Cluster::batch_durable`] reports it), or `None` when the change journaled nothing.
+    pub durable_at: Option<u64>,
+}
+
 /// A game node's status for server lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GameStatus {
@@ -91,6 +103,19 @@ fn check_entry(e: &str) -> Result<(), OperatorError> {
 }
 
 impl Cluster {
+    /// Makes one operator change (`change` calls one of the methods below) and says whether
+    /// it journaled anything. A change journals more than its own record when it moves
+    /// assignments (a kicked cross node's games are reassigned), so the journal is asked.
+    pub fn operator_change<T>(
+        &mut self,
+        change: impl FnOnce(&mut Cluster) -> Result<T, OperatorError>,
+    ) -> Result<Applied<T>, OperatorError> {
+        let before = self.journal.len();
+        let value = change(self)?;
+        let durable_at = (self.journal.len() > before).then_some(self.next_seq);
+        Ok(Applied { value, durable_at })
+    }
+
     fn ensure_writable(&self) -> Result<(), OperatorError> {
         if let super::Role::Standby { active } = &self.role {
             return Err(OperatorError::NotActive(active.clone()));
@@ -271,5 +296,45 @@ impl Cluster {
         );
         self.announce(out);
         Ok(to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn cluster() -> Cluster {
+        let now = Now {
+            mono_ms: 0,
+            unix_secs: 1_700_000_000,
+        };
+        Cluster::new(&Config::default(), now)
+    }
+
+    #[test]
+    fn a_change_names_the_batch_it_journaled_into_and_a_no_op_names_none() {
+        let mut c = cluster();
+        let seq = c.pending_seq();
+        let added = c.operator_change(|c| c.whitelist_change(&["alice"], true));
+        assert_eq!(
+            added,
+            Ok(Applied {
+                value: (1, 1),
+                durable_at: Some(seq)
+            })
+        );
+        let again = c.operator_change(|c| c.whitelist_change(&["alice"], true));
+        assert_eq!(
+            again,
+            Ok(Applied {
+                value: (0, 1),
+                durable_at: None
+            })
+        );
+        let flag = c.operator_change(|c| c.set_maintenance(7, false));
+        assert_eq!(flag.map(|a| a.durable_at), Ok(None), "already off");
+        let refused = c.operator_change(|c| c.whitelist_change(&[""], true));
+        assert!(refused.is_err());
     }
 }

@@ -7,9 +7,11 @@
 //! operator changes) and is submitted again every [`JOURNAL_RETRY`]. Without a state directory
 //! every batch is durable at once.
 
+use super::deadline::{self, Deadline};
 use super::{LoginNode, JOURNAL_RETRY};
-use crate::cluster::{Handler, Now, Role};
+use crate::cluster::{Cluster, Handler, Now, Role};
 use crate::state::{Batch, Done, StoreEvent, StoreThread};
+use crate::timer::TimerId;
 use log::{error, info};
 use std::time::{Duration, Instant};
 
@@ -20,14 +22,19 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 #[derive(Default)]
 pub(super) struct Durability {
     pub(super) store: Option<StoreThread>,
-    /// A batch that failed, waiting for its retry at `retry_at`.
+    /// A batch that failed, waiting for its retry (`retry_timer`).
     retry: Option<Batch>,
-    pub(super) retry_at: Option<Instant>,
-    error_logged_at: Option<Instant>,
+    /// Set while submitting waits: the retry of a failed batch (or, once the store thread
+    /// died, an hour's pause).
+    pub(super) retry_timer: Option<TimerId>,
+    /// When (monotonic ms) a write failure was last logged.
+    error_logged_at: Option<u64>,
     /// The buffers of the last finished batch, reused for the next.
     spare: Batch,
-    /// A failover group's active member must stop by then unless its lease is renewed.
-    pub(super) lease_deadline: Option<Instant>,
+    /// A failover group's active member must stop by then (monotonic ms) unless its lease
+    /// is renewed; `lease_timer` wakes the loop for it.
+    pub(super) lease_deadline: Option<u64>,
+    pub(super) lease_timer: Option<TimerId>,
     /// The term batches are submitted under (a failover group's election; 0 otherwise).
     pub(super) term: u64,
     /// The store thread has ended; logged once.
@@ -36,9 +43,9 @@ pub(super) struct Durability {
 
 impl Durability {
     /// The role is lost: nothing pending will be retried.
-    pub(super) fn abandon_batches(&mut self) {
+    pub(super) fn abandon_batches(&mut self, cluster: &mut Cluster) {
         self.retry = None;
-        self.retry_at = None;
+        deadline::disarm(cluster, &mut self.retry_timer);
         // Whatever is still in flight belongs to the term that ended.
         self.term = u64::MAX;
     }
@@ -53,7 +60,7 @@ impl<H: Handler> LoginNode<H> {
             let mut buf = std::mem::take(&mut self.durability.spare.records);
             if let Some(seq) = self.cluster.take_batch(&mut buf) {
                 self.with_outbox(|cluster, io, _| cluster.batch_durable(seq, io));
-                self.admin_release_held(seq, None);
+                self.admin_release_held(seq, None, now);
             }
             buf.clear();
             self.durability.spare.records = buf;
@@ -68,28 +75,22 @@ impl<H: Handler> LoginNode<H> {
         }
         if !self.durability.dead && self.durability.store.as_ref().is_some_and(|s| !s.alive()) {
             self.durability.dead = true;
-            self.store_thread_died();
+            self.store_thread_died(now);
             self.lose_role("the store thread stopped", now);
             self.admin_abandon_held("the state store stopped: nothing more can be made durable");
         }
         self.step_down_if_asked(now);
         self.check_lease(now);
-        self.submit_next();
+        self.submit_next(now);
     }
 
-    fn submit_next(&mut self) {
-        if self.durability.store.is_none() {
+    fn submit_next(&mut self, now: Now) {
+        if self.durability.store.is_none() || self.durability.retry_timer.is_some() {
             return;
         }
-        if let Some(at) = self.durability.retry_at {
-            if Instant::now() < at {
-                return;
-            }
-            if let Some(batch) = self.durability.retry.take() {
-                self.durability.retry_at = None;
-                self.submit(batch);
-                return;
-            }
+        if let Some(batch) = self.durability.retry.take() {
+            self.submit(batch, now);
+            return;
         }
         if self.cluster.batch_in_flight() || matches!(self.cluster.role(), Role::Standby { .. }) {
             return;
@@ -103,32 +104,30 @@ impl<H: Handler> LoginNode<H> {
         batch.term = self.durability.term;
         batch.audit.clear();
         batch.audit_written = false;
-        self.admin_audit_lines(seq, &mut batch.audit);
-        self.submit(batch);
+        self.admin_audit_lines(seq, &mut batch.audit, now);
+        self.submit(batch, now);
     }
 
-    fn submit(&mut self, batch: Batch) {
+    fn submit(&mut self, batch: Batch, now: Now) {
         let submitted = self
             .durability
             .store
             .as_ref()
             .is_some_and(|store| store.submit(batch));
         if !submitted {
-            self.store_thread_died();
+            self.store_thread_died(now);
         }
     }
 
     fn store_event(&mut self, event: StoreEvent, now: Now) {
         match event {
-            StoreEvent::Done(done) => self.batch_finished(done),
+            StoreEvent::Done(done) => self.batch_finished(done, now),
             #[cfg(feature = "etcd")]
             StoreEvent::Role(change) => self.role_changed(change, now),
         }
-        #[cfg(not(feature = "etcd"))]
-        let _ = now; // only role changes need the turn's clock
     }
 
-    fn batch_finished(&mut self, done: Done) {
+    fn batch_finished(&mut self, done: Done, now: Now) {
         let Done {
             mut batch,
             result,
@@ -153,18 +152,17 @@ impl<H: Handler> LoginNode<H> {
                 }
                 let seq = batch.seq;
                 self.with_outbox(|cluster, io, _| cluster.batch_durable(seq, io));
-                self.admin_release_held(seq, Some(&batch.audit));
+                self.admin_release_held(seq, Some(&batch.audit), now);
                 batch.records.clear();
                 batch.audit.clear();
                 self.durability.spare = batch;
             }
             Err(e) => {
                 self.io_stats.fsync_failures += 1;
-                let now = Instant::now();
                 let log_now = self
                     .durability
                     .error_logged_at
-                    .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(60));
+                    .is_none_or(|at| now.mono_ms.saturating_sub(at) >= 60_000);
                 if log_now {
                     let dir = self.durability.store.as_ref().map(|s| s.dir().to_owned());
                     error!(
@@ -172,34 +170,41 @@ impl<H: Handler> LoginNode<H> {
                         dir.unwrap_or_default().display(),
                         JOURNAL_RETRY.as_secs()
                     );
-                    self.durability.error_logged_at = Some(now);
+                    self.durability.error_logged_at = Some(now.mono_ms);
                 }
                 self.cluster.journal_failed();
                 self.durability.retry = Some(batch);
-                self.durability.retry_at = Some(now + JOURNAL_RETRY);
+                self.wait_before_submitting(now.mono_ms + JOURNAL_RETRY.as_millis() as u64);
             }
         }
     }
 
-    fn store_thread_died(&mut self) {
+    fn store_thread_died(&mut self, now: Now) {
         error!("state: the store thread has stopped; nothing more can be made durable");
         self.cluster.journal_failed();
-        self.durability.retry_at = Some(Instant::now() + Duration::from_secs(3600));
+        self.wait_before_submitting(now.mono_ms + 3_600_000);
+    }
+
+    /// Nothing is submitted before `at_ms` (the deadline's timer wakes the loop then).
+    fn wait_before_submitting(&mut self, at_ms: u64) {
+        let timer = &mut self.durability.retry_timer;
+        deadline::arm(&mut self.cluster, timer, at_ms, Deadline::JournalRetry);
     }
 
     /// At shutdown: waits for the batch in flight and writes what is still pending, so what
     /// they announce goes out with the KICKs (bounded by [`SHUTDOWN_WAIT`]).
     pub(super) fn finish_store(&mut self) {
         let deadline = Instant::now() + SHUTDOWN_WAIT;
-        self.durability.retry_at = None;
+        deadline::disarm(&mut self.cluster, &mut self.durability.retry_timer);
         if let Some(batch) = self.durability.retry.take() {
             if let Some(store) = &self.durability.store {
                 store.submit(batch);
             }
         }
-        let now = self.now();
         loop {
-            self.submit_next();
+            // Past the loop: each wait for the store is a turn of its own.
+            let now = self.now();
+            self.submit_next(now);
             if !self.cluster.batch_in_flight() {
                 self.drive_store(now); // memory-only mode: releases at once
                 return;
@@ -216,12 +221,5 @@ impl<H: Handler> LoginNode<H> {
                 return; // logged; what it announces is not sent
             }
         }
-    }
-
-    /// When the loop must wake for a retry of a failed batch, if one waits.
-    pub(super) fn store_retry_wait(&self) -> Option<Duration> {
-        self.durability
-            .retry_at
-            .map(|at| at.saturating_duration_since(Instant::now()))
     }
 }

@@ -4,13 +4,16 @@
 //! ever sent — as soon as that deadline passes, before it sends anything else. A paused
 //! process therefore never outlives its lease: after SIGCONT its first turn demotes it.
 
+use super::deadline;
 use super::LoginNode;
 use crate::cluster::{Handler, Now, Role};
 #[cfg(feature = "etcd")]
 use crate::state::group::RoleChange;
+#[cfg(feature = "etcd")]
 use std::time::{Duration, Instant};
 
 /// The local deadline stops this long before the lease itself would expire in etcd.
+#[cfg(feature = "etcd")]
 const LEASE_MARGIN: Duration = Duration::from_millis(1000);
 
 impl<H: Handler> LoginNode<H> {
@@ -25,8 +28,9 @@ impl<H: Handler> LoginNode<H> {
                 renewed_at,
             } => {
                 self.durability.term = term;
-                self.durability.lease_deadline = Some(self.lease_deadline_after(renewed_at));
-                if Instant::now() >= self.lease_deadline_after(renewed_at) {
+                let lease_deadline = self.lease_deadline_after(renewed_at);
+                self.set_lease_deadline(lease_deadline);
+                if now.mono_ms >= lease_deadline {
                     // Loading took the whole lease: the role may already be another's.
                     if let Some(store) = &self.durability.store {
                         store.step_down();
@@ -37,16 +41,27 @@ impl<H: Handler> LoginNode<H> {
             }
             RoleChange::Renewed { at } => {
                 if self.cluster.role() == &Role::Active {
-                    self.durability.lease_deadline = Some(self.lease_deadline_after(at));
+                    self.set_lease_deadline(self.lease_deadline_after(at));
                 }
             }
             RoleChange::Lost { why } => self.lose_role(&why, now),
         }
     }
 
-    fn lease_deadline_after(&self, renewed_at: Instant) -> Instant {
+    /// The local lease deadline (monotonic ms) after a renewal at `renewed_at`.
+    #[cfg(feature = "etcd")]
+    fn lease_deadline_after(&self, renewed_at: Instant) -> u64 {
         let ttl = Duration::from_secs(self.config.lease_ttl);
-        renewed_at + ttl.saturating_sub(LEASE_MARGIN)
+        let renewed_ms = renewed_at.saturating_duration_since(self.start).as_millis() as u64;
+        renewed_ms + ttl.saturating_sub(LEASE_MARGIN).as_millis() as u64
+    }
+
+    /// The lease must be renewed by `at_ms`; the wheel wakes the loop then to check.
+    #[cfg(feature = "etcd")]
+    fn set_lease_deadline(&mut self, at_ms: u64) {
+        self.durability.lease_deadline = Some(at_ms);
+        let timer = &mut self.durability.lease_timer;
+        deadline::arm(&mut self.cluster, timer, at_ms, deadline::Deadline::Lease);
     }
 
     /// Before the turn sends anything: an active member past its local lease deadline stops
@@ -58,23 +73,13 @@ impl<H: Handler> LoginNode<H> {
         if self
             .durability
             .lease_deadline
-            .is_some_and(|d| Instant::now() >= d)
+            .is_some_and(|d| now.mono_ms >= d)
         {
             self.lose_role("the lease deadline passed without a renewal", now);
             if let Some(store) = &self.durability.store {
                 store.step_down(); // the thread stops using the lease too
             }
         }
-    }
-
-    /// How long the loop may sleep before the lease deadline must be checked.
-    pub(super) fn lease_wait(&self) -> Option<Duration> {
-        if self.cluster.role() != &Role::Active {
-            return None;
-        }
-        self.durability
-            .lease_deadline
-            .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     /// `POST /api/step-down` asked for a hand-over: stop at once, then let the store revoke.
@@ -92,7 +97,8 @@ impl<H: Handler> LoginNode<H> {
     /// changes with 503.
     pub(super) fn lose_role(&mut self, why: &str, now: Now) {
         self.durability.lease_deadline = None;
-        self.durability.abandon_batches();
+        deadline::disarm(&mut self.cluster, &mut self.durability.lease_timer);
+        self.durability.abandon_batches(&mut self.cluster);
         if self.cluster.role() == &Role::Active {
             self.with_outbox(|cluster, io, handler| cluster.demote(why, now, io, handler));
             self.admin_abandon_held("this login node is no longer the active member of its group");

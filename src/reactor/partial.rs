@@ -1,7 +1,14 @@
 //! The partial-frame buffer of a connection: it holds the bytes of an incomplete frame that
-//! actually arrived, never the length the peer declared (SECURITY.md, worst cases).
+//! actually arrived, never the length the peer declared (SECURITY.md, worst cases); and the
+//! frame size a header declares, read in one place.
 
 use crate::proto;
+
+/// The bytes a frame occupies (header included), from its 2-byte header: the one place the
+/// reactor reads a declared length (validity is [`proto::parse_frame`]'s to judge).
+pub(super) fn frame_size(header: [u8; 2]) -> usize {
+    proto::HEADER_LEN + u16::from_be_bytes(header) as usize
+}
 
 /// Appends received bytes to a partial frame. Capacity at most doubles what is held and
 /// never passes the frame's declared size, so a connection's partial buffer stays under twice
@@ -11,7 +18,7 @@ pub(super) fn append_partial(partial: &mut Vec<u8>, bytes: &[u8]) {
     if len > partial.capacity() {
         let mut head = partial.iter().chain(bytes);
         let frame = match (head.next(), head.next()) {
-            (Some(&hi), Some(&lo)) => proto::HEADER_LEN + u16::from_be_bytes([hi, lo]) as usize,
+            (Some(&hi), Some(&lo)) => frame_size([hi, lo]),
             _ => len,
         };
         let target = (partial.len() * 2).min(frame).max(len);

@@ -1,8 +1,8 @@
 //! The players' server list on the reactor's side: answers written from the cache, and a
 //! per-turn budget so list traffic cannot hold heartbeats up (the connections themselves are
-//! the admin side's, `admin.rs`).
+//! the admin side's, `http_conn.rs`).
 
-use super::admin::{AdminConn, AdminSide};
+use super::http_conn::{AdminConn, AdminSide};
 use super::LoginNode;
 use crate::admin::http::Request;
 use crate::cluster::{Handler, Now};
@@ -118,7 +118,7 @@ impl<H: Handler> LoginNode<H> {
         c.in_request = false;
         if let Some(t) = c.timer {
             self.cluster
-                .move_timer(t, now.mono_ms + super::admin::IDLE_TIMEOUT_MS);
+                .move_timer(t, now.mono_ms + super::http_conn::IDLE_TIMEOUT_MS);
         }
         if !req.keep_alive {
             c.close_after_output = true;

@@ -1,4 +1,6 @@
-//! The admin API's sockets: its listener and connections, in the node's poll loop.
+//! The HTTP connections of the loop: the admin API's listener and the players' list listener,
+//! their connections and the audit log. Named apart from `src/admin/` (the API itself,
+//! sans-IO): this file holds the sockets that feed it.
 //!
 //! Connection lifecycle: accepted (idle deadline) -> bytes of a request arrive (request
 //! deadline: the whole request must arrive within [`REQUEST_TIMEOUT_MS`], so slow headers
@@ -8,8 +10,9 @@
 //! Reads stop while a response is held or the output is large, so a client that sends
 //! without reading cannot grow server memory.
 
+use super::deadline::Deadline;
 use super::public::PUBLIC_BYTES_PER_TURN;
-use super::{Io, LoginNode, ACCEPTS_PER_TURN, ADMIN_BASE, ADMIN_LISTENER, PUBLIC_LISTENER};
+use super::{ConnOutbox, LoginNode, ACCEPTS_PER_TURN, ADMIN_BASE, ADMIN_LISTENER, PUBLIC_LISTENER};
 use crate::admin::api::{self, Api};
 use crate::admin::http::{self, HttpError, Response, MAX_HEAD, MAX_REQUEST};
 use crate::admin::public::{PublicLists, PublicSettings};
@@ -71,7 +74,6 @@ pub(super) struct AdminSide {
     /// (kept apart from the connections: a change is audited even if its client hangs up
     /// first).
     pending_audit: Vec<(u64, SocketAddr, String)>,
-    fired: Vec<usize>,
     /// The players' list listener (`public_listen`), its address and open connections.
     public_listener: Option<TcpListener>,
     public_addr: Option<SocketAddr>,
@@ -92,7 +94,6 @@ impl AdminSide {
             audit: None,
             audit_path: None,
             pending_audit: Vec::new(),
-            fired: Vec::new(),
             public_listener: None,
             public_addr: None,
             public_open: 0,
@@ -210,7 +211,9 @@ impl<H: Handler> LoginNode<H> {
                         warn!("admin: cannot register {}: {e}", Peer(peer));
                         continue;
                     }
-                    let timer = self.cluster.set_timer(now.mono_ms + IDLE_TIMEOUT_MS, key);
+                    let timer = self
+                        .cluster
+                        .set_timer(now.mono_ms + IDLE_TIMEOUT_MS, Deadline::Http(key).key());
                     entry.insert(AdminConn {
                         stream,
                         peer,
@@ -334,9 +337,8 @@ impl<H: Handler> LoginNode<H> {
                 continue;
             }
             let peer = c.peer;
-            let journal_before = self.cluster.pending_journal().len();
             let mut frames_out = 0;
-            let mut io = Io::between_reads(
+            let mut io = ConnOutbox::between_reads(
                 &mut self.conns,
                 &mut self.dirty,
                 &mut self.reply,
@@ -381,33 +383,32 @@ impl<H: Handler> LoginNode<H> {
             }
             // The role of the token (never its value) names who made the change.
             let what = format!("{by} {} {}", req.method, req.path);
-            match outcome.audit {
-                Some(change) if self.cluster.pending_journal().len() > journal_before => {
+            match (outcome.audit, outcome.durable_at) {
+                (Some(change), Some(seq)) => {
                     // 200 only once the change is durable; its audit line is written (and
                     // synced) by the store just before the change.
-                    let seq = self.cluster.pending_seq();
                     c.held = Some((seq, bytes));
                     self.admin
                         .pending_audit
                         .push((seq, peer, format!("{what} {change}")));
                     return;
                 }
-                Some(change) => {
+                (Some(change), None) => {
                     c.output.extend_from_slice(&bytes);
-                    self.audit(peer, &format!("{what} {change}"));
+                    self.audit(peer, &format!("{what} {change}"), now);
                 }
-                None => c.output.extend_from_slice(&bytes),
+                (None, _) => c.output.extend_from_slice(&bytes),
             }
         }
     }
 
     /// The audit lines of the batch `seq` (and earlier), stamped, for the store to write
     /// before the batch itself.
-    pub(super) fn admin_audit_lines(&mut self, seq: u64, out: &mut Vec<u8>) {
+    pub(super) fn admin_audit_lines(&mut self, seq: u64, out: &mut Vec<u8>, now: Now) {
         if self.admin.pending_audit.is_empty() {
             return; // no stamp to format on the turns without admin changes
         }
-        let stamp = crate::logging::utc_stamp_string(std::time::SystemTime::now());
+        let stamp = audit_stamp(now);
         self.admin.pending_audit.retain(|(s, peer, line)| {
             if *s > seq {
                 return true;
@@ -421,7 +422,7 @@ impl<H: Handler> LoginNode<H> {
     /// wrote them to the audit log; `None`: there is no store, they are written now), every
     /// response held for it goes out, and each connection continues with requests that waited
     /// behind it.
-    pub(super) fn admin_release_held(&mut self, seq: u64, written: Option<&[u8]>) {
+    pub(super) fn admin_release_held(&mut self, seq: u64, written: Option<&[u8]>, now: Now) {
         match written {
             Some(text) => {
                 for line in String::from_utf8_lossy(text).lines() {
@@ -431,7 +432,7 @@ impl<H: Handler> LoginNode<H> {
             None => {
                 let lines: Vec<_> = self.admin.pending_audit.drain(..).collect();
                 for (_, peer, line) in lines {
-                    self.audit(peer, &line);
+                    self.audit(peer, &line, now);
                 }
             }
         }
@@ -442,10 +443,6 @@ impl<H: Handler> LoginNode<H> {
             .filter(|(_, c)| c.held.as_ref().is_some_and(|(s, _)| *s <= seq))
             .map(|(k, _)| k)
             .collect();
-        if keys.is_empty() {
-            return;
-        }
-        let now = self.now();
         for key in keys {
             let Some((_, bytes)) = self.admin.conns[key].held.take() else {
                 continue;
@@ -477,12 +474,12 @@ impl<H: Handler> LoginNode<H> {
         }
     }
 
-    fn audit(&mut self, peer: SocketAddr, line: &str) {
+    fn audit(&mut self, peer: SocketAddr, line: &str, now: Now) {
         info!("admin {}: {line}", Peer(peer));
         let Some(file) = &mut self.admin.audit else {
             return;
         };
-        let stamp = crate::logging::utc_stamp_string(std::time::SystemTime::now());
+        let stamp = audit_stamp(now);
         let text = format!("{stamp} {} {line}\n", Peer(peer));
         if let Err(e) = file
             .write_all(text.as_bytes())
@@ -560,34 +557,33 @@ impl<H: Handler> LoginNode<H> {
         debug!("admin: connection {key} closed");
     }
 
-    /// Deadlines of admin connections that passed.
-    pub(super) fn admin_timers_fired(&mut self) {
-        self.cluster.take_fired_timers(&mut self.admin.fired);
-        let fired = std::mem::take(&mut self.admin.fired);
-        for &key in &fired {
-            let Some(c) = self.admin.conns.get_mut(key) else {
-                continue;
-            };
-            c.timer = None;
-            if c.held.is_some() {
-                // Waiting for the journal, not for the client: wait on.
-                let t = self
-                    .cluster
-                    .set_timer(self.now().mono_ms + IDLE_TIMEOUT_MS, key);
-                self.admin.conns[key].timer = Some(t);
-                continue;
-            }
-            if c.in_request {
-                info!(
-                    "admin {}: request not complete within {} s; closing",
-                    Peer(c.peer),
-                    REQUEST_TIMEOUT_MS / 1000
-                );
-            }
-            self.admin_close(key);
+    /// The request or idle deadline of connection `key` passed.
+    pub(super) fn http_deadline_passed(&mut self, key: usize, now: Now) {
+        let Some(c) = self.admin.conns.get_mut(key) else {
+            return;
+        };
+        c.timer = None;
+        if c.held.is_some() {
+            // Waiting for the journal, not for the client: wait on.
+            let t = self
+                .cluster
+                .set_timer(now.mono_ms + IDLE_TIMEOUT_MS, Deadline::Http(key).key());
+            self.admin.conns[key].timer = Some(t);
+            return;
         }
-        let mut fired = fired;
-        fired.clear();
-        self.admin.fired = fired;
+        if c.in_request {
+            info!(
+                "admin {}: request not complete within {} s; closing",
+                Peer(c.peer),
+                REQUEST_TIMEOUT_MS / 1000
+            );
+        }
+        self.admin_close(key);
     }
+}
+
+/// An audit line's stamp: the turn's wall clock (whole seconds, as the stamp shows).
+fn audit_stamp(now: Now) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.unix_secs);
+    crate::logging::utc_stamp_string(at)
 }
