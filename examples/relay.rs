@@ -8,7 +8,7 @@
 //! `tests/example_relay.rs` runs this handler against real nodes.
 
 use login_node::proto::NodeType;
-use login_node::{Context, Handler, LoginNode, NodeKey, OnlineInfo};
+use login_node::{Context, Handler, LoginNode, NodeKey, ReportedInfo};
 
 /// Game -> cross: a game node asks its cross node something.
 pub const TO_CROSS: u16 = 0x1001;
@@ -23,8 +23,8 @@ pub struct Relay {
 }
 
 impl Handler for Relay {
-    fn node_online(&mut self, _ctx: &mut Context<'_>, node: NodeKey, info: &OnlineInfo<'_>) {
-        if let OnlineInfo::Game { serv_name, .. } = info {
+    fn node_online(&mut self, _ctx: &mut Context<'_>, node: NodeKey, info: &ReportedInfo<'_>) {
+        if let ReportedInfo::Game { serv_name, .. } = info {
             log::info!("relay: {node} ({serv_name}) can use {TO_CROSS:#06x}");
         }
     }

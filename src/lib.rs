@@ -53,7 +53,7 @@ pub mod reactor;
 pub mod state;
 pub mod timer;
 
-pub use cluster::{Context, Handler, NoHandler, NodeKey, OnlineInfo};
+pub use cluster::{Context, Handler, NoHandler, NodeKey, ReportedInfo};
 pub use config::Config;
 pub use reactor::{Builder, LoginNode, ShutdownHandle};
 

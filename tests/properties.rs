@@ -7,7 +7,7 @@
 //! - the registry holds one connection per node, and only live ones;
 //! - a platform's waiting queue is in arrival order, and holds only online, unassigned nodes.
 
-use login_node::cluster::{Cluster, ConnId, NoHandler, NodeInfo, Now, Outbox};
+use login_node::cluster::{Cluster, ConnId, NoHandler, NodeDetails, Now, Outbox};
 use login_node::proto::{
     self, Auth, AuthResult, CrossAssign, CrossInfo, CrossMembers, GameInfo, Heartbeat, Kick,
     Member, Message, StatusPush, StatusReport, WhitelistDelta, WhitelistSnapshot,
@@ -403,7 +403,7 @@ impl World {
                 .live
                 .values()
                 .any(|&(t, id)| t == n.key.node_type as u8 && id == n.key.node_id));
-            if let NodeInfo::Game { .. } = n.info {
+            if let NodeDetails::Game { .. } = n.info {
                 prop_assert!(alloc.game(n.key.node_id).is_some_and(|g| g.online));
             }
         }

@@ -6,7 +6,9 @@ use super::http::{Request, Response};
 use super::metrics::{self, IoStats};
 use super::servers::platform_servers;
 use super::{audit, console, nodes_page};
-use crate::cluster::{Cluster, Handler, NodeInfo, NodeKey, NodeView, Now, OperatorError, Outbox};
+use crate::cluster::{
+    Cluster, Handler, NodeDetails, NodeKey, NodeView, Now, OperatorError, Outbox,
+};
 use crate::proto::NodeType;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -296,7 +298,7 @@ pub(super) fn node_json(cluster: &Cluster, n: &NodeView<'_>, now_ms: u64) -> Val
         "last_heard_ms_ago": now_ms.saturating_sub(n.last_heard_ms),
     });
     match n.info {
-        NodeInfo::Game {
+        NodeDetails::Game {
             open_time,
             cross_plat,
             addr,
@@ -317,7 +319,7 @@ pub(super) fn node_json(cluster: &Cluster, n: &NodeView<'_>, now_ms: u64) -> Val
             v["maintenance"] = json!(cluster.in_maintenance(n.key.node_id));
             v["status"] = json!(cluster.game_status(n.key.node_id).name());
         }
-        NodeInfo::Cross { cross_server_id } => {
+        NodeDetails::Cross { cross_server_id } => {
             let rec = alloc.cross(*cross_server_id);
             v["cross_server_id"] = json!(cross_server_id);
             v["name"] = json!(rec.and_then(|c| c.name.as_deref()).unwrap_or(""));
@@ -325,7 +327,7 @@ pub(super) fn node_json(cluster: &Cluster, n: &NodeView<'_>, now_ms: u64) -> Val
             v["members"] = json!(rec.map_or(0, |c| c.members.len()));
             v["draining"] = json!(rec.is_some_and(|c| c.draining));
         }
-        NodeInfo::None => {}
+        NodeDetails::None => {}
     }
     v
 }

@@ -10,7 +10,7 @@
 
 use super::api::node_json;
 use super::http::{Request, Response};
-use crate::cluster::{Cluster, NodeInfo, NodeKey, NodeView};
+use crate::cluster::{Cluster, NodeDetails, NodeKey, NodeView};
 use crate::proto::NodeType;
 use serde_json::json;
 
@@ -85,7 +85,7 @@ fn contains_ci(hay: &str, needle: &str) -> bool {
 
 fn status_of(cluster: &Cluster, n: &NodeView<'_>) -> &'static str {
     match n.info {
-        NodeInfo::Game { .. } => {
+        NodeDetails::Game { .. } => {
             let waiting = cluster
                 .allocator()
                 .game(n.key.node_id)
@@ -110,14 +110,14 @@ fn matches(cluster: &Cluster, n: &NodeView<'_>, q: &Query) -> bool {
     }
     let alloc = cluster.allocator();
     let (name, cross_plat, addr) = match n.info {
-        NodeInfo::Game {
+        NodeDetails::Game {
             cross_plat, addr, ..
         } => (
             alloc.game(n.key.node_id).map_or("", |g| &*g.name),
             alloc.platforms.name(*cross_plat),
             &**addr,
         ),
-        NodeInfo::Cross { cross_server_id } => (
+        NodeDetails::Cross { cross_server_id } => (
             alloc
                 .cross(*cross_server_id)
                 .and_then(|c| c.name.as_deref())
@@ -125,7 +125,7 @@ fn matches(cluster: &Cluster, n: &NodeView<'_>, q: &Query) -> bool {
             "",
             "",
         ),
-        NodeInfo::None => ("", "", ""),
+        NodeDetails::None => ("", "", ""),
     };
     let id = n.key.node_id.to_string();
     let peer = n.peer.to_string();

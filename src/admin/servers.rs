@@ -6,7 +6,7 @@
 //! servers is made here only.
 
 use crate::cluster::alloc::ServId;
-use crate::cluster::{Cluster, GameStatus, NodeInfo, NodeKey};
+use crate::cluster::{Cluster, GameStatus, NodeDetails, NodeKey};
 use crate::proto::NodeType;
 
 /// One game server of a platform's list.
@@ -44,7 +44,7 @@ pub fn platform_servers<'a>(cluster: &'a Cluster, plat: &str) -> Vec<ServerEntry
                 node_id: id,
             };
             let (addr, open_time) = match cluster.node(key).map(|n| n.info) {
-                Some(NodeInfo::Game {
+                Some(NodeDetails::Game {
                     addr, open_time, ..
                 }) => (Some(&**addr), Some(*open_time)),
                 _ => (Some(&*g.addr), Some(g.open_time)),

@@ -3,7 +3,7 @@
 //! announces is held with the journal's other announcements until the records are durable.
 
 use super::alloc::{CrossId, MoveError, ServId};
-use super::{Cluster, Handler, NodeInfo, NodeKey, Now, Outbox, Phase};
+use super::{Cluster, Handler, NodeDetails, NodeKey, Now, Outbox, Phase};
 use crate::proto::{KickReason, NodeType, WhitelistDelta};
 use crate::state::{Record, MAX_ENTRY_LEN};
 use log::info;
@@ -140,7 +140,7 @@ impl Cluster {
             return GameStatus::Maintenance;
         }
         let players = match view.info {
-            NodeInfo::Game { players_online, .. } => *players_online,
+            NodeDetails::Game { players_online, .. } => *players_online,
             _ => 0,
         };
         load_status(players, self.busy_threshold, self.full_threshold)

@@ -5,7 +5,13 @@
 //! and forgets everything it held, sending nothing the store has not accepted
 //! ([`Cluster::demote`]).
 
-use super::*;
+use super::announce::HeldAnnouncements;
+use super::handler::Handler;
+use super::session::Phase;
+use super::{Cluster, Now, Outbox, Whitelist};
+use crate::proto::KickReason;
+use crate::state::State;
+use log::{info, warn};
 
 /// Where this login node stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +97,7 @@ impl Cluster {
         self.whitelist = Whitelist::default();
         self.maintenance.clear();
         self.journal.clear();
-        self.owed = Owed::default();
+        self.owed = HeldAnnouncements::default();
         self.in_flight = None;
         self.durable_seq = self.next_seq - 1;
         self.operator_seq = 0;

@@ -7,11 +7,12 @@ use crate::proto::{self, WhitelistSnapshot};
 use bytes::Bytes;
 
 /// Whole frames in a buffer of whole frames.
-pub fn count_frames(bytes: &[u8]) -> u64 {
+pub fn count_frames(mut bytes: &[u8]) -> u64 {
     let mut n = 0;
-    let mut at = 0;
-    while at + proto::HEADER_LEN <= bytes.len() {
-        at += proto::HEADER_LEN + u16::from_be_bytes([bytes[at], bytes[at + 1]]) as usize;
+    // The shared frame parser reads the headers; these are our own frames, so it only stops
+    // at the end.
+    while let Ok(Some((_, used))) = proto::parse_frame(bytes, proto::MAX_PAYLOAD) {
+        bytes = &bytes[used..];
         n += 1;
     }
     n

@@ -183,7 +183,7 @@ impl<H: Handler> Builder<H> {
     }
 
     /// Peer addresses allowed on the node port (empty: all).
-    pub fn allow(mut self, blocks: Vec<crate::cluster::guard::Cidr>) -> Self {
+    pub fn allow(mut self, blocks: Vec<crate::net::Cidr>) -> Self {
         self.config.allow = blocks;
         self
     }

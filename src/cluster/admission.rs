@@ -3,8 +3,7 @@
 //! unanswered, an address's connections closed at accept, for the rest of a window), with a
 //! budget on the log lines failures produce so a flood cannot flood the log.
 
-// Callers that still name `guard::Cidr`; the type lives in `crate::net`.
-pub use crate::net::Cidr;
+use crate::net::Cidr;
 use hashbrown::HashMap;
 use std::net::IpAddr;
 
