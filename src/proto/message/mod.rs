@@ -90,6 +90,9 @@ pub enum Message<'a> {
 
 impl<'a> Message<'a> {
     /// Decodes a frame payload (cmd + body).
+    // Once per frame on the heartbeat path: inlined, the dispatch match folds into it
+    // (criterion cluster/heartbeat: ~2x slower without).
+    #[inline]
     pub fn decode(payload: &'a [u8]) -> Result<Self, MessageError> {
         let (c, body) = split_payload(payload);
         let e = |err| MessageError::Body(c, err);
