@@ -698,3 +698,38 @@ fn sighup_replaces_the_viewer_token() {
         "tokens never logged: {stderr}"
     );
 }
+
+/// A deadline that passed while the process was stopped fires as soon as it runs again: the
+/// poll after SIGCONT (which returns EINTR) waits from the clock, not from the turn before
+/// the stop (a regression the refactor of issue 14 had: the KICK came 2.7 s late).
+#[test]
+fn a_deadline_passed_while_the_process_was_stopped_fires_at_once_after_sigcont() {
+    let server =
+        common::process::Server::start(&["--heartbeat-interval", "1", "--heartbeat-timeout", "3"]);
+    let mut node = common::send_game(server.addr, 5, "dev").expect("game node");
+    loop {
+        match node.recv(REPLY).expect("welcome") {
+            Some(ServerMessage::WhitelistSnapshot { last: true, .. }) => break,
+            Some(_) => continue,
+            None => panic!("closed before its welcome"),
+        }
+    }
+    // Silent from here on; the server stops while its loop waits for that deadline.
+    signal(server.pid(), "-STOP");
+    std::thread::sleep(Duration::from_secs(4)); // the stop itself, past the 3 s deadline
+    signal(server.pid(), "-CONT");
+    let resumed = Instant::now();
+    let heard = loop {
+        match node.recv(Duration::from_secs(5)) {
+            Ok(Some(ServerMessage::Kick(reason))) => break reason,
+            Ok(Some(_)) => continue,
+            other => panic!("no KICK after SIGCONT: {other:?}"),
+        }
+    };
+    assert_eq!(heard, 2, "heartbeat timeout");
+    assert!(
+        resumed.elapsed() < Duration::from_millis(1500),
+        "KICK {:?} after SIGCONT",
+        resumed.elapsed()
+    );
+}

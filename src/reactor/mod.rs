@@ -149,9 +149,11 @@ impl<H: Handler> LoginNode<H> {
     }
 
     fn run_loop(&mut self, events: &mut Events) -> io::Result<()> {
-        let mut now = self.now();
         loop {
-            let timeout = self.poll_timeout(now);
+            // The wait is measured from now, not from the turn's start: a long turn, or a
+            // poll interrupted by SIGSTOP/SIGCONT (EINTR), must not push every deadline back
+            // by its length. This read only sizes the wait; decisions use the turn's `now`.
+            let timeout = self.poll_timeout(self.now());
             // Once per turn, and never a line left buffered while the loop blocks.
             log::logger().flush();
             if let Err(e) = self.poll.poll(events, timeout) {
@@ -160,10 +162,9 @@ impl<H: Handler> LoginNode<H> {
                 }
                 return Err(e);
             }
-            // The turn's one clock read: everything in the turn, and the next poll's
-            // timeout, see this `now`.
+            // The turn's one clock read: everything the turn decides sees this `now`.
             let turn_start = Instant::now();
-            now = self.now_at(turn_start);
+            let now = self.now_at(turn_start);
             // A group member past its lease deadline (a paused process waking up) stops
             // being active before it handles any event: nothing it answers may predate that.
             self.check_lease(now);
@@ -245,7 +246,7 @@ impl<H: Handler> LoginNode<H> {
     }
 
     /// How long the next poll may block: not at all with work left over, else until the
-    /// wheel's next deadline (every deadline is on it), counted from the turn's `now`.
+    /// wheel's next deadline (every deadline is on it), counted from `now`.
     fn poll_timeout(&self, now: Now) -> Option<Duration> {
         if self.accept_more
             || !self.pending_reads.is_empty()
