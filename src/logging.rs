@@ -51,16 +51,10 @@ impl<W: Write> StampedBuffer<W> {
             self.second = secs;
             self.stamp = utc_stamp(secs);
         }
-        let millis = now.subsec_millis();
         self.buf.extend_from_slice(&self.stamp);
-        self.buf.extend_from_slice(&[
-            b'.',
-            b'0' + (millis / 100) as u8,
-            b'0' + (millis / 10 % 10) as u8,
-            b'0' + (millis % 10) as u8,
-            b'Z',
-            b' ',
-        ]);
+        self.buf
+            .extend_from_slice(&thousandths(u64::from(now.subsec_millis())));
+        self.buf.extend_from_slice(b"Z ");
     }
 
     fn write_out(&mut self) {
@@ -388,12 +382,10 @@ impl LineBuf {
 
     /// Appends a duration in milliseconds as [`Seconds`] shows it (`12.034 s`).
     pub fn seconds(&mut self, ms: u64) -> &mut Self {
-        let frac = (ms % 1000) as u32;
-        self.num(ms / 1000).text(".");
-        if frac < 100 {
-            self.text(if frac < 10 { "00" } else { "0" });
-        }
-        self.num(frac).text(" s")
+        self.num(ms / 1000);
+        let frac = thousandths(ms);
+        self.text(std::str::from_utf8(&frac).unwrap_or(".000"))
+            .text(" s")
     }
 
     /// The line so far.
@@ -414,20 +406,24 @@ pub struct Seconds(pub u64);
 
 impl fmt::Display for Seconds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // By hand: `{:03}` goes through the padding machinery, in every offline line.
-        let ms = (self.0 % 1000) as u32;
-        let tail = [
-            b'.',
-            b'0' + (ms / 100) as u8,
-            b'0' + (ms / 10 % 10) as u8,
-            b'0' + (ms % 10) as u8,
-            b' ',
-            b's',
-        ];
         fmt::Display::fmt(&(self.0 / 1000), f)?;
-        // Always ASCII; validating six bytes is cheap.
-        f.write_str(std::str::from_utf8(&tail).unwrap_or(" s"))
+        let frac = thousandths(self.0);
+        // Always ASCII; validating four bytes is cheap.
+        f.write_str(std::str::from_utf8(&frac).unwrap_or(".000"))?;
+        f.write_str(" s")
     }
+}
+
+/// `.mmm`: the thousandths of `ms` (its last three decimal digits), by hand: `{:03}` goes
+/// through the padding machinery, in every log line's stamp and every offline line.
+fn thousandths(ms: u64) -> [u8; 4] {
+    let ms = (ms % 1000) as u32;
+    [
+        b'.',
+        b'0' + (ms / 100) as u8,
+        b'0' + (ms / 10 % 10) as u8,
+        b'0' + (ms % 10) as u8,
+    ]
 }
 
 #[cfg(test)]

@@ -332,3 +332,58 @@ fn login_to_node_commands_from_a_node_are_protocol_errors_in_every_phase() {
         }
     }
 }
+
+/// `Phase::accepts` is a table over raw command numbers, which the compiler cannot check
+/// against `Message`: this pins it, every command of the contract in every phase.
+#[test]
+fn every_node_to_login_command_is_taken_in_its_phase_and_no_other() {
+    use crate::cluster::session::Phase;
+    use crate::proto::cmd;
+    let all = [
+        cmd::AUTH,
+        cmd::GAME_INFO,
+        cmd::CROSS_INFO,
+        cmd::HEARTBEAT,
+        cmd::STATUS_REPORT,
+        cmd::AUTH_RESULT,
+        cmd::CROSS_ASSIGN,
+        cmd::CROSS_MEMBERS,
+        cmd::HEARTBEAT_ACK,
+        cmd::STATUS_PUSH,
+        cmd::WHITELIST_SNAPSHOT,
+        cmd::WHITELIST_DELTA,
+        cmd::KICK,
+        cmd::APP_FIRST,
+        cmd::APP_LAST,
+    ];
+    use cmd::{APP_FIRST, APP_LAST, AUTH, CROSS_INFO, GAME_INFO, HEARTBEAT, STATUS_REPORT};
+    let taken: [(NodeType, Phase, &[u16]); 10] = [
+        (NodeType::Game, Phase::Free, &[]),
+        (NodeType::Game, Phase::AwaitAuth, &[AUTH]),
+        (NodeType::Game, Phase::AwaitInfo, &[HEARTBEAT, GAME_INFO]),
+        (
+            NodeType::Game,
+            Phase::Online,
+            &[HEARTBEAT, STATUS_REPORT, APP_FIRST, APP_LAST],
+        ),
+        (NodeType::Game, Phase::Closed, &[]),
+        (NodeType::Cross, Phase::Free, &[]),
+        (NodeType::Cross, Phase::AwaitAuth, &[AUTH]),
+        (NodeType::Cross, Phase::AwaitInfo, &[HEARTBEAT, CROSS_INFO]),
+        (
+            NodeType::Cross,
+            Phase::Online,
+            &[HEARTBEAT, APP_FIRST, APP_LAST],
+        ),
+        (NodeType::Cross, Phase::Closed, &[]),
+    ];
+    for (node, phase, takes) in taken {
+        for c in all {
+            assert_eq!(
+                phase.accepts(c, node),
+                takes.contains(&c),
+                "{phase:?} of a {node:?} node, command {c:#06x}"
+            );
+        }
+    }
+}
