@@ -862,3 +862,29 @@ fn an_etcd_that_takes_larger_transactions_gets_a_burst_in_fewer_and_a_refusal_na
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[test]
+fn sigterm_while_etcd_is_unreachable_kicks_the_nodes_within_the_lease() {
+    let mut group = Group::start("termdown", 1);
+    let a = &group.members[0];
+    wait_active(&[a], Duration::from_secs(15));
+    let _x = cross_node(a.addr, 90);
+    let mut online = send_game(a.addr, 1).expect("game node");
+    assert!(matches!(
+        hear(&mut online, Duration::from_secs(5)),
+        Heard::Assign(..)
+    ));
+    for i in 0..3 {
+        group.etcd.stop(i);
+    }
+    // An arrival whose batch cannot be written now.
+    let _held = send_game(a.addr, 2).expect("game node");
+    signal(&a.proc, "-TERM");
+    let asked = Instant::now();
+    assert_eq!(hear(&mut online, Duration::from_secs(15)), Heard::Kick(6));
+    assert!(
+        asked.elapsed() < Duration::from_secs(TTL + 1),
+        "KICK 6 {:?} after SIGTERM (lease TTL {TTL} s)",
+        asked.elapsed()
+    );
+}

@@ -209,9 +209,21 @@ impl<H: Handler> LoginNode<H> {
                 self.drive_store(now); // memory-only mode: releases at once
                 return;
             }
-            let wait = deadline.saturating_duration_since(Instant::now());
+            // An active group member waits no longer than its lease: past it the role is
+            // another's, so the KICK 6 of the hand-over goes out then, not after SHUTDOWN_WAIT.
+            self.check_lease(now);
+            if matches!(self.cluster.role(), Role::Standby { .. }) {
+                return; // the role is lost: nothing held is sent
+            }
+            let mut wait = deadline.saturating_duration_since(Instant::now());
+            if let Some(lease) = self.durability.lease_deadline {
+                wait = wait.min(Duration::from_millis(lease.saturating_sub(now.mono_ms)));
+            }
             let store = self.durability.store.as_ref();
             let Some(event) = store.and_then(|s| s.wait_event(wait)) else {
+                if store.is_some() && Instant::now() < deadline {
+                    continue; // the lease deadline came first (checked above)
+                }
                 error!("state: the last batch did not finish within {SHUTDOWN_WAIT:?}");
                 return;
             };
