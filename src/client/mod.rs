@@ -334,28 +334,13 @@ mod tests {
     #[test]
     fn only_login_to_node_messages_are_server_messages() {
         let mut payload = Vec::new();
-        let node_side = [
-            cmd::AUTH,
-            cmd::GAME_INFO,
-            cmd::CROSS_INFO,
-            cmd::HEARTBEAT,
-            cmd::STATUS_REPORT,
-        ];
+        let node_side = cmd::NODE_TO_LOGIN;
         for command in node_side {
             let m = zeroed(command, &mut payload);
             assert_eq!(ServerMessage::from_message(&m), None, "{m:?}");
         }
-        let login_side = [
-            cmd::AUTH_RESULT,
-            cmd::CROSS_ASSIGN,
-            cmd::CROSS_MEMBERS,
-            cmd::HEARTBEAT_ACK,
-            cmd::STATUS_PUSH,
-            cmd::WHITELIST_SNAPSHOT,
-            cmd::WHITELIST_DELTA,
-            cmd::KICK,
-            cmd::APP_FIRST,
-        ];
+        // Application commands go both ways; from the login node they are server messages.
+        let login_side = cmd::LOGIN_TO_NODE.into_iter().chain([cmd::APP_FIRST]);
         for command in login_side {
             let m = zeroed(command, &mut payload);
             assert!(ServerMessage::from_message(&m).is_some(), "{m:?}");

@@ -153,7 +153,7 @@ impl<H: Handler> LoginNode<H> {
             // The wait is measured from now, not from the turn's start: a long turn, or a
             // poll interrupted by SIGSTOP/SIGCONT (EINTR), must not push every deadline back
             // by its length. This read only sizes the wait; decisions use the turn's `now`.
-            let timeout = self.poll_timeout(self.now());
+            let timeout = self.poll_timeout(self.start.elapsed().as_millis() as u64);
             // Once per turn, and never a line left buffered while the loop blocks.
             log::logger().flush();
             if let Err(e) = self.poll.poll(events, timeout) {
@@ -246,8 +246,8 @@ impl<H: Handler> LoginNode<H> {
     }
 
     /// How long the next poll may block: not at all with work left over, else until the
-    /// wheel's next deadline (every deadline is on it), counted from `now`.
-    fn poll_timeout(&self, now: Now) -> Option<Duration> {
+    /// wheel's next deadline (every deadline is on it), counted from `now_ms` (monotonic).
+    fn poll_timeout(&self, now_ms: u64) -> Option<Duration> {
         if self.accept_more
             || !self.pending_reads.is_empty()
             || !self.dirty.is_empty()
@@ -257,7 +257,7 @@ impl<H: Handler> LoginNode<H> {
         }
         self.cluster
             .next_timeout()
-            .map(|at| Duration::from_millis(at.saturating_sub(now.mono_ms)))
+            .map(|at| Duration::from_millis(at.saturating_sub(now_ms)))
     }
 
     fn accept_ready(&mut self, now: Now) {

@@ -339,23 +339,10 @@ fn login_to_node_commands_from_a_node_are_protocol_errors_in_every_phase() {
 fn every_node_to_login_command_is_taken_in_its_phase_and_no_other() {
     use crate::cluster::session::Phase;
     use crate::proto::cmd;
-    let all = [
-        cmd::AUTH,
-        cmd::GAME_INFO,
-        cmd::CROSS_INFO,
-        cmd::HEARTBEAT,
-        cmd::STATUS_REPORT,
-        cmd::AUTH_RESULT,
-        cmd::CROSS_ASSIGN,
-        cmd::CROSS_MEMBERS,
-        cmd::HEARTBEAT_ACK,
-        cmd::STATUS_PUSH,
-        cmd::WHITELIST_SNAPSHOT,
-        cmd::WHITELIST_DELTA,
-        cmd::KICK,
-        cmd::APP_FIRST,
-        cmd::APP_LAST,
-    ];
+    let all = cmd::NODE_TO_LOGIN
+        .into_iter()
+        .chain(cmd::LOGIN_TO_NODE)
+        .chain([cmd::APP_FIRST, cmd::APP_LAST]);
     use cmd::{APP_FIRST, APP_LAST, AUTH, CROSS_INFO, GAME_INFO, HEARTBEAT, STATUS_REPORT};
     let taken: [(NodeType, Phase, &[u16]); 10] = [
         (NodeType::Game, Phase::Free, &[]),
@@ -378,7 +365,7 @@ fn every_node_to_login_command_is_taken_in_its_phase_and_no_other() {
         (NodeType::Cross, Phase::Closed, &[]),
     ];
     for (node, phase, takes) in taken {
-        for c in all {
+        for c in all.clone() {
             assert_eq!(
                 phase.accepts(c, node),
                 takes.contains(&c),

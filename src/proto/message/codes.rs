@@ -35,6 +35,20 @@ pub mod cmd {
     /// Last application-defined command.
     pub const APP_LAST: u16 = 0x7FFF;
 
+    /// The commands a node sends (the application range aside).
+    pub const NODE_TO_LOGIN: [u16; 5] = [AUTH, GAME_INFO, CROSS_INFO, HEARTBEAT, STATUS_REPORT];
+    /// The commands the login node sends.
+    pub const LOGIN_TO_NODE: [u16; 8] = [
+        AUTH_RESULT,
+        CROSS_ASSIGN,
+        CROSS_MEMBERS,
+        HEARTBEAT_ACK,
+        STATUS_PUSH,
+        WHITELIST_SNAPSHOT,
+        WHITELIST_DELTA,
+        KICK,
+    ];
+
     /// True for the application-defined range `0x1000..=0x7FFF`.
     pub fn is_app(cmd: u16) -> bool {
         (APP_FIRST..=APP_LAST).contains(&cmd)
