@@ -645,11 +645,12 @@ fn the_rust_node_client_goes_to_the_active_member_and_follows_a_hand_over() {
     client.stop();
 }
 
-/// Every `assign/` key of the group's state, read from etcd itself: (key, value).
-fn etcd_assignments(etcd: &Etcd, prefix: &str) -> Vec<(String, Vec<u8>)> {
+/// Every key of the group's state under `kind/` (say `server/`), read from etcd itself:
+/// (key, value).
+fn etcd_keys(etcd: &Etcd, prefix: &str, kind: &str) -> Vec<(String, Vec<u8>)> {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let from = format!("{prefix}/state/assign/");
+    let from = format!("{prefix}/state/{kind}");
     let mut end = from.clone().into_bytes();
     if let Some(last) = end.last_mut() {
         *last += 1;
@@ -674,6 +675,19 @@ fn etcd_assignments(etcd: &Etcd, prefix: &str) -> Vec<(String, Vec<u8>)> {
                 .decode(kv["value"].as_str().unwrap_or(""))
                 .expect("value");
             (String::from_utf8_lossy(&k).into_owned(), val)
+        })
+        .collect()
+}
+
+/// Every game node's slot in the group's state, read from etcd itself: (key, slot).
+fn etcd_assignments(etcd: &Etcd, prefix: &str) -> Vec<(String, (u32, u16))> {
+    use login_node::proto::wire::Reader;
+    use login_node::state::record::ServerRecord;
+    etcd_keys(etcd, prefix, "server/")
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let entry = ServerRecord::decode_parts(0, &mut Reader::new(&v)).expect("value");
+            Some((k, entry.slot?))
         })
         .collect()
 }
@@ -748,9 +762,9 @@ fn a_batch_cut_off_by_the_loss_of_the_role_is_never_written_in_a_later_term() {
     assert!(matches!(hear(&mut g2, REPLY), Heard::Assign(90, 1 | 2)));
     std::thread::sleep(Duration::from_secs(2));
     let slots = etcd_assignments(&group.etcd, &group.prefix);
-    let mut held: HashMap<Vec<u8>, String> = HashMap::new();
+    let mut held: HashMap<(u32, u16), String> = HashMap::new();
     for (k, v) in &slots {
-        if let Some(other) = held.insert(v.clone(), k.clone()) {
+        if let Some(other) = held.insert(*v, k.clone()) {
             panic!("etcd holds one slot for {other} and {k}: {slots:?}");
         }
     }
@@ -816,21 +830,40 @@ fn an_etcd_that_takes_larger_transactions_gets_a_burst_in_fewer_and_a_refusal_na
     let a = member_with(&etcd, "a", &prefix, &dir, &["--etcd-max-txn-ops", "1024"]);
     wait_active(&[&a], Duration::from_secs(15));
     let _x = cross_node(a.addr, 90);
-    // 300 arrivals: 600 keys or more (game facts and assignment each, a name if it has one).
-    let told = burst_told(&a, 1, 300, Duration::from_secs(20));
+    // 300 arrivals: one key each (a game node's whole entry: name, facts and slot), and one
+    // for the cross node.
+    let told = burst_told(&a, 1, 300, Duration::from_secs(30));
     assert_eq!(told.len(), 300);
-    let (_, text) = http(a.admin, "GET", "/metrics", "").expect("metrics");
-    let txns = metric(&text, "login_node_store_txn_ops_count").expect("txn count");
-    let ops = metric(&text, "login_node_store_txn_ops_sum").expect("txn ops");
-    let at_most_128 = metric(&text, "login_node_store_txn_ops_bucket{le=\"128\"}").expect("bucket");
-    assert!(ops >= 600.0, "{ops} keys written");
+    let counts = || {
+        let (_, text) = http(a.admin, "GET", "/metrics", "").expect("metrics");
+        let m = |name: &str| metric(&text, name).unwrap_or_else(|| panic!("{name}"));
+        (
+            m("login_node_store_txn_ops_count"),
+            m("login_node_store_txn_ops_sum"),
+            m("login_node_store_txn_ops_bucket{le=\"128\"}"),
+        )
+    };
+    let (txns, ops, at_most_128) = counts();
     assert!(
-        at_most_128 < txns,
-        "some transaction wrote more than 128 keys: {at_most_128} of {txns} did not"
+        (301.0..=310.0).contains(&ops),
+        "{ops} keys written for 300 arrivals"
     );
-    assert!(
-        txns < ops / 127.0,
-        "{txns} transactions for {ops} keys: no fewer than at 127 a transaction"
+    // A whitelist change of 1,000 entries is one batch of 1,001 keys: one transaction here,
+    // where etcd's default would take eight.
+    let entries: Vec<String> = (0..1000).map(|i| format!("player{i}")).collect();
+    let body = serde_json::json!({ "entries": entries }).to_string();
+    let answer = http(a.admin, "POST", "/api/whitelist", &body);
+    assert!(matches!(answer, Some((200, _))), "{answer:?}");
+    let (txns_after, ops_after, at_most_128_after) = counts();
+    assert_eq!(ops_after - ops, 1001.0);
+    assert_eq!(
+        txns_after - txns,
+        1.0,
+        "1,001 keys in more than one transaction"
+    );
+    assert_eq!(
+        at_most_128_after, at_most_128,
+        "the transaction was counted at 128 or fewer"
     );
     assert_told_matches(&told, &a);
 
@@ -886,5 +919,94 @@ fn sigterm_while_etcd_is_unreachable_kicks_the_nodes_within_the_lease() {
         asked.elapsed() < Duration::from_secs(TTL + 1),
         "KICK 6 {:?} after SIGTERM (lease TTL {TTL} s)",
         asked.elapsed()
+    );
+}
+
+/// Found while folding a game node's keys into one: two changes of one key in one batch (a
+/// whitelist entry added and removed while etcd was slow) made a transaction etcd refuses
+/// ("duplicate key given in txn request"), retried forever: the group wedged.
+#[test]
+fn two_changes_of_one_key_in_one_batch_are_written_as_one() {
+    let group = Group::start("dupkey", 1);
+    let a = &group.members[0];
+    wait_active(&[a], Duration::from_secs(15));
+    let listed = |entry: &str| {
+        http(a.admin, "GET", "/api/whitelist", "")
+            .is_some_and(|(_, body)| body.contains(&format!("\"{entry}\"")))
+    };
+    let change = |method: &'static str, entry: &'static str| {
+        let admin = a.admin;
+        let body = format!(r#"{{"entry": "{entry}"}}"#);
+        std::thread::spawn(move || http(admin, method, "/api/whitelist", &body))
+    };
+    for m in group.etcd.members.iter().flatten() {
+        signal(m, "-STOP");
+    }
+    // "a" is in flight (stuck); "x" added then removed accumulate in the next batch.
+    let first = change("POST", "a");
+    common::wait_until("a applied", Duration::from_secs(5), || listed("a"));
+    let add = change("POST", "x");
+    common::wait_until("x applied", Duration::from_secs(5), || listed("x"));
+    let remove = change("DELETE", "x");
+    common::wait_until("x removed", Duration::from_secs(5), || !listed("x"));
+    for m in group.etcd.members.iter().flatten() {
+        signal(m, "-CONT");
+    }
+    for (what, t) in [("add a", first), ("add x", add), ("remove x", remove)] {
+        let answer = t.join().expect("thread");
+        assert!(
+            matches!(&answer, Some((200, _))),
+            "{what}: {answer:?} (the batch was refused?)"
+        );
+    }
+    let stored: Vec<String> = etcd_keys(&group.etcd, &group.prefix, "whitelist/")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(stored, [format!("{}/state/whitelist/a", group.prefix)]);
+}
+
+/// A group whose etcd holds the earlier layout (three keys per game node): the member that
+/// becomes active loads it, rewrites it as one `server/` key per node, and serves it.
+#[test]
+fn a_group_state_of_the_earlier_layout_is_rewritten_when_a_member_takes_over() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut group = Group::start("layout", 0);
+    let etcd: SocketAddr = group.etcd.clients[0]
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
+    let pieces: [(&str, &[u8]); 3] = [
+        ("assign/1", &[0, 0, 0, 90, 0, 1]),
+        ("name/1", b"S1"),
+        ("assign/2", &[0, 0, 0, 90, 0, 2]),
+    ];
+    for (k, v) in pieces {
+        let key = format!("{}/state/{k}", group.prefix);
+        let body = serde_json::json!({"key": b64.encode(key), "value": b64.encode(v)});
+        let answer = http(etcd, "POST", "/v3/kv/put", &body.to_string());
+        assert!(matches!(answer, Some((200, _))), "{answer:?}");
+    }
+    let a = member(&group.etcd, "a", &group.prefix, &group.dir);
+    group.members.push(a);
+    let a = &group.members[0];
+    wait_active(&[a], Duration::from_secs(15));
+    let _x = cross_node(a.addr, 90);
+    let mut g1 = send_game(a.addr, 1).expect("connect");
+    assert_eq!(hear(&mut g1, REPLY), Heard::Assign(90, 1));
+    for kind in ["assign/", "name/", "game/"] {
+        let left = etcd_keys(&group.etcd, &group.prefix, kind);
+        assert!(left.is_empty(), "{kind} keys left: {left:?}");
+    }
+    let mut slots = etcd_assignments(&group.etcd, &group.prefix);
+    slots.sort();
+    let p = &group.prefix;
+    assert_eq!(
+        slots,
+        [
+            (format!("{p}/state/server/1"), (90, 1)),
+            (format!("{p}/state/server/2"), (90, 2))
+        ]
     );
 }

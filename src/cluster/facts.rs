@@ -4,33 +4,38 @@
 use super::alloc::ServId;
 use super::Cluster;
 use crate::proto::{CrossInfo, GameInfo};
-use crate::state::Record;
+use crate::state::record::ServerRecord;
+use crate::state::{GameFacts, Record};
 
 impl Cluster {
     /// Records what a GAME_INFO says that the durable record does not hold yet (its name,
     /// platform, open_time and address), so a restart knows every game node ever heard from.
+    /// The record carries the node's whole entry (the store keeps one key per game node); its
+    /// slot is the one already journaled, since every earlier change was settled when the
+    /// event that made it ended.
     pub(super) fn journal_game_facts(&mut self, serv: ServId, info: &GameInfo<'_>) {
         let known = self.alloc.game(serv);
-        if known.map_or("", |g| &*g.name) != info.serv_name {
-            Record::Name {
-                serv,
-                name: info.serv_name.into(),
-            }
-            .encode(&mut self.journal);
-        }
-        let same = known.is_some_and(|g| {
+        let same_name = known.is_some_and(|g| *g.name == *info.serv_name);
+        let same_facts = known.is_some_and(|g| {
             g.plat.map(|p| self.alloc.platforms.name(p)) == Some(info.cross_plat)
                 && g.open_time == info.open_time
                 && *g.addr == *info.addr
         });
-        if !same {
-            Record::Game {
-                serv,
+        if same_name && same_facts {
+            return;
+        }
+        Record::Server(ServerRecord {
+            serv,
+            name: Some(info.serv_name.into()),
+            facts: Some(GameFacts {
                 plat: info.cross_plat.into(),
                 open_time: info.open_time,
                 addr: info.addr.into(),
-            }
-            .encode(&mut self.journal);
+            }),
+            slot: known.and_then(|g| g.assignment),
+        })
+        .encode_in_batch(&mut self.journal);
+        if !same_facts {
             self.alloc
                 .restore_game(serv, info.cross_plat, info.open_time, info.addr);
         }
@@ -50,7 +55,7 @@ impl Cluster {
                 plat: info.cross_plat.into(),
                 capacity: info.capacity,
             }
-            .encode(&mut self.journal);
+            .encode_in_batch(&mut self.journal);
         }
     }
 
@@ -63,8 +68,22 @@ impl Cluster {
             let Some((cross, pos)) = g.assignment else {
                 continue;
             };
-            // The name is journaled by GAME_INFO itself (journal_game_facts).
-            Record::Assign { serv, cross, pos }.encode(&mut self.journal);
+            // The whole entry, from what the allocator holds: its name and facts are the ones
+            // journal_game_facts (or the start-up load) gave it. A node that never sent a
+            // GAME_INFO (adopted from a cross node's list) has no platform and so no facts.
+            let name = (!g.name.is_empty()).then(|| g.name.clone());
+            let facts = g.plat.map(|p| GameFacts {
+                plat: self.alloc.platforms.name(p).into(),
+                open_time: g.open_time,
+                addr: g.addr.clone(),
+            });
+            Record::Server(ServerRecord {
+                serv,
+                name,
+                facts,
+                slot: Some((cross, pos)),
+            })
+            .encode_in_batch(&mut self.journal);
             self.stats.assignments += 1;
         }
         self.changes.settled.clear();

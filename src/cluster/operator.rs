@@ -182,7 +182,7 @@ impl Cluster {
                     entry: e.into(),
                 }
             };
-            record.encode(&mut self.journal);
+            record.encode_in_batch(&mut self.journal);
             // The entry is at most MAX_ENTRY_LEN bytes: it always fits a frame.
             let _ = WhitelistDelta {
                 version,
@@ -206,7 +206,7 @@ impl Cluster {
         if changed {
             self.operator_seq = self.next_seq;
             self.list_generation += 1;
-            Record::Maintenance { serv, on }.encode(&mut self.journal);
+            Record::Maintenance { serv, on }.encode_in_batch(&mut self.journal);
             self.owed.status.push(serv);
             info!("game {serv}: maintenance {}", if on { "on" } else { "off" });
         }
@@ -243,7 +243,7 @@ impl Cluster {
         if !self.alloc.set_capacity(cross, capacity) {
             return Err(OperatorError::NotFound(format!("no cross node {cross}")));
         }
-        Record::Capacity { cross, capacity }.encode(&mut self.journal);
+        Record::Capacity { cross, capacity }.encode_in_batch(&mut self.journal);
         info!("cross {cross}: capacity override {capacity} (0 = none)");
         self.announce(out);
         Ok(())
@@ -260,7 +260,7 @@ impl Cluster {
         if !self.alloc.set_drain(cross, on) {
             return Err(OperatorError::NotFound(format!("no cross node {cross}")));
         }
-        Record::Drain { cross, on }.encode(&mut self.journal);
+        Record::Drain { cross, on }.encode_in_batch(&mut self.journal);
         info!("cross {cross}: drain {}", if on { "on" } else { "off" });
         self.announce(out);
         Ok(())

@@ -7,7 +7,7 @@
 //! compact. Files are 0600 (SQLite gives its WAL the database's mode), the directory 0700.
 
 use super::keys::{self, Op};
-use super::{legacy, record, State};
+use super::{legacy, record, Record, State};
 use log::info;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -182,14 +182,23 @@ impl Db {
                 aside.display()
             );
         }
-        let conn = open_db(&path).map_err(io_err(&path))?;
-        let state = load(&conn).map_err(|e| match e {
+        let mut conn = open_db(&path).map_err(io_err(&path))?;
+        let (state, split) = load(&conn).map_err(|e| match e {
             LoadError::Io(e) => StoreError::Io(path.clone(), e),
             LoadError::Bad(why) => StoreError::Inconsistent(path.clone(), why),
         })?;
         state
             .check()
             .map_err(|why| StoreError::Inconsistent(path.clone(), why))?;
+        if !split.is_empty() {
+            let pieces = split.len();
+            let ops = rewrite_split_layout(&mut conn, &state, split).map_err(io_err(&path))?;
+            info!(
+                "state {}: {pieces} keys of the earlier layout (assign/, name/, game/) rewritten as one server/ key per game node ({} writes in one transaction)",
+                path.display(),
+                ops
+            );
+        }
         let db = Db {
             dir: dir.to_path_buf(),
             conn,
@@ -233,10 +242,15 @@ enum LoadError {
     Bad(String),
 }
 
-fn load(conn: &rusqlite::Connection) -> Result<State, LoadError> {
+/// Loads the whole state, in key order (see [`keys`]), and the keys of the earlier layout's
+/// pieces it found (to be rewritten).
+fn load(conn: &rusqlite::Connection) -> Result<(State, Vec<Vec<u8>>), LoadError> {
     let mut state = State::default();
+    let mut split = Vec::new();
     let io = |e| LoadError::Io(other(e));
-    let mut query = conn.prepare("SELECT k, v FROM state").map_err(io)?;
+    let mut query = conn
+        .prepare("SELECT k, v FROM state ORDER BY k")
+        .map_err(io)?;
     let mut rows = query.query([]).map_err(io)?;
     while let Some(row) = rows.next().map_err(io)? {
         let k = row.get_ref(0).map_err(io)?;
@@ -248,8 +262,28 @@ fn load(conn: &rusqlite::Connection) -> Result<State, LoadError> {
             .as_blob()
             .map_err(|e| LoadError::Bad(format!("key {k:?}: {e}")))?;
         keys::load(&mut state, k.as_bytes(), v).map_err(LoadError::Bad)?;
+        if keys::is_split_layout(k.as_bytes()) {
+            split.push(k.as_bytes().to_vec());
+        }
     }
-    Ok(state)
+    Ok((state, split))
+}
+
+/// Rewrites a store of the earlier layout (three keys per game node) as one `server/` key per
+/// game node, in one transaction: a crash leaves the old layout or the new one, both readable.
+fn rewrite_split_layout(
+    conn: &mut rusqlite::Connection,
+    state: &State,
+    split: Vec<Vec<u8>>,
+) -> io::Result<usize> {
+    let mut ops: Vec<Op> = split.into_iter().map(Op::Delete).collect();
+    ops.extend(
+        state
+            .servers()
+            .filter_map(|s| keys::op(&Record::Server(s)).0),
+    );
+    write_ops(conn, &ops)?;
+    Ok(ops.len())
 }
 
 /// Writes the legacy state of `dir` into a new database at `path`: built aside, synced, then
@@ -345,6 +379,42 @@ mod tests {
         }
         let mode = fs::metadata(&dir).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_store_of_the_earlier_layout_is_rewritten_once_as_one_key_per_game_node() {
+        let dir = temp_dir("split");
+        let pieces = [
+            assign(1, 10, 1),
+            Record::Name {
+                serv: 1,
+                name: "one".into(),
+            },
+            assign(2, 10, 2),
+        ];
+        {
+            let (mut db, _) = Db::open(&dir).expect("open");
+            // What a store written before holds: three keys per game node.
+            write_ops(&mut db.conn, &keys::ops(&pieces)).expect("write");
+        }
+        let mut expected = State::default();
+        pieces.iter().for_each(|r| expected.apply(r));
+        let rows = |db: &Db| -> Vec<String> {
+            let mut q = db
+                .conn
+                .prepare("SELECT k FROM state ORDER BY k")
+                .expect("query");
+            let rows = q.query_map([], |r| r.get(0)).expect("rows");
+            rows.map(|r| r.expect("row")).collect()
+        };
+        let (db, state) = Db::open(&dir).expect("reopen");
+        assert_eq!(state, expected);
+        assert_eq!(rows(&db), ["server/1", "server/2"]);
+        drop(db);
+        let (db, state) = Db::open(&dir).expect("reopen again");
+        assert_eq!(state, expected);
+        assert_eq!(rows(&db), ["server/1", "server/2"]);
         fs::remove_dir_all(&dir).ok();
     }
 

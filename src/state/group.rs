@@ -88,45 +88,123 @@ const MAX_TXN_BYTES: usize = 768 << 10;
 
 /// The ops of `records` as transactions of at most `max_ops` ops and [`MAX_TXN_BYTES`], in
 /// event order, each ending with the whitelist version it reached (if it changed the
-/// whitelist).
+/// whitelist). A key changed twice within one transaction is written once, with its last
+/// value (etcd refuses a transaction naming a key twice, and the transaction is atomic, so
+/// the earlier value is never seen); across transactions every change stays, in order, so
+/// each prefix of them is a state the cluster was in.
 pub fn chunks(records: &[Record], max_ops: usize) -> Vec<Vec<TxnOp>> {
-    fn close(chunk: &mut Vec<TxnOp>, version: &mut Option<Vec<u8>>, out: &mut Vec<Vec<TxnOp>>) {
-        if let Some(v) = version.take() {
-            chunk.push(TxnOp::Put(WHITELIST_VERSION.to_vec(), v));
+    let mut out = Vec::new();
+    let mut chunk = Chunk::default();
+    for r in records {
+        // One record is at most one data op (~200 KB at most: three 64 KB strings), plus the
+        // version for a whitelist change.
+        let (op, version) = keys::op(r);
+        if let Some(op) = op {
+            let size = op.key().len()
+                + match &op {
+                    Op::Put(_, v) => v.len(),
+                    Op::Delete(_) => 0,
+                };
+            if chunk.bytes + size > MAX_TXN_BYTES && !chunk.ops.is_empty() {
+                chunk.close(&mut out);
+            }
+            chunk.push(op, size);
         }
-        if !chunk.is_empty() {
-            out.push(std::mem::take(chunk));
+        if version.is_some() {
+            chunk.version = version;
+        }
+        if chunk.ops.len() >= max_ops - 1 {
+            chunk.close(&mut out);
+        }
+    }
+    chunk.close(&mut out);
+    out
+}
+
+/// The transaction being filled by [`chunks`].
+#[derive(Default)]
+struct Chunk {
+    ops: Vec<TxnOp>,
+    /// Where each key is in `ops`.
+    at: hashbrown::HashMap<Vec<u8>, usize>,
+    bytes: usize,
+    version: Option<u32>,
+}
+
+impl Chunk {
+    fn push(&mut self, op: Op, size: usize) {
+        let op = match op {
+            Op::Put(k, v) => TxnOp::Put(k, v),
+            Op::Delete(k) => TxnOp::Delete(k),
+        };
+        // Bytes are counted for every op, even one that replaces an earlier one: a bound,
+        // never an undercount.
+        self.bytes += size;
+        let key = match &op {
+            TxnOp::Put(k, _) | TxnOp::Delete(k) => k.clone(),
+        };
+        match self.at.entry(key) {
+            hashbrown::hash_map::Entry::Occupied(e) => self.ops[*e.get()] = op,
+            hashbrown::hash_map::Entry::Vacant(e) => {
+                e.insert(self.ops.len());
+                self.ops.push(op);
+            }
+        }
+    }
+
+    fn close(&mut self, out: &mut Vec<Vec<TxnOp>>) {
+        if let Some(v) = self.version.take() {
+            self.ops.push(TxnOp::Put(
+                WHITELIST_VERSION.to_vec(),
+                v.to_be_bytes().to_vec(),
+            ));
+        }
+        if !self.ops.is_empty() {
+            out.push(std::mem::take(&mut self.ops));
+        }
+        self.at.clear();
+        self.bytes = 0;
+    }
+}
+
+/// Transactions that rewrite the earlier layout's pieces (`split`: their keys) as one
+/// `server/` key per game node: each game node's new key and the deletes of its pieces in one
+/// transaction, so a crash part-way leaves every node whole in one layout or the other (and
+/// `server/` wins on load).
+fn split_rewrite(state: &State, split: Vec<Vec<u8>>, max_ops: usize) -> Vec<Vec<TxnOp>> {
+    let mut pieces: hashbrown::HashMap<u32, Vec<Vec<u8>>> = hashbrown::HashMap::new();
+    for k in split {
+        let id = k
+            .iter()
+            .position(|&b| b == b'/')
+            .and_then(|at| std::str::from_utf8(&k[at + 1..]).ok())
+            .and_then(|id| id.parse().ok());
+        if let Some(id) = id {
+            pieces.entry(id).or_default().push(k);
         }
     }
     let mut out = Vec::new();
-    let mut chunk = Vec::new();
+    let mut txn = Vec::new();
     let mut bytes = 0;
-    let mut version = None;
-    for r in records {
-        // One record is one data op (at most ~200 KB: three 64 KB strings), plus the version
-        // for a whitelist change.
-        for op in keys::ops(std::slice::from_ref(r)) {
-            let size = match &op {
-                Op::Put(k, v) => k.len() + v.len(),
-                Op::Delete(k) => k.len(),
-            };
-            if bytes + size > MAX_TXN_BYTES && !chunk.is_empty() {
-                close(&mut chunk, &mut version, &mut out);
-                bytes = 0;
-            }
-            bytes += size;
-            match op {
-                Op::Put(k, v) if k == WHITELIST_VERSION => version = Some(v),
-                Op::Put(k, v) => chunk.push(TxnOp::Put(k, v)),
-                Op::Delete(k) => chunk.push(TxnOp::Delete(k)),
-            }
-        }
-        if chunk.len() >= max_ops - 1 {
-            close(&mut chunk, &mut version, &mut out);
+    for server in state.servers() {
+        let Some(old) = pieces.remove(&server.serv) else {
+            continue;
+        };
+        let (Some(Op::Put(k, v)), _) = keys::op(&Record::Server(server)) else {
+            continue;
+        };
+        if txn.len() + 1 + old.len() > max_ops || bytes + k.len() + v.len() > MAX_TXN_BYTES {
+            out.push(std::mem::take(&mut txn));
             bytes = 0;
         }
+        bytes += k.len() + v.len();
+        txn.push(TxnOp::Put(k, v));
+        txn.extend(old.into_iter().map(TxnOp::Delete));
     }
-    close(&mut chunk, &mut version, &mut out);
+    if !txn.is_empty() {
+        out.push(txn);
+    }
+    out.retain(|t| !t.is_empty());
     out
 }
 
@@ -410,12 +488,35 @@ impl Member {
                 .map_err(|e| format!("loading the state: {e}"))?;
         }
         let mut state = State::default();
+        let mut split = Vec::new();
         for (k, v) in kvs {
             keys::load(&mut state, &k, &v).map_err(|e| format!("loading the state: {e}"))?;
+            if keys::is_split_layout(&k) {
+                split.push(k);
+            }
         }
         state
             .check()
             .map_err(|e| format!("the group's state breaks an invariant: {e}"))?;
+        if !split.is_empty() {
+            let pieces = split.len();
+            for txn in split_rewrite(&state, split, self.cfg.max_txn_ops) {
+                if Instant::now() >= *next_renewal {
+                    let sent = Instant::now();
+                    self.renew(lease, next_renewal)?;
+                    *renewed_at = sent;
+                }
+                match self.gw.fenced_txn(&self.leader_key, revision, prefix, &txn) {
+                    Ok(true) => {}
+                    Ok(false) => return Err("fenced out while rewriting the state".into()),
+                    Err(e) => return Err(format!("rewriting the state: {e}")),
+                }
+            }
+            info!(
+                "group {}: {pieces} keys of the earlier layout (assign/, name/, game/) rewritten as one server/ key per game node",
+                self.cfg.prefix
+            );
+        }
         Ok(state)
     }
 
@@ -541,6 +642,11 @@ mod tests {
             applied[0],
             TxnOp::Put(b"assign/1".to_vec(), vec![0, 0, 0, 10, 0, 1])
         );
+        assert!(txns.iter().all(|t| t
+            .iter()
+            .filter(|op| key_of(op) == WHITELIST_VERSION)
+            .count()
+            == 1));
     }
 
     #[test]
@@ -564,5 +670,76 @@ mod tests {
             assert!(bytes <= MAX_TXN_BYTES, "{bytes} bytes in one transaction");
         }
         assert_eq!(txns.iter().map(Vec::len).sum::<usize>(), 40);
+    }
+
+    fn slot(serv: u32, cross: u32, pos: u16) -> Record {
+        Record::Server(record::ServerRecord {
+            serv,
+            slot: Some((cross, pos)),
+            ..Default::default()
+        })
+    }
+
+    fn key_of(op: &TxnOp) -> &[u8] {
+        match op {
+            TxnOp::Put(k, _) | TxnOp::Delete(k) => k,
+        }
+    }
+
+    #[test]
+    fn a_key_changed_twice_is_written_once_per_transaction_and_in_order_across_them() {
+        // Game 1 moves 10/1 -> 10/2, game 2 takes 10/1, game 1 moves again to 10/3.
+        let records = [slot(1, 10, 2), slot(2, 10, 1), slot(1, 10, 3)];
+        let one = chunks(&records, DEFAULT_MAX_TXN_OPS);
+        assert_eq!(one.len(), 1);
+        let keys: Vec<&[u8]> = one[0].iter().map(key_of).collect();
+        assert_eq!(keys, [&b"server/1"[..], b"server/2"]);
+        assert_eq!(
+            one[0][0],
+            TxnOp::Put(b"server/1".to_vec(), vec![4, 0, 0, 0, 10, 0, 3])
+        );
+        // Cut after every op (max 2 = one op and room for the version): each change stays,
+        // in event order, so the state after each transaction is one the cluster was in
+        // (game 1 left 10/1 before game 2 took it).
+        let cut = chunks(&records, 2);
+        assert_eq!(cut.len(), 3);
+        assert_eq!(
+            cut.iter().map(|t| key_of(&t[0])).collect::<Vec<_>>(),
+            [&b"server/1"[..], b"server/2", b"server/1"]
+        );
+        for t in one.iter().chain(&cut) {
+            let mut seen = hashbrown::HashSet::new();
+            assert!(t.iter().all(|op| seen.insert(key_of(op))), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn the_earlier_layout_is_rewritten_one_whole_node_per_transaction_part() {
+        let mut state = State::default();
+        let mut split = Vec::new();
+        for serv in 1..=50u32 {
+            state.assignments.insert(serv, (10, serv as u16));
+            state.names.insert(serv, format!("s{serv}").into());
+            split.push(format!("assign/{serv}").into_bytes());
+            split.push(format!("name/{serv}").into_bytes());
+        }
+        let txns = split_rewrite(&state, split, 16);
+        assert!(txns.iter().all(|t| !t.is_empty() && t.len() <= 16));
+        let mut puts = 0;
+        for t in &txns {
+            // Every node put in a transaction has its pieces deleted in the same one.
+            for op in t {
+                if let TxnOp::Put(k, _) = op {
+                    puts += 1;
+                    let id = std::str::from_utf8(&k[b"server/".len()..]).expect("id");
+                    for piece in ["assign", "name"] {
+                        let piece = TxnOp::Delete(format!("{piece}/{id}").into_bytes());
+                        assert!(t.contains(&piece), "{t:?}");
+                    }
+                }
+            }
+        }
+        assert_eq!(puts, 50);
+        assert_eq!(txns.iter().map(Vec::len).sum::<usize>(), 150);
     }
 }

@@ -153,8 +153,37 @@ impl State {
                     },
                 );
             }
+            Record::Server(s) => {
+                match &s.name {
+                    Some(name) => self.names.insert(s.serv, name.clone()),
+                    None => self.names.remove(&s.serv),
+                };
+                match &s.facts {
+                    Some(facts) => self.games.insert(s.serv, facts.clone()),
+                    None => self.games.remove(&s.serv),
+                };
+                match s.slot {
+                    Some(slot) => self.assignments.insert(s.serv, slot),
+                    None => self.assignments.remove(&s.serv),
+                };
+            }
             Record::End { .. } => {}
         }
+    }
+
+    /// Every game node the state knows of, as one whole record each (its name, facts and
+    /// slot: what its `server/` key holds), in no particular order.
+    pub fn servers(&self) -> impl Iterator<Item = record::ServerRecord> + '_ {
+        let mut seen = HashSet::new();
+        let ids = self.names.keys().chain(self.games.keys());
+        ids.chain(self.assignments.keys())
+            .filter(move |&&serv| seen.insert(serv))
+            .map(|&serv| record::ServerRecord {
+                serv,
+                name: self.names.get(&serv).cloned(),
+                facts: self.games.get(&serv).cloned(),
+                slot: self.assignments.get(&serv).copied(),
+            })
     }
 
     /// Checks that no slot is held by two game nodes (a replay that finds one refuses to start).

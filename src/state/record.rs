@@ -13,6 +13,7 @@
 //! Every record *sets* a value (or carries the version it produces), so applying it twice
 //! changes nothing.
 
+use super::GameFacts;
 use crate::proto::wire::{put_str, put_u16, put_u32, put_u64, DecodeError, Reader};
 use std::fmt;
 
@@ -24,7 +25,7 @@ pub const SNAPSHOT_MAGIC: &[u8; 8] = b"LNSNAP01";
 pub const RECORD_HEADER: usize = 8;
 /// Largest body a record may have: names arrive in frames of at most 65,535 bytes and are
 /// stored whole, never cut.
-pub const MAX_BODY: usize = 3 * 65_536;
+pub const MAX_BODY: usize = 3 * 65_536 + 64;
 /// Longest whitelist entry, in bytes.
 pub const MAX_ENTRY_LEN: usize = 1024;
 
@@ -110,11 +111,90 @@ pub enum Record {
         /// The capacity it reported (0 = the login node's default).
         capacity: u16,
     },
+    /// Everything the state holds of one game node, as a whole (what the cluster journals
+    /// since the store keeps one key per game node; the three records above are the
+    /// earlier files' and keys' pieces of it).
+    Server(ServerRecord),
     /// Last record of a snapshot: how many came before it (a snapshot without it is corrupt).
     End {
         /// Records before this one.
         count: u64,
     },
+}
+
+/// What the state holds of one game node: each part absent until it is known.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerRecord {
+    /// serv_id.
+    pub serv: u32,
+    /// The last serv_name heard.
+    pub name: Option<Box<str>>,
+    /// What its last GAME_INFO said of itself.
+    pub facts: Option<GameFacts>,
+    /// Its slot: (cross_server_id, cross_pos).
+    pub slot: Option<(u32, u16)>,
+}
+
+/// Which parts a [`ServerRecord`] carries (its flags byte).
+mod part {
+    pub const NAME: u8 = 1;
+    pub const FACTS: u8 = 2;
+    pub const SLOT: u8 = 4;
+}
+
+impl ServerRecord {
+    /// Appends the parts (not `serv`): flags u8, then name str, then plat str, open_time u32
+    /// and addr str, then cross_server_id u32 and cross_pos u16, each group only if present.
+    /// This is also the value of the node's `server/` key.
+    pub fn encode_parts(&self, out: &mut Vec<u8>) {
+        let flags = (self.name.is_some() as u8 * part::NAME)
+            | (self.facts.is_some() as u8 * part::FACTS)
+            | (self.slot.is_some() as u8 * part::SLOT);
+        out.push(flags);
+        if let Some(name) = &self.name {
+            put_str(out, name);
+        }
+        if let Some(f) = &self.facts {
+            put_str(out, &f.plat);
+            put_u32(out, f.open_time);
+            put_str(out, &f.addr);
+        }
+        if let Some((cross, pos)) = self.slot {
+            put_u32(out, cross);
+            put_u16(out, pos);
+        }
+    }
+
+    /// Reads what [`ServerRecord::encode_parts`] wrote, for game node `serv`.
+    pub fn decode_parts(serv: u32, r: &mut Reader<'_>) -> Result<ServerRecord, String> {
+        let e = |e: DecodeError| e.to_string();
+        let flags = r.u8().map_err(e)?;
+        if flags & !(part::NAME | part::FACTS | part::SLOT) != 0 {
+            return Err(format!("unknown parts {flags:#04x}"));
+        }
+        let name = match flags & part::NAME {
+            0 => None,
+            _ => Some(r.str().map_err(e)?.into()),
+        };
+        let facts = match flags & part::FACTS {
+            0 => None,
+            _ => Some(GameFacts {
+                plat: r.str().map_err(e)?.into(),
+                open_time: r.u32().map_err(e)?,
+                addr: r.str().map_err(e)?.into(),
+            }),
+        };
+        let slot = match flags & part::SLOT {
+            0 => None,
+            _ => Some((r.u32().map_err(e)?, r.u16().map_err(e)?)),
+        };
+        Ok(ServerRecord {
+            serv,
+            name,
+            facts,
+            slot,
+        })
+    }
 }
 
 mod kind {
@@ -128,12 +208,24 @@ mod kind {
     pub const DRAIN: u8 = 8;
     pub const GAME: u8 = 9;
     pub const CROSS: u8 = 10;
+    pub const SERVER: u8 = 11;
     pub const END: u8 = 0xFF;
 }
 
 impl Record {
-    /// Appends the whole record (header and body) to `out`.
+    /// Appends the whole record (header and body) to `out`, as a file holds it.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        self.encode_in_batch(out);
+        let crc = crc32(&out[start + RECORD_HEADER..]).to_le_bytes();
+        out[start + 4..start + 8].copy_from_slice(&crc);
+    }
+
+    /// Appends the record as a batch holds it: the same bytes with a zero checksum. A batch
+    /// goes from the loop to the store thread in memory, where nothing can tear or flip it,
+    /// so the loop does not pay the checksum (a byte-wise CRC per record on every handshake);
+    /// [`decode_batch`] does not read it.
+    pub fn encode_in_batch(&self, out: &mut Vec<u8>) {
         let start = out.len();
         out.extend_from_slice(&[0; RECORD_HEADER]);
         match self {
@@ -201,16 +293,18 @@ impl Record {
                 put_str(out, plat);
                 put_u16(out, *capacity);
             }
+            Record::Server(s) => {
+                out.push(kind::SERVER);
+                put_u32(out, s.serv);
+                s.encode_parts(out);
+            }
             Record::End { count } => {
                 out.push(kind::END);
                 put_u64(out, *count);
             }
         }
-        let body = &out[start + RECORD_HEADER..];
-        let len = (body.len() as u32).to_le_bytes();
-        let crc = crc32(body).to_le_bytes();
+        let len = ((out.len() - start - RECORD_HEADER) as u32).to_le_bytes();
         out[start..start + 4].copy_from_slice(&len);
-        out[start + 4..start + 8].copy_from_slice(&crc);
     }
 
     /// Decodes one body (after its CRC was checked).
@@ -267,6 +361,10 @@ impl Record {
                 plat: r.str().map_err(e)?.into(),
                 capacity: r.u16().map_err(e)?,
             },
+            kind::SERVER => {
+                let serv = r.u32().map_err(e)?;
+                Record::Server(ServerRecord::decode_parts(serv, &mut r)?)
+            }
             kind::END => Record::End {
                 count: r.u64().map_err(e)?,
             },
@@ -478,7 +576,26 @@ mod tests {
                 plat: "asia".into(),
                 capacity: 0,
             },
-            Record::End { count: 10 },
+            Record::Server(ServerRecord {
+                serv: 7,
+                name: Some("s7".into()),
+                facts: Some(GameFacts {
+                    plat: "asia".into(),
+                    open_time: 1_700_000_000,
+                    addr: "10.0.0.5:8001".into(),
+                }),
+                slot: Some((9001, 3)),
+            }),
+            Record::Server(ServerRecord {
+                serv: 8,
+                slot: Some((9001, 4)),
+                ..Default::default()
+            }),
+            Record::Server(ServerRecord {
+                serv: 9,
+                ..Default::default()
+            }),
+            Record::End { count: 13 },
         ]
     }
 
@@ -581,6 +698,9 @@ mod tests {
         }
         assert_eq!(Record::decode(&[]), Err("body truncated".into()));
         assert!(Record::decode(&[kind::MAINTENANCE, 0, 0, 0, 1, 2]).is_err());
+        let unknown_part = Record::decode(&[kind::SERVER, 0, 0, 0, 1, 8]);
+        assert_eq!(unknown_part, Err("unknown parts 0x08".into()));
+        assert!(Record::decode(&[kind::SERVER, 0, 0, 0, 1, 4, 0, 0]).is_err());
     }
 
     #[test]
@@ -591,8 +711,13 @@ mod tests {
             name: "n".repeat(5000).into(),
         });
         let mut bytes = Vec::new();
-        records.iter().for_each(|r| r.encode(&mut bytes));
+        records.iter().for_each(|r| r.encode_in_batch(&mut bytes));
         assert_eq!(decode_batch(&bytes).expect("decodes"), records);
+        // The same bytes as a file's but the checksums.
+        let mut sealed = Vec::new();
+        records.iter().for_each(|r| r.encode(&mut sealed));
+        assert_eq!(decode_batch(&sealed).expect("decodes"), records);
+        assert_eq!(sealed.len(), bytes.len());
         for cut in [1, 9, bytes.len() - 1] {
             assert!(decode_batch(&bytes[..cut]).is_err(), "cut at {cut}");
         }

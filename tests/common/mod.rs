@@ -412,3 +412,15 @@ pub fn raw_auth_code(s: &mut std::net::TcpStream, frame: &[u8]) -> io::Result<u8
     s.read_exact(&mut reply)?;
     Ok(reply[4])
 }
+
+/// Polls `done` every 20 ms until it holds; panics naming `what` after `within`.
+pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

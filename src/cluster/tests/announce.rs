@@ -4,11 +4,20 @@
 use super::*;
 
 fn journal_records(bytes: &[u8]) -> Vec<crate::state::Record> {
-    let mut file = crate::state::record::JOURNAL_MAGIC.to_vec();
-    file.extend_from_slice(bytes);
-    crate::state::record::scan(&file, crate::state::record::JOURNAL_MAGIC)
-        .expect("scan")
-        .records
+    crate::state::record::decode_batch(bytes).expect("own batch decodes")
+}
+
+fn server(info: Option<(&str, &str, u32, &str)>, slot: Option<(u32, u16)>) -> crate::state::Record {
+    crate::state::Record::Server(crate::state::record::ServerRecord {
+        serv: 101,
+        name: info.map(|i| i.0.into()),
+        facts: info.map(|(_, plat, open_time, addr)| crate::state::GameFacts {
+            plat: plat.into(),
+            open_time,
+            addr: addr.into(),
+        }),
+        slot,
+    })
 }
 
 #[test]
@@ -24,23 +33,14 @@ fn a_new_assignment_is_journaled_and_announced_only_after_the_sync() {
     assert_eq!(
         records,
         [
-            crate::state::Record::Name {
-                serv: 101,
-                name: "S101".into()
-            },
-            crate::state::Record::Game {
-                serv: 101,
-                plat: "p".into(),
-                open_time: 1,
-                addr: "a:1".into()
-            },
-            crate::state::Record::Assign {
-                serv: 101,
-                cross: 90,
-                pos: 1
-            },
+            // Its name and facts from the GAME_INFO (no slot yet), then its whole entry
+            // again with the slot the allocator settled: one key in the store.
+            server(Some(("S101", "p", 1, "a:1")), None),
+            server(Some(("S101", "p", 1, "a:1")), Some((90, 1))),
         ]
     );
+    // In one transaction the two are one row.
+    assert_eq!(crate::state::keys::ops(&records).len(), 1);
     h.sync();
     assert_eq!(h.got(1), [assign(90, "p", 1)]);
     h.settle();

@@ -19,7 +19,7 @@ fn assigns(records: &[Record]) -> Vec<(u32, u32, u16)> {
     records
         .iter()
         .filter_map(|r| match r {
-            Record::Assign { serv, cross, pos } => Some((*serv, *cross, *pos)),
+            Record::Server(s) => s.slot.map(|(cross, pos)| (s.serv, cross, pos)),
             _ => None,
         })
         .collect()
