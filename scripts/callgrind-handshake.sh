@@ -3,9 +3,9 @@
 # while the machine is busy, unlike CPU time). Needs valgrind and the yardsticks' lnbench
 # (bash ../shared/bench/compare.sh builds it into /tmp/login-node-yardsticks).
 #   scripts/callgrind-handshake.sh [fresh|steady] [nodes]
-# fresh:  an empty state directory (every node is new: a name/ and a game/ row each).
+# fresh:  an empty state directory (every node is new: one server/ row each).
 # steady: the same node ids connected once before (lnbench's open_time moves with the clock,
-#         so each handshake still writes a game/ row).
+#         so each handshake still rewrites its server/ row).
 mode=${1:-fresh}; n=${2:-2000}; port=${PORT:-9640}
 bin=${LOGIN_NODE:-target/release/login-node}
 lnbench=${LNBENCH:-/tmp/login-node-yardsticks/release/lnbench}

@@ -83,7 +83,8 @@ const POLL: Duration = Duration::from_millis(200);
 const STEP_DOWN_PAUSE: Duration = Duration::from_secs(3);
 
 /// Most bytes of keys and values in one transaction: etcd refuses requests over 1.5 MiB
-/// (`--max-request-bytes`), and the gateway's base64 makes them a third larger.
+/// (`--max-request-bytes`); half of it leaves room for the encoding (a third more where a
+/// request goes through the JSON gateway's base64).
 const MAX_TXN_BYTES: usize = 768 << 10;
 
 /// The ops of `records` as transactions of at most `max_ops` ops and [`MAX_TXN_BYTES`], in

@@ -21,6 +21,8 @@ pub mod db;
 pub mod etcd;
 #[cfg(feature = "etcd")]
 pub mod group;
+#[cfg(feature = "etcd")]
+pub mod grpc;
 pub mod keys;
 pub mod legacy;
 pub mod record;
