@@ -1,10 +1,13 @@
-//! A small blocking client for etcd's v3 JSON gateway (`/v3/kv/*`, `/v3/lease/*`), enough for
-//! one group of login nodes: leases, an election key created only if absent, paged range
-//! reads at a fixed revision, and transactions fenced by a compare on the election key.
+//! A small blocking etcd v3 client, enough for one group of login nodes: leases, an election
+//! key created only if absent, paged range reads at a fixed revision, and transactions fenced
+//! by a compare on the election key.
 //!
-//! Keys and values travel base64-encoded, 64-bit integers as decimal strings (the gateway's
-//! JSON mapping of the protobuf messages). Every call has a timeout; on a connection error the
-//! next endpoint is tried, so one etcd member down costs one failed attempt, not an outage.
+//! Leases and the election go through etcd's JSON gateway (`/v3/lease/*`, `/v3/kv/*`): keys
+//! and values base64-encoded, 64-bit integers as decimal strings. The data (every batch's
+//! transactions, the range reads of a promotion) goes through etcd's native gRPC
+//! ([`super::grpc`]), where etcd spends a quarter of the CPU per key. Every call has a
+//! timeout; on a connection error the next endpoint is tried, so one etcd member down costs
+//! one failed attempt, not an outage.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -71,8 +74,8 @@ pub enum Campaign {
 /// The gateway client.
 pub struct Gateway {
     agent: ureq::Agent,
-    /// The data path's transactions, over gRPC.
-    txn: super::grpc::TxnClient,
+    /// The data's transactions and range reads, over gRPC.
+    kv: super::grpc::KvClient,
     endpoints: Vec<String>,
     current: usize,
 }
@@ -116,7 +119,7 @@ impl Gateway {
             .build();
         Gateway {
             agent: ureq::Agent::new_with_config(config),
-            txn: super::grpc::TxnClient::new(timeout),
+            kv: super::grpc::KvClient::new(timeout),
             endpoints: endpoints
                 .iter()
                 .map(|e| e.trim_end_matches('/').to_string())
@@ -260,26 +263,39 @@ impl Gateway {
         revision: i64,
         out: &mut KeyValues,
     ) -> Result<Option<Vec<u8>>, EtcdError> {
-        let v = self.call(
-            "/v3/kv/range",
-            &json!({"key": b64(from), "range_end": b64(&prefix_end(prefix)),
-                    "limit": PAGE.to_string(), "revision": revision.to_string()}),
-        )?;
-        let kvs = v["kvs"].as_array().map_or(&[][..], Vec::as_slice);
-        let mut last = None;
-        for kv in kvs {
-            let key = unb64(&kv["key"])?;
-            let value = unb64(&kv["value"])?;
-            out.push((key[prefix.len().min(key.len())..].to_vec(), value));
-            last = Some(key);
-        }
-        match (v["more"].as_bool().unwrap_or(false), last) {
+        let end = prefix_end(prefix);
+        let (more, last) = self.on_kv(|kv, base| {
+            kv.range(base, from, &end, PAGE as i64, revision, prefix.len(), out)
+        })?;
+        match (more, last) {
             (true, Some(mut next)) => {
                 next.push(0); // just after the last key
                 Ok(Some(next))
             }
             _ => Ok(None),
         }
+    }
+
+    /// Runs a gRPC call on the current endpoint, moving on to the next when it cannot answer
+    /// (each endpoint tried once, as [`Gateway::call`] does).
+    fn on_kv<T>(
+        &mut self,
+        mut f: impl FnMut(&mut super::grpc::KvClient, &str) -> Result<T, EtcdError>,
+    ) -> Result<T, EtcdError> {
+        let mut last = String::new();
+        for _ in 0..self.endpoints.len().max(1) {
+            let Some(base) = self.endpoints.get(self.current) else {
+                return Err(EtcdError::Unreachable("no endpoints".into()));
+            };
+            match f(&mut self.kv, base) {
+                Err(EtcdError::Unreachable(e)) => {
+                    last = e;
+                    self.current = (self.current + 1) % self.endpoints.len();
+                }
+                other => return other,
+            }
+        }
+        Err(EtcdError::Unreachable(last))
     }
 
     /// Applies `ops` (at most etcd's `--max-txn-ops`, less one) under `prefix` if the election key still has
@@ -292,22 +308,8 @@ impl Gateway {
         prefix: &[u8],
         ops: &[TxnOp],
     ) -> Result<bool, EtcdError> {
-        // Through etcd's native gRPC (a quarter of the gateway's CPU per key: super::grpc),
-        // each endpoint tried once, as `call` does.
-        let mut last = String::new();
-        for _ in 0..self.endpoints.len().max(1) {
-            let Some(base) = self.endpoints.get(self.current) else {
-                return Err(EtcdError::Unreachable("no endpoints".into()));
-            };
-            match self.txn.txn(base, leader_key, create_revision, prefix, ops) {
-                Err(EtcdError::Unreachable(e)) => {
-                    last = e;
-                    self.current = (self.current + 1) % self.endpoints.len();
-                }
-                other => return other,
-            }
-        }
-        Err(EtcdError::Unreachable(last))
+        // Through etcd's native gRPC: a quarter of the gateway's CPU per key (super::grpc).
+        self.on_kv(|kv, base| kv.txn(base, leader_key, create_revision, prefix, ops))
     }
 }
 

@@ -1,13 +1,14 @@
-//! etcd's native gRPC (HTTP/2 without TLS, protobuf messages) for the one call on a group's
-//! data path: the fenced transaction of every batch.
+//! etcd's native gRPC (HTTP/2 without TLS, protobuf messages) for a group's data: the fenced
+//! transaction of every batch, and the range reads that load the state at a promotion.
 //!
 //! Why not the JSON gateway the other calls use ([`super::etcd`]): etcd spends about four
 //! times less CPU per key on a gRPC `Txn` than on the same transaction through `/v3/kv/txn`
 //! (measured here: ~12 against ~50–99 µs per put; the gateway decodes JSON and base64, then
 //! calls etcd's own gRPC server over loopback, and encodes a JSON answer per operation). On a
-//! machine etcd shares with the login node, that CPU is the group's handshake rate. Leases,
-//! the election and range reads stay on the gateway: rare calls, where readable JSON and one
-//! fewer moving part are worth more than CPU.
+//! machine etcd shares with the login node, that CPU is the group's handshake rate; and a page
+//! of 20,000 keys took the gateway ~0.6 s to serve, which was most of a promotion. Leases and
+//! the election stay on the gateway: a few small calls a second, where readable JSON is worth
+//! more than CPU.
 //!
 //! libcurl (bundled, with nghttp2) is the HTTP/2 client: blocking, so the store thread needs
 //! no async runtime, and it keeps one connection per endpoint open between calls. prost
@@ -76,6 +77,42 @@ struct TxnResponse {
     succeeded: bool,
 }
 
+/// `etcdserverpb.RangeRequest`: keys in [key, range_end) at `revision`, at most `limit`.
+#[derive(Clone, PartialEq, Message)]
+struct RangeRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    range_end: Vec<u8>,
+    #[prost(int64, tag = "3")]
+    limit: i64,
+    #[prost(int64, tag = "4")]
+    revision: i64,
+}
+
+/// `etcdserverpb.RangeResponse`: the keys, and whether more follow.
+#[derive(Clone, PartialEq, Message)]
+struct RangeResponse {
+    #[prost(message, repeated, tag = "2")]
+    kvs: Vec<KeyValue>,
+    #[prost(bool, tag = "3")]
+    more: bool,
+}
+
+/// `mvccpb.KeyValue`: its key and value.
+#[derive(Clone, PartialEq, Message)]
+struct KeyValue {
+    #[prost(bytes = "vec", tag = "1")]
+    key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    value: Vec<u8>,
+}
+
+/// Most bytes of one answer: a transaction's is a few bytes per operation; a page of a range
+/// read holds up to 20,000 keys and values (as the gateway's limit was).
+const TXN_ANSWER_LIMIT: usize = 16 << 20;
+const RANGE_ANSWER_LIMIT: usize = 256 << 20;
+
 /// gRPC status codes after which another endpoint may do better (etcd: "no leader", "leader
 /// changed", "request timed out"): UNAVAILABLE, DEADLINE_EXCEEDED.
 const RETRY_ELSEWHERE: [u32; 2] = [14, 4];
@@ -84,6 +121,8 @@ const RETRY_ELSEWHERE: [u32; 2] = [14, 4];
 #[derive(Default)]
 struct Collect {
     body: Vec<u8>,
+    /// Most bytes of body taken; a peer sending more is not etcd.
+    limit: usize,
     /// `grpc-status` (from the trailers, or the headers of a trailers-only answer).
     status: Option<u32>,
     /// `grpc-message`, percent-decoded.
@@ -92,8 +131,7 @@ struct Collect {
 
 impl Handler for Collect {
     fn write(&mut self, data: &[u8]) -> Result<usize, WriteError> {
-        // A TxnResponse is a few bytes per operation; a peer sending far more is not etcd.
-        if self.body.len() + data.len() > 16 << 20 {
+        if self.body.len() + data.len() > self.limit {
             return Ok(0); // aborts the transfer
         }
         self.body.extend_from_slice(data);
@@ -137,7 +175,33 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The request's bytes: a gRPC message (compressed flag 0, length u32 BE, then the protobuf).
+/// A message as gRPC frames it: compressed flag 0, length u32 BE, then the protobuf.
+fn frame(msg: &impl Message) -> Vec<u8> {
+    let len = msg.encoded_len();
+    let mut out = Vec::with_capacity(5 + len);
+    out.push(0);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    // Infallible into a Vec (it grows); `encode` would only check the capacity first.
+    msg.encode_raw(&mut out);
+    out
+}
+
+/// The one message of an answer's body, unframed.
+fn unframe(body: &[u8]) -> Result<&[u8], String> {
+    let (head, rest) = body
+        .split_first_chunk::<5>()
+        .ok_or_else(|| format!("an answer of {} bytes", body.len()))?;
+    if head[0] != 0 {
+        return Err("a compressed answer (none was offered)".into());
+    }
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if rest.len() != len {
+        return Err(format!("a message of {len} bytes in {} bytes", rest.len()));
+    }
+    Ok(rest)
+}
+
+/// The request's bytes.
 fn encode_txn(leader_key: &[u8], create_revision: i64, prefix: &[u8], ops: &[TxnOp]) -> Vec<u8> {
     let full = |k: &[u8]| {
         let mut key = Vec::with_capacity(prefix.len() + k.len());
@@ -145,7 +209,7 @@ fn encode_txn(leader_key: &[u8], create_revision: i64, prefix: &[u8], ops: &[Txn
         key.extend_from_slice(k);
         key
     };
-    let req = TxnRequest {
+    frame(&TxnRequest {
         compare: vec![Compare {
             result: 0,
             target: 1,
@@ -168,62 +232,46 @@ fn encode_txn(leader_key: &[u8], create_revision: i64, prefix: &[u8], ops: &[Txn
                 },
             })
             .collect(),
-    };
-    let len = req.encoded_len();
-    let mut out = Vec::with_capacity(5 + len);
-    out.push(0);
-    out.extend_from_slice(&(len as u32).to_be_bytes());
-    // Infallible into a Vec (it grows); `encode` would only check the capacity first.
-    req.encode_raw(&mut out);
-    out
+    })
 }
 
-/// Reads a `TxnResponse` out of an answer's body (one gRPC message).
+/// Reads a `TxnResponse` out of an answer's body.
 fn decode_txn_answer(body: &[u8]) -> Result<bool, String> {
-    let (head, rest) = body
-        .split_first_chunk::<5>()
-        .ok_or_else(|| format!("an answer of {} bytes", body.len()))?;
-    if head[0] != 0 {
-        return Err("a compressed answer (none was offered)".into());
-    }
-    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    if rest.len() != len {
-        return Err(format!("a message of {len} bytes in {} bytes", rest.len()));
-    }
-    TxnResponse::decode(rest)
+    TxnResponse::decode(unframe(body)?)
         .map(|r| r.succeeded)
         .map_err(|e| e.to_string())
 }
 
-/// A blocking gRPC client for etcd's `KV/Txn`.
-pub struct TxnClient {
+/// A blocking gRPC client for etcd's `KV/Txn` and `KV/Range`.
+pub struct KvClient {
     easy: Easy2<Collect>,
     timeout: Duration,
 }
 
-impl TxnClient {
+impl KvClient {
     /// A client whose calls are each bounded by `timeout`.
-    pub fn new(timeout: Duration) -> TxnClient {
-        TxnClient {
+    pub fn new(timeout: Duration) -> KvClient {
+        KvClient {
             easy: Easy2::new(Collect::default()),
             timeout,
         }
     }
 
-    /// One fenced transaction at `base` (`http://host:port`): `Ok(true)` applied, `Ok(false)`
-    /// the compare failed. [`EtcdError::Unreachable`] means this endpoint could not say (no
+    /// One unary call of `method` at `base` with `request` (a framed message); the answer's
+    /// framed body. [`EtcdError::Unreachable`] means this endpoint could not say (no
     /// connection, a timeout, no leader): the outcome is unknown and another may be tried.
-    pub fn txn(
+    fn call(
         &mut self,
         base: &str,
-        leader_key: &[u8],
-        create_revision: i64,
-        prefix: &[u8],
-        ops: &[TxnOp],
-    ) -> Result<bool, EtcdError> {
-        let body = encode_txn(leader_key, create_revision, prefix, ops);
-        let url = format!("{base}/etcdserverpb.KV/Txn");
-        *self.easy.get_mut() = Collect::default();
+        method: &str,
+        request: &[u8],
+        limit: usize,
+    ) -> Result<&[u8], EtcdError> {
+        let url = format!("{base}/etcdserverpb.KV/{method}");
+        *self.easy.get_mut() = Collect {
+            limit,
+            ..Collect::default()
+        };
         let setup = (|| {
             let mut headers = List::new();
             headers.append("Content-Type: application/grpc")?;
@@ -231,7 +279,7 @@ impl TxnClient {
             self.easy.url(&url)?;
             self.easy.http_version(HttpVersion::V2PriorKnowledge)?;
             self.easy.post(true)?;
-            self.easy.post_fields_copy(&body)?;
+            self.easy.post_fields_copy(request)?;
             self.easy.http_headers(headers)?;
             self.easy.timeout(self.timeout)?;
             self.easy
@@ -245,9 +293,7 @@ impl TxnClient {
         let answer = self.easy.get_ref();
         match answer.status {
             _ if http != 200 => Err(EtcdError::Unreachable(format!("{url}: HTTP {http}"))),
-            Some(0) => {
-                decode_txn_answer(&answer.body).map_err(|e| EtcdError::Bad(format!("{url}: {e}")))
-            }
+            Some(0) => Ok(&answer.body),
             Some(code) if RETRY_ELSEWHERE.contains(&code) => Err(EtcdError::Unreachable(format!(
                 "{url}: {} (gRPC status {code})",
                 answer.message
@@ -260,6 +306,54 @@ impl TxnClient {
                 "{url}: an answer without grpc-status"
             ))),
         }
+    }
+
+    /// One fenced transaction at `base` (`http://host:port`): `Ok(true)` applied, `Ok(false)`
+    /// the compare failed.
+    pub fn txn(
+        &mut self,
+        base: &str,
+        leader_key: &[u8],
+        create_revision: i64,
+        prefix: &[u8],
+        ops: &[TxnOp],
+    ) -> Result<bool, EtcdError> {
+        let request = encode_txn(leader_key, create_revision, prefix, ops);
+        let body = self.call(base, "Txn", &request, TXN_ANSWER_LIMIT)?;
+        decode_txn_answer(body).map_err(|e| EtcdError::Bad(format!("{base} Txn: {e}")))
+    }
+
+    /// Up to `limit` keys in [`from`, `end`) at `revision`, appended to `out` (keys with
+    /// `strip` bytes removed from their front); whether more follow.
+    #[allow(clippy::too_many_arguments)]
+    pub fn range(
+        &mut self,
+        base: &str,
+        from: &[u8],
+        end: &[u8],
+        limit: i64,
+        revision: i64,
+        strip: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(bool, Option<Vec<u8>>), EtcdError> {
+        let request = frame(&RangeRequest {
+            key: from.to_vec(),
+            range_end: end.to_vec(),
+            limit,
+            revision,
+        });
+        let body = self.call(base, "Range", &request, RANGE_ANSWER_LIMIT)?;
+        let answer = unframe(body)
+            .and_then(|m| RangeResponse::decode(m).map_err(|e| e.to_string()))
+            .map_err(|e| EtcdError::Bad(format!("{base} Range: {e}")))?;
+        let last = answer.kvs.last().map(|kv| kv.key.clone());
+        out.extend(
+            answer
+                .kvs
+                .into_iter()
+                .map(|kv| (kv.key[strip.min(kv.key.len())..].to_vec(), kv.value)),
+        );
+        Ok((answer.more, last))
     }
 }
 
