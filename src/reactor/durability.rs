@@ -104,6 +104,7 @@ impl<H: Handler> LoginNode<H> {
         batch.term = self.durability.term;
         batch.audit.clear();
         batch.audit_written = false;
+        batch.txns_written = 0;
         self.admin_audit_lines(seq, &mut batch.audit, now);
         self.submit(batch, now);
     }

@@ -51,6 +51,8 @@ pub enum TxnOp {
     Put(Vec<u8>, Vec<u8>),
     /// Delete `key`.
     Delete(Vec<u8>),
+    /// Delete every key that starts with this.
+    DeletePrefix(Vec<u8>),
 }
 
 /// Keys (with the prefix removed) and their values.

@@ -18,7 +18,10 @@
 //! state on its own (records set facts, a move is recorded before the slot it freed is taken,
 //! the whitelist version is written at the end of each transaction). A write that times out
 //! may or may not have landed: the batch fails, its frames stay held, and the loop retries the
-//! whole batch (every op sets a value, so applying one twice changes nothing).
+//! batch from that transaction on (it sets values and nothing after it was sent, so sending it
+//! twice changes nothing); the transactions etcd acknowledged are never sent again, since an
+//! earlier one replayed would put back values the later ones replaced. Within a transaction a
+//! key is written once, with its last value (etcd refuses a key named twice).
 
 use super::etcd::{Campaign, EtcdError, Gateway, TxnOp};
 use super::keys::{self, Op, WHITELIST_VERSION};
@@ -142,7 +145,7 @@ impl Chunk {
         // never an undercount.
         self.bytes += size;
         let key = match &op {
-            TxnOp::Put(k, _) | TxnOp::Delete(k) => k.clone(),
+            TxnOp::Put(k, _) | TxnOp::Delete(k) | TxnOp::DeletePrefix(k) => k.clone(),
         };
         match self.at.entry(key) {
             hashbrown::hash_map::Entry::Occupied(e) => self.ops[*e.get()] = op,
@@ -168,43 +171,33 @@ impl Chunk {
     }
 }
 
-/// Transactions that rewrite the earlier layout's pieces (`split`: their keys) as one
-/// `server/` key per game node: each game node's new key and the deletes of its pieces in one
-/// transaction, so a crash part-way leaves every node whole in one layout or the other (and
-/// `server/` wins on load).
-fn split_rewrite(state: &State, split: Vec<Vec<u8>>, max_ops: usize) -> Vec<Vec<TxnOp>> {
-    let mut pieces: hashbrown::HashMap<u32, Vec<Vec<u8>>> = hashbrown::HashMap::new();
-    for k in split {
-        let id = k
-            .iter()
-            .position(|&b| b == b'/')
-            .and_then(|at| std::str::from_utf8(&k[at + 1..]).ok())
-            .and_then(|id| id.parse().ok());
-        if let Some(id) = id {
-            pieces.entry(id).or_default().push(k);
-        }
-    }
+/// Transactions that rewrite the earlier layout's pieces as one `server/` key per game node:
+/// first every node's new key (from the loaded state, so each is whole), then one transaction
+/// that deletes the three kinds of pieces by prefix. A crash part-way leaves nodes with both
+/// layouts, and on load a `server/` key wins over its pieces, so every node stays whole; the
+/// next member to take over finishes the job.
+fn split_rewrite(state: &State, max_ops: usize) -> Vec<Vec<TxnOp>> {
     let mut out = Vec::new();
     let mut txn = Vec::new();
     let mut bytes = 0;
     for server in state.servers() {
-        let Some(old) = pieces.remove(&server.serv) else {
-            continue;
-        };
         let (Some(Op::Put(k, v)), _) = keys::op(&Record::Server(server)) else {
             continue;
         };
-        if txn.len() + 1 + old.len() > max_ops || bytes + k.len() + v.len() > MAX_TXN_BYTES {
+        if txn.len() + 1 > max_ops || bytes + k.len() + v.len() > MAX_TXN_BYTES {
             out.push(std::mem::take(&mut txn));
             bytes = 0;
         }
         bytes += k.len() + v.len();
         txn.push(TxnOp::Put(k, v));
-        txn.extend(old.into_iter().map(TxnOp::Delete));
     }
-    if !txn.is_empty() {
-        out.push(txn);
-    }
+    out.push(txn);
+    out.push(
+        keys::SPLIT_KINDS
+            .iter()
+            .map(|kind| TxnOp::DeletePrefix(format!("{kind}/").into_bytes()))
+            .collect(),
+    );
     out.retain(|t| !t.is_empty());
     out
 }
@@ -489,19 +482,16 @@ impl Member {
                 .map_err(|e| format!("loading the state: {e}"))?;
         }
         let mut state = State::default();
-        let mut split = Vec::new();
+        let mut pieces = 0;
         for (k, v) in kvs {
             keys::load(&mut state, &k, &v).map_err(|e| format!("loading the state: {e}"))?;
-            if keys::is_split_layout(&k) {
-                split.push(k);
-            }
+            pieces += keys::is_split_layout(&k) as usize;
         }
         state
             .check()
             .map_err(|e| format!("the group's state breaks an invariant: {e}"))?;
-        if !split.is_empty() {
-            let pieces = split.len();
-            for txn in split_rewrite(&state, split, self.cfg.max_txn_ops) {
+        if pieces > 0 {
+            for txn in split_rewrite(&state, self.cfg.max_txn_ops) {
                 if Instant::now() >= *next_renewal {
                     let sent = Instant::now();
                     self.renew(lease, next_renewal)?;
@@ -548,34 +538,55 @@ impl Member {
             record::decode_batch(&batch.records).map_err(|c| Fenced::Io(format!("batch {c}")))?;
         let leader_key = self.leader_key.clone();
         let prefix = self.data_prefix.clone();
-        for chunk in chunks(&records, self.cfg.max_txn_ops) {
+        let chunks = chunks(&records, self.cfg.max_txn_ops);
+        let max_ops = self.cfg.max_txn_ops;
+        write_remaining(batch, &chunks, |chunk| {
             if Instant::now() >= *next_renewal {
                 self.renew(lease, next_renewal).map_err(Fenced::Out)?;
             }
             let sent = Instant::now();
-            match self.gw.fenced_txn(&leader_key, fence, &prefix, &chunk) {
-                Ok(true) => txns.push(TxnStat {
-                    ops: chunk.len(),
-                    elapsed: sent.elapsed(),
-                }),
-                Ok(false) => return Err(Fenced::Out("fenced out".into())),
+            match self.gw.fenced_txn(&leader_key, fence, &prefix, chunk) {
+                Ok(true) => {
+                    txns.push(TxnStat {
+                        ops: chunk.len(),
+                        elapsed: sent.elapsed(),
+                    });
+                    Ok(())
+                }
+                Ok(false) => Err(Fenced::Out("fenced out".into())),
                 Err(e @ EtcdError::Refused(_)) | Err(e @ EtcdError::Bad(_)) => {
                     let hint = if e.to_string().contains("too many operations") {
                         format!(
-                            " (transactions of up to {} operations: etcd's --max-txn-ops is lower than --etcd-max-txn-ops)",
-                            self.cfg.max_txn_ops
+                            " (transactions of up to {max_ops} operations: etcd's --max-txn-ops is lower than --etcd-max-txn-ops)"
                         )
                     } else {
                         String::new()
                     };
                     error!("group {}: write refused: {e}{hint}", self.cfg.prefix);
-                    return Err(Fenced::Io(e.to_string()));
+                    Err(Fenced::Io(e.to_string()))
                 }
-                Err(e) => return Err(Fenced::Io(e.to_string())),
+                Err(e) => Err(Fenced::Io(e.to_string())),
             }
-        }
-        Ok(())
+        })
     }
+}
+
+/// Writes the transactions of `batch` it has not written yet (`txns` are its records'
+/// transactions, which a retry computes again, the same), counting each one the store
+/// acknowledged. A retry after a failure resends the transaction whose outcome was unknown
+/// (safe: nothing after it was sent, and it sets values) and goes on from there; it never
+/// replays an acknowledged one, which would put back values later ones replaced (a slot a
+/// later transaction gave to another node, held twice).
+fn write_remaining(
+    batch: &mut super::Batch,
+    txns: &[Vec<TxnOp>],
+    mut write: impl FnMut(&[TxnOp]) -> Result<(), Fenced>,
+) -> Result<(), Fenced> {
+    for txn in txns.iter().skip(batch.txns_written) {
+        write(txn)?;
+        batch.txns_written += 1;
+    }
+    Ok(())
 }
 
 /// The lease is renewed four times per TTL, so one or two failed renewals (an etcd election)
@@ -584,6 +595,7 @@ fn renewal_interval(ttl: u64) -> Duration {
     Duration::from_millis(ttl * 1000 / 4)
 }
 
+#[derive(Debug)]
 enum Fenced {
     /// The role is lost: never retry.
     Out(String),
@@ -665,7 +677,7 @@ mod tests {
                 .iter()
                 .map(|op| match op {
                     TxnOp::Put(k, v) => k.len() + v.len(),
-                    TxnOp::Delete(k) => k.len(),
+                    TxnOp::Delete(k) | TxnOp::DeletePrefix(k) => k.len(),
                 })
                 .sum();
             assert!(bytes <= MAX_TXN_BYTES, "{bytes} bytes in one transaction");
@@ -683,7 +695,7 @@ mod tests {
 
     fn key_of(op: &TxnOp) -> &[u8] {
         match op {
-            TxnOp::Put(k, _) | TxnOp::Delete(k) => k,
+            TxnOp::Put(k, _) | TxnOp::Delete(k) | TxnOp::DeletePrefix(k) => k,
         }
     }
 
@@ -715,32 +727,74 @@ mod tests {
     }
 
     #[test]
-    fn the_earlier_layout_is_rewritten_one_whole_node_per_transaction_part() {
+    fn the_earlier_layout_is_rewritten_whole_nodes_first_then_the_pieces_deleted() {
         let mut state = State::default();
-        let mut split = Vec::new();
         for serv in 1..=50u32 {
             state.assignments.insert(serv, (10, serv as u16));
             state.names.insert(serv, format!("s{serv}").into());
-            split.push(format!("assign/{serv}").into_bytes());
-            split.push(format!("name/{serv}").into_bytes());
         }
-        let txns = split_rewrite(&state, split, 16);
+        let txns = split_rewrite(&state, 16);
         assert!(txns.iter().all(|t| !t.is_empty() && t.len() <= 16));
-        let mut puts = 0;
-        for t in &txns {
-            // Every node put in a transaction has its pieces deleted in the same one.
-            for op in t {
-                if let TxnOp::Put(k, _) = op {
-                    puts += 1;
-                    let id = std::str::from_utf8(&k[b"server/".len()..]).expect("id");
-                    for piece in ["assign", "name"] {
-                        let piece = TxnOp::Delete(format!("{piece}/{id}").into_bytes());
-                        assert!(t.contains(&piece), "{t:?}");
-                    }
+        let (last, puts) = txns.split_last().expect("transactions");
+        let deletes: Vec<&TxnOp> = last.iter().collect();
+        assert_eq!(
+            deletes,
+            [
+                &TxnOp::DeletePrefix(b"assign/".to_vec()),
+                &TxnOp::DeletePrefix(b"game/".to_vec()),
+                &TxnOp::DeletePrefix(b"name/".to_vec())
+            ]
+        );
+        // Every node once, whole, before any piece is deleted.
+        let mut rebuilt = State::default();
+        for op in puts.iter().flatten() {
+            let TxnOp::Put(k, v) = op else {
+                panic!("only puts before the deletes: {op:?}")
+            };
+            keys::load(&mut rebuilt, k, v).expect("loads");
+        }
+        assert_eq!(rebuilt, state);
+    }
+
+    #[test]
+    fn a_retried_batch_resumes_at_the_transaction_whose_outcome_was_unknown() {
+        // Found by review: game 1 moves 10/1 -> 10/3 and game 2 takes 10/1 (one transaction),
+        // then game 2 moves on to 10/4 and game 3 takes 10/1 (the next). The second one is
+        // applied but its answer lost; a retry that replayed the first would put game 2 back
+        // on 10/1, which game 3 holds.
+        let records = [
+            slot(1, 10, 3),
+            slot(2, 10, 1),
+            slot(2, 10, 4),
+            slot(3, 10, 1),
+        ];
+        let txns = chunks(&records, 3);
+        assert_eq!(txns.len(), 2);
+        let mut store: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = Default::default();
+        let mut sent = Vec::new();
+        let mut batch = super::super::Batch::default();
+        let mut write = |txn: &[TxnOp], lose_answer: bool| {
+            sent.push(txn.to_vec());
+            for op in txn {
+                if let TxnOp::Put(k, v) = op {
+                    store.insert(k.clone(), v.clone());
                 }
             }
-        }
-        assert_eq!(puts, 50);
-        assert_eq!(txns.iter().map(Vec::len).sum::<usize>(), 150);
+            let mut state = State::default();
+            for (k, v) in &store {
+                keys::load(&mut state, k, v).expect("loads");
+            }
+            state.check().expect("every state etcd is left in loads");
+            match lose_answer {
+                true => Err(Fenced::Io("timed out".into())),
+                false => Ok(()),
+            }
+        };
+        let first = write_remaining(&mut batch, &txns, |t| write(t, t == &txns[1][..]));
+        assert!(first.is_err());
+        assert_eq!(batch.txns_written, 1);
+        write_remaining(&mut batch, &txns, |t| write(t, false)).expect("retry");
+        assert_eq!(batch.txns_written, 2);
+        assert_eq!(sent, [txns[0].clone(), txns[1].clone(), txns[1].clone()]);
     }
 }

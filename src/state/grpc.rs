@@ -63,11 +63,13 @@ struct PutRequest {
     value: Vec<u8>,
 }
 
-/// `etcdserverpb.DeleteRangeRequest` of one key.
+/// `etcdserverpb.DeleteRangeRequest`: one key, or [key, range_end).
 #[derive(Clone, PartialEq, Message)]
 struct DeleteRangeRequest {
     #[prost(bytes = "vec", tag = "1")]
     key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    range_end: Vec<u8>,
 }
 
 /// `etcdserverpb.TxnResponse`: whether the compare held.
@@ -228,7 +230,17 @@ fn encode_txn(leader_key: &[u8], create_revision: i64, prefix: &[u8], ops: &[Txn
                 },
                 TxnOp::Delete(k) => RequestOp {
                     request_put: None,
-                    request_delete_range: Some(DeleteRangeRequest { key: full(k) }),
+                    request_delete_range: Some(DeleteRangeRequest {
+                        key: full(k),
+                        range_end: Vec::new(),
+                    }),
+                },
+                TxnOp::DeletePrefix(k) => RequestOp {
+                    request_put: None,
+                    request_delete_range: Some(DeleteRangeRequest {
+                        range_end: super::etcd::prefix_end(&full(k)),
+                        key: full(k),
+                    }),
                 },
             })
             .collect(),
@@ -371,6 +383,7 @@ mod tests {
                 TxnOp::Put(b"server/1".to_vec(), vec![4, 0, 0, 0, 90, 0, 1]),
                 TxnOp::Put(b"drain/90".to_vec(), Vec::new()),
                 TxnOp::Delete(b"maintenance/1".to_vec()),
+                TxnOp::DeletePrefix(b"assign/".to_vec()),
             ],
         );
         assert_eq!(body[0], 0);
@@ -392,6 +405,12 @@ mod tests {
             .as_ref()
             .expect("delete");
         assert_eq!(delete.key, b"/g/state/maintenance/1");
+        assert!(delete.range_end.is_empty());
+        let range = req.success[3].request_delete_range.as_ref().expect("range");
+        assert_eq!(
+            (&range.key[..], &range.range_end[..]),
+            (&b"/g/state/assign/"[..], &b"/g/state/assign0"[..])
+        );
         // The wire bytes of the compare, by hand: field 1 (result) is 0 and omitted, field 2
         // (target) = 1, field 3 (key), field 5 (create_revision) = 7 even when it is the oneof.
         let compare = Compare {

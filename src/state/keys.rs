@@ -50,7 +50,7 @@ impl Op {
 pub const WHITELIST_VERSION: &[u8] = b"whitelist-version";
 
 /// The kinds of the earlier layout's three keys per game node.
-const SPLIT_KINDS: [&str; 3] = ["assign", "game", "name"];
+pub const SPLIT_KINDS: [&str; 3] = ["assign", "game", "name"];
 
 /// `<kind>/<id>`. Built by hand (with `itoa`'s digits) rather than `format!`: the store thread
 /// builds one per record, and the formatting machinery cost more than the SQLite row (callgrind).

@@ -30,6 +30,10 @@ pub struct Batch {
     pub audit: Vec<u8>,
     /// The audit lines are written (a retry does not write them twice).
     pub audit_written: bool,
+    /// Transactions of this batch the store acknowledged (a failover group splits a batch
+    /// into several): a retry resumes after them, never replays them (a replayed earlier
+    /// transaction would put back values the later ones replaced).
+    pub txns_written: usize,
     /// A failover group's term (which election of this member) the batch belongs to; a
     /// batch of an earlier term is never written. 0 for the local database.
     pub term: u64,
@@ -263,6 +267,7 @@ mod tests {
             records,
             audit: b"line one\n".to_vec(),
             audit_written: false,
+            txns_written: 0,
             term: 0,
         };
         assert!(store.submit(batch));
