@@ -10,5 +10,19 @@ until curl -sf -o /dev/null http://127.0.0.1:$((port+1))/healthz; do sleep 0.05;
 $T hold --addr 127.0.0.1:$port --token T --nodes 10000 --cross 10 --cross-capacity 1000 --duration 3 --server-pid $pid --json --quiet 2>/dev/null | python3 -c "
 import json,sys; r=json.load(sys.stdin)
 print('$mode', 'hs/s %.0f' % r['handshakes_per_sec'], 'cpu-us/hs %.1f' % r['server_cpu_us_per_handshake'], 'ramp %.2fs' % r['ramp_secs'], 'p99 hs %.1fms' % (r['handshake_latency']['p99_us']/1000), 'ok', r['ok'], r['failures'])"
-curl -s http://127.0.0.1:$((port+1))/metrics | grep -E "^login_node_(journal_fsync_seconds|store_txn_seconds|store_txn_ops)_(sum|count)"
+# Counts, sums and percentiles (upper bucket bounds) of the store's transactions.
+curl -s http://127.0.0.1:$((port+1))/metrics | python3 -c "
+import re,sys
+h={}
+for l in sys.stdin:
+    m=re.match(r'login_node_(journal_fsync_seconds|store_txn_seconds|store_txn_ops)_(bucket\{le=\"([^\"]+)\"\}|sum|count) (\S+)',l)
+    if not m: continue
+    d=h.setdefault(m[1],{'b':[]})
+    if m[3]: d['b'].append((float('inf') if m[3]=='+Inf' else float(m[3]),float(m[4])))
+    else: d[m[2]]=float(m[4])
+for k,d in h.items():
+    n=d.get('count',0)
+    if not n: continue
+    pct=lambda q: next(le for le,c in sorted(d['b']) if c>=q*n)
+    print(k,'count %d mean %.4g p50<=%g p90<=%g p99<=%g' % (n,d['sum']/n,pct(.5),pct(.9),pct(.99)))"
 kill $pid; wait $pid 2>/dev/null; rm -rf "$dir"
