@@ -72,6 +72,22 @@ pub fn server_key(serv: u32) -> Vec<u8> {
     key("server", serv)
 }
 
+/// Room for one `server/<serv_id>` key, reused from key to key (no allocation per row).
+#[derive(Default)]
+pub struct KeyBuf {
+    text: String,
+}
+
+impl KeyBuf {
+    /// `server/<serv>`, as text.
+    pub fn server(&mut self, serv: u32) -> &str {
+        self.text.clear();
+        self.text.push_str("server/");
+        self.text.push_str(itoa::Buffer::new().format(serv));
+        &self.text
+    }
+}
+
 /// True for a key of the earlier layout (`assign/`, `game/`, `name/`), which a backend rewrites
 /// as `server/` keys when it opens the store.
 pub fn is_split_layout(key: &[u8]) -> bool {

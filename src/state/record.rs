@@ -165,6 +165,33 @@ impl ServerRecord {
         }
     }
 
+    /// Checks that `parts` is what [`ServerRecord::encode_parts`] writes (every part whole,
+    /// UTF-8 where it is text, nothing after), without building the record.
+    pub fn check_parts(parts: &[u8]) -> Result<(), String> {
+        let mut r = Reader::new(parts);
+        let e = |e: DecodeError| e.to_string();
+        let flags = r.u8().map_err(e)?;
+        if flags & !(part::NAME | part::FACTS | part::SLOT) != 0 {
+            return Err(format!("unknown parts {flags:#04x}"));
+        }
+        if flags & part::NAME != 0 {
+            r.str().map_err(e)?;
+        }
+        if flags & part::FACTS != 0 {
+            r.str().map_err(e)?;
+            r.u32().map_err(e)?;
+            r.str().map_err(e)?;
+        }
+        if flags & part::SLOT != 0 {
+            r.u32().map_err(e)?;
+            r.u16().map_err(e)?;
+        }
+        match r.remaining().len() {
+            0 => Ok(()),
+            n => Err(format!("{n} bytes after the record")),
+        }
+    }
+
     /// Reads what [`ServerRecord::encode_parts`] wrote, for game node `serv`.
     pub fn decode_parts(serv: u32, r: &mut Reader<'_>) -> Result<ServerRecord, String> {
         let e = |e: DecodeError| e.to_string();
@@ -478,26 +505,61 @@ pub fn scan(bytes: &[u8], magic: &[u8; 8]) -> Result<Scan, Corrupt> {
     Ok(scan)
 }
 
+/// A batch's record bodies, in order, without decoding them; an error names the offset of a
+/// truncated record.
+pub fn batch_bodies(bytes: &[u8]) -> impl Iterator<Item = Result<&[u8], Corrupt>> {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        if at >= bytes.len() {
+            return None;
+        }
+        let offset = at as u64;
+        let bad = |why: &str| Corrupt {
+            offset,
+            why: why.into(),
+        };
+        let rest = &bytes[at..];
+        let Some(header) = rest.first_chunk::<RECORD_HEADER>() else {
+            at = bytes.len();
+            return Some(Err(bad("truncated record header")));
+        };
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        match rest.get(RECORD_HEADER..RECORD_HEADER + len) {
+            Some(body) => {
+                at += RECORD_HEADER + len;
+                Some(Ok(body))
+            }
+            None => {
+                let err = bad("truncated record body");
+                at = bytes.len();
+                Some(Err(err))
+            }
+        }
+    })
+}
+
+/// The game node and the `server/` value of a [`Record::Server`] body (its bytes after the
+/// kind and `serv` are the value, as they are), or `None` for a body of another kind.
+pub fn server_body(body: &[u8]) -> Option<Result<(u32, &[u8]), String>> {
+    let (&kind, rest) = body.split_first()?;
+    if kind != kind::SERVER {
+        return None;
+    }
+    let Some((serv, parts)) = rest.split_first_chunk::<4>() else {
+        return Some(Err("body truncated".into()));
+    };
+    Some(ServerRecord::check_parts(parts).map(|()| (u32::from_be_bytes(*serv), parts)))
+}
+
 /// Decodes a batch: records as [`Record::encode`] wrote them, with no magic (the bytes the
 /// cluster hands the store thread). An error names the offset of the first bad record.
 pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Record>, Corrupt> {
     let mut records = Vec::new();
-    let mut at = 0usize;
-    while at < bytes.len() {
-        let bad = |why: &str| Corrupt {
-            offset: at as u64,
-            why: why.into(),
-        };
-        let rest = &bytes[at..];
-        if rest.len() < RECORD_HEADER {
-            return Err(bad("truncated record header"));
-        }
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let body = rest
-            .get(RECORD_HEADER..RECORD_HEADER + len)
-            .ok_or_else(|| bad("truncated record body"))?;
-        records.push(Record::decode(body).map_err(|why| bad(&why))?);
-        at += RECORD_HEADER + len;
+    let mut at = 0u64;
+    for body in batch_bodies(bytes) {
+        let body = body?;
+        records.push(Record::decode(body).map_err(|why| Corrupt { offset: at, why })?);
+        at += (RECORD_HEADER + body.len()) as u64;
     }
     Ok(records)
 }
