@@ -1010,3 +1010,67 @@ fn a_group_state_of_the_earlier_layout_is_rewritten_when_a_member_takes_over() {
         ]
     );
 }
+
+/// Found by review: a copy of a transaction that reached etcd late (stuck in a paused etcd
+/// member or a proxy, or resent after a timeout while the first copy was still on its way)
+/// was applied after newer ones: the fence compared only the election key, which does not
+/// change within a term, so a moved node could land back on a slot another had taken. Every
+/// data transaction now also compares the order key's last write, and writes it.
+#[test]
+fn a_transaction_that_reaches_etcd_late_is_refused_by_the_order_fence() {
+    use login_node::state::etcd::TxnOp;
+    use login_node::state::grpc::{Fence, KvClient, TxnOutcome};
+    let group = Group::start("late", 1);
+    let a = &group.members[0];
+    wait_active(&[a], Duration::from_secs(15));
+    let _x = cross_node(a.addr, 90);
+    let mut g1 = send_game(a.addr, 1).expect("connect");
+    assert_eq!(hear(&mut g1, REPLY), Heard::Assign(90, 1));
+    let base = group.etcd.clients[0].clone();
+    let mut kv = KvClient::new(Duration::from_secs(3));
+    let leader_key = format!("{}/leader", group.prefix).into_bytes();
+    let order_key = format!("{}/order", group.prefix).into_bytes();
+    let last_write = |kv: &mut KvClient, key: &[u8]| {
+        kv.get(&base, key)
+            .expect("etcd answers")
+            .map(|(revision, _)| revision)
+            .expect("written")
+    };
+    // A transaction decided now, delivered after the group wrote more.
+    let (leader_rev, order_then) = (
+        last_write(&mut kv, &leader_key),
+        last_write(&mut kv, &order_key),
+    );
+    let mut g2 = send_game(a.addr, 2).expect("connect");
+    assert_eq!(hear(&mut g2, REPLY), Heard::Assign(90, 2));
+    let order_now = last_write(&mut kv, &order_key);
+    assert!(order_now > order_then, "game 2's write moved the order key");
+    let stale = Fence {
+        leader_key: &leader_key,
+        create_revision: leader_rev,
+        order_key: &order_key,
+        order_revision: order_then,
+        id: b"a late copy",
+    };
+    // Game 1's entry with game 2's slot: a slot held twice, if it landed.
+    let entry = vec![4, 0, 0, 0, 90, 0, 2];
+    let data_prefix = format!("{}/state/", group.prefix).into_bytes();
+    let outcome = kv
+        .txn(&base, &stale, &data_prefix, &[TxnOp::Put(b"server/1".to_vec(), entry)])
+        .expect("etcd answers");
+    assert!(
+        matches!(&outcome, TxnOutcome::NotApplied { leader_created: Some(l), order: Some((o, _)) }
+            if *l == leader_rev && *o == order_now),
+        "{outcome:?}"
+    );
+    let mut slots = etcd_assignments(&group.etcd, &group.prefix);
+    slots.sort();
+    let p = &group.prefix;
+    assert_eq!(
+        slots,
+        [
+            (format!("{p}/state/server/1"), (90, 1)),
+            (format!("{p}/state/server/2"), (90, 2))
+        ]
+    );
+}

@@ -19,7 +19,7 @@ use std::time::Duration;
 /// whose etcd allows more says so with `--etcd-max-txn-ops`.
 pub const DEFAULT_MAX_TXN_OPS: usize = 128;
 /// Keys per page of a range read.
-const PAGE: usize = 20_000;
+const PAGE: usize = 2_000;
 
 /// Why a call failed.
 #[derive(Debug)]
@@ -300,18 +300,21 @@ impl Gateway {
         Err(EtcdError::Unreachable(last))
     }
 
-    /// Applies `ops` (at most etcd's `--max-txn-ops`, less one) under `prefix` if the election key still has
-    /// `create_revision`: `Ok(true)` applied, `Ok(false)` the fence failed (another member
-    /// holds the role, or our lease expired).
+    /// Applies `ops` (at most etcd's `--max-txn-ops`, less two: the order key and the
+    /// whitelist version) under `prefix` if `fence` holds ([`super::grpc::Fence`]).
     pub fn fenced_txn(
         &mut self,
-        leader_key: &[u8],
-        create_revision: i64,
+        fence: &super::grpc::Fence<'_>,
         prefix: &[u8],
         ops: &[TxnOp],
-    ) -> Result<bool, EtcdError> {
+    ) -> Result<super::grpc::TxnOutcome, EtcdError> {
         // Through etcd's native gRPC: a quarter of the gateway's CPU per key (super::grpc).
-        self.on_kv(|kv, base| kv.txn(base, leader_key, create_revision, prefix, ops))
+        self.on_kv(|kv, base| kv.txn(base, fence, prefix, ops))
+    }
+
+    /// One key's last write, (revision, value), or `None` if it does not exist.
+    pub fn last_write(&mut self, key: &[u8]) -> Result<Option<(i64, Vec<u8>)>, EtcdError> {
+        self.on_kv(|kv, base| kv.get(base, key))
     }
 }
 

@@ -24,6 +24,7 @@
 //! key is written once, with its last value (etcd refuses a key named twice).
 
 use super::etcd::{Campaign, EtcdError, Gateway, TxnOp};
+use super::grpc::{Fence, TxnOutcome};
 use super::keys::{self, Op, WHITELIST_VERSION};
 use super::worker::{Done, Msg, StoreEvent, TxnStat};
 use super::{record, Record, State};
@@ -117,7 +118,8 @@ pub fn chunks(records: &[Record], max_ops: usize) -> Vec<Vec<TxnOp>> {
         if version.is_some() {
             chunk.version = version;
         }
-        if chunk.ops.len() >= max_ops - 1 {
+        // Room for the whitelist version and the order key (see Fence).
+        if chunk.ops.len() >= max_ops - 2 {
             chunk.close(&mut out);
         }
     }
@@ -184,7 +186,8 @@ fn split_rewrite(state: &State, max_ops: usize) -> Vec<Vec<TxnOp>> {
         let (Some(Op::Put(k, v)), _) = keys::op(&Record::Server(server)) else {
             continue;
         };
-        if txn.len() + 1 > max_ops || bytes + k.len() + v.len() > MAX_TXN_BYTES {
+        // Room for the order key (see Fence).
+        if txn.len() + 2 > max_ops || bytes + k.len() + v.len() > MAX_TXN_BYTES {
             out.push(std::mem::take(&mut txn));
             bytes = 0;
         }
@@ -213,6 +216,10 @@ struct Member {
     cfg: GroupConfig,
     gw: Gateway,
     leader_key: Vec<u8>,
+    /// `<prefix>/order`: written by every data transaction, compared by the next.
+    order_key: Vec<u8>,
+    /// The revision of the order key's last write we know of (this term).
+    order_rev: i64,
     data_prefix: Vec<u8>,
     rx: Receiver<Msg>,
     tx: Sender<StoreEvent>,
@@ -237,6 +244,8 @@ pub(super) fn run(
     let mut m = Member {
         gw: Gateway::new(&cfg.endpoints, timeout),
         leader_key: format!("{}/leader", cfg.prefix).into_bytes(),
+        order_key: format!("{}/order", cfg.prefix).into_bytes(),
+        order_rev: 0,
         data_prefix: format!("{}/state/", cfg.prefix).into_bytes(),
         cfg,
         rx,
@@ -368,6 +377,16 @@ impl Member {
         let every = renewal_interval(self.cfg.lease_ttl);
         let mut next_renewal = granted_at + every;
         let mut renewed_at = granted_at;
+        // Where the group's writes stand: our first transaction must follow the last one
+        // anybody made (the previous member's, fenced by its own election).
+        self.order_rev = match self.gw.last_write(&self.order_key) {
+            Ok(last) => last.map_or(0, |(revision, _)| revision),
+            Err(e) => {
+                let why = format!("reading the write order: {e}");
+                error!("group {}: {why}; standing down", self.cfg.prefix);
+                return Exit::Lost(why, Duration::from_secs(1));
+            }
+        };
         let state = match self.load(&prefix, fence, lease, &mut next_renewal, &mut renewed_at) {
             Ok(s) => s,
             Err(why) => {
@@ -491,17 +510,19 @@ impl Member {
             .check()
             .map_err(|e| format!("the group's state breaks an invariant: {e}"))?;
         if pieces > 0 {
-            for txn in split_rewrite(&state, self.cfg.max_txn_ops) {
+            for (i, txn) in split_rewrite(&state, self.cfg.max_txn_ops)
+                .into_iter()
+                .enumerate()
+            {
                 if Instant::now() >= *next_renewal {
                     let sent = Instant::now();
                     self.renew(lease, next_renewal)?;
                     *renewed_at = sent;
                 }
-                match self.gw.fenced_txn(&self.leader_key, revision, prefix, &txn) {
-                    Ok(true) => {}
-                    Ok(false) => return Err("fenced out while rewriting the state".into()),
-                    Err(e) => return Err(format!("rewriting the state: {e}")),
-                }
+                let id = txn_id(revision, u64::MAX, i);
+                self.write_txn(revision, &id, &txn).map_err(|e| match e {
+                    Fenced::Out(why) | Fenced::Io(why) => format!("rewriting the state: {why}"),
+                })?;
             }
             info!(
                 "group {}: {pieces} keys of the earlier layout (assign/, name/, game/) rewritten as one server/ key per game node",
@@ -536,39 +557,84 @@ impl Member {
         }
         let records =
             record::decode_batch(&batch.records).map_err(|c| Fenced::Io(format!("batch {c}")))?;
-        let leader_key = self.leader_key.clone();
-        let prefix = self.data_prefix.clone();
         let chunks = chunks(&records, self.cfg.max_txn_ops);
-        let max_ops = self.cfg.max_txn_ops;
-        write_remaining(batch, &chunks, |chunk| {
+        let seq = batch.seq;
+        write_remaining(batch, &chunks, |index, chunk| {
             if Instant::now() >= *next_renewal {
                 self.renew(lease, next_renewal).map_err(Fenced::Out)?;
             }
             let sent = Instant::now();
-            match self.gw.fenced_txn(&leader_key, fence, &prefix, chunk) {
-                Ok(true) => {
-                    txns.push(TxnStat {
-                        ops: chunk.len(),
-                        elapsed: sent.elapsed(),
-                    });
-                    Ok(())
-                }
-                Ok(false) => Err(Fenced::Out("fenced out".into())),
-                Err(e @ EtcdError::Refused(_)) | Err(e @ EtcdError::Bad(_)) => {
-                    let hint = if e.to_string().contains("too many operations") {
-                        format!(
-                            " (transactions of up to {max_ops} operations: etcd's --max-txn-ops is lower than --etcd-max-txn-ops)"
-                        )
-                    } else {
-                        String::new()
-                    };
-                    error!("group {}: write refused: {e}{hint}", self.cfg.prefix);
-                    Err(Fenced::Io(e.to_string()))
-                }
-                Err(e) => Err(Fenced::Io(e.to_string())),
-            }
+            self.write_txn(fence, &txn_id(fence, seq, index), chunk)?;
+            txns.push(TxnStat {
+                ops: chunk.len(),
+                elapsed: sent.elapsed(),
+            });
+            Ok(())
         })
     }
+
+    /// One fenced transaction, `id` its name in the order key: `Ok` once it is applied (now,
+    /// or by an earlier copy of it whose answer was lost); [`Fenced::Out`] when the role is
+    /// lost, or the group's writes moved on without this member (never retried).
+    fn write_txn(&mut self, fence: i64, id: &[u8], ops: &[TxnOp]) -> Result<(), Fenced> {
+        let f = Fence {
+            leader_key: &self.leader_key,
+            create_revision: fence,
+            order_key: &self.order_key,
+            order_revision: self.order_rev,
+            id,
+        };
+        match self.gw.fenced_txn(&f, &self.data_prefix, ops) {
+            Ok(outcome) => {
+                self.order_rev = settle(outcome, fence, id, self.order_rev)?;
+                Ok(())
+            }
+            Err(e @ EtcdError::Refused(_)) | Err(e @ EtcdError::Bad(_)) => {
+                let hint = if e.to_string().contains("too many operations") {
+                    format!(
+                        " (transactions of up to {} operations: etcd's --max-txn-ops is lower than --etcd-max-txn-ops)",
+                        self.cfg.max_txn_ops
+                    )
+                } else {
+                    String::new()
+                };
+                error!("group {}: write refused: {e}{hint}", self.cfg.prefix);
+                Err(Fenced::Io(e.to_string()))
+            }
+            Err(e) => Err(Fenced::Io(e.to_string())),
+        }
+    }
+}
+
+/// What a fenced transaction's outcome means: the order key's new last write, or why this
+/// member must stop (another holds the role; or the group's writes moved on without it,
+/// which no member of a fenced group can make happen but is never papered over).
+fn settle(outcome: TxnOutcome, fence: i64, id: &[u8], order_rev: i64) -> Result<i64, Fenced> {
+    match outcome {
+        TxnOutcome::Applied { revision } => Ok(revision),
+        TxnOutcome::NotApplied { leader_created, .. } if leader_created != Some(fence) => {
+            Err(Fenced::Out("fenced out".into()))
+        }
+        // An earlier copy of this transaction landed; its answer was lost.
+        TxnOutcome::NotApplied {
+            order: Some((revision, value)),
+            ..
+        } if value == id => Ok(revision),
+        TxnOutcome::NotApplied { order, .. } => Err(Fenced::Out(format!(
+            "the group's writes moved on without this member (order key written at {:?}, expected {order_rev})",
+            order.map(|(revision, _)| revision)
+        ))),
+    }
+}
+
+/// A data transaction's name: the term's fence, the batch's sequence number, the
+/// transaction's index in the batch (unique for the group: fences are etcd revisions).
+fn txn_id(fence: i64, batch: u64, index: usize) -> Vec<u8> {
+    let mut id = Vec::with_capacity(20);
+    id.extend_from_slice(&fence.to_be_bytes());
+    id.extend_from_slice(&batch.to_be_bytes());
+    id.extend_from_slice(&(index as u32).to_be_bytes());
+    id
 }
 
 /// Writes the transactions of `batch` it has not written yet (`txns` are its records'
@@ -580,10 +646,10 @@ impl Member {
 fn write_remaining(
     batch: &mut super::Batch,
     txns: &[Vec<TxnOp>],
-    mut write: impl FnMut(&[TxnOp]) -> Result<(), Fenced>,
+    mut write: impl FnMut(usize, &[TxnOp]) -> Result<(), Fenced>,
 ) -> Result<(), Fenced> {
-    for txn in txns.iter().skip(batch.txns_written) {
-        write(txn)?;
+    for (index, txn) in txns.iter().enumerate().skip(batch.txns_written) {
+        write(index, txn)?;
         batch.txns_written += 1;
     }
     Ok(())
@@ -711,10 +777,10 @@ mod tests {
             one[0][0],
             TxnOp::Put(b"server/1".to_vec(), vec![4, 0, 0, 0, 10, 0, 3])
         );
-        // Cut after every op (max 2 = one op and room for the version): each change stays,
+        // Cut after every op (max 3 = one op and room for the version and the order key): each change stays,
         // in event order, so the state after each transaction is one the cluster was in
         // (game 1 left 10/1 before game 2 took it).
-        let cut = chunks(&records, 2);
+        let cut = chunks(&records, 3);
         assert_eq!(cut.len(), 3);
         assert_eq!(
             cut.iter().map(|t| key_of(&t[0])).collect::<Vec<_>>(),
@@ -768,7 +834,7 @@ mod tests {
             slot(2, 10, 4),
             slot(3, 10, 1),
         ];
-        let txns = chunks(&records, 3);
+        let txns = chunks(&records, 4);
         assert_eq!(txns.len(), 2);
         let mut store: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = Default::default();
         let mut sent = Vec::new();
@@ -790,11 +856,43 @@ mod tests {
                 false => Ok(()),
             }
         };
-        let first = write_remaining(&mut batch, &txns, |t| write(t, t == &txns[1][..]));
+        let first = write_remaining(&mut batch, &txns, |i, t| write(t, i == 1));
         assert!(first.is_err());
         assert_eq!(batch.txns_written, 1);
-        write_remaining(&mut batch, &txns, |t| write(t, false)).expect("retry");
+        write_remaining(&mut batch, &txns, |_, t| write(t, false)).expect("retry");
         assert_eq!(batch.txns_written, 2);
         assert_eq!(sent, [txns[0].clone(), txns[1].clone(), txns[1].clone()]);
+    }
+
+    #[test]
+    fn a_transaction_refused_by_the_order_fence_is_told_apart_from_one_that_landed() {
+        let id = txn_id(7, 3, 1);
+        let not_applied = |leader_created, order| TxnOutcome::NotApplied {
+            leader_created,
+            order,
+        };
+        assert_eq!(
+            settle(TxnOutcome::Applied { revision: 50 }, 7, &id, 41).ok(),
+            Some(50)
+        );
+        // Our own earlier copy landed (its answer lost): carry on from its revision.
+        let landed = not_applied(Some(7), Some((44, id.clone())));
+        assert_eq!(settle(landed, 7, &id, 41).ok(), Some(44));
+        // Another election since, or the key gone: the role is lost.
+        for lost in [
+            not_applied(Some(9), Some((44, id.clone()))),
+            not_applied(None, None),
+        ] {
+            assert!(
+                matches!(settle(lost, 7, &id, 41), Err(Fenced::Out(why)) if why == "fenced out")
+            );
+        }
+        // Our role, but the order key holds another transaction: never written over.
+        let other = not_applied(Some(7), Some((44, txn_id(7, 2, 0))));
+        assert!(
+            matches!(settle(other, 7, &id, 41), Err(Fenced::Out(why)) if why.contains("moved on"))
+        );
+        assert_eq!(id.len(), 20);
+        assert_ne!(txn_id(7, 3, 1), txn_id(8, 3, 1));
     }
 }
