@@ -18,8 +18,11 @@ use std::time::Duration;
 /// Most operations etcd accepts in one transaction by default (its `--max-txn-ops`); a group
 /// whose etcd allows more says so with `--etcd-max-txn-ops`.
 pub const DEFAULT_MAX_TXN_OPS: usize = 128;
-/// Keys per page of a range read.
-const PAGE: usize = 2_000;
+/// Keys per page of a range read, to start with: etcd counts every key left in the range
+/// for each page, so larger pages load a large state faster (100,000 game nodes and 100,000
+/// whitelist entries: ~1 s at 20,000 a page, ~3.5 s at 2,000). A page over the answer limit
+/// (long names) is asked for again with half as many keys.
+pub const PAGE: usize = 20_000;
 
 /// Why a call failed.
 #[derive(Debug)]
@@ -30,6 +33,8 @@ pub enum EtcdError {
     Refused(String),
     /// The answer could not be understood.
     Bad(String),
+    /// The answer was larger than the call takes (a range page: ask for fewer keys).
+    TooLarge(String),
 }
 
 impl fmt::Display for EtcdError {
@@ -38,6 +43,7 @@ impl fmt::Display for EtcdError {
             EtcdError::Unreachable(e) => write!(f, "etcd unreachable: {e}"),
             EtcdError::Refused(e) => write!(f, "etcd refused: {e}"),
             EtcdError::Bad(e) => write!(f, "etcd answer not understood: {e}"),
+            EtcdError::TooLarge(e) => write!(f, "etcd answer too large: {e}"),
         }
     }
 }
@@ -255,19 +261,21 @@ impl Gateway {
         }
     }
 
-    /// One page of the keys under `prefix` from `from` (a key under it; the prefix itself
-    /// for the first page), read at `revision` so all pages show one consistent picture.
-    /// Appends them (prefix removed) to `out`; returns where the next page starts, if any.
+    /// One page of at most `page` keys under `prefix` from `from` (a key under it; the
+    /// prefix itself for the first page), read at `revision` so all pages show one
+    /// consistent picture. Appends them (prefix removed) to `out`; returns where the next
+    /// page starts, if any.
     pub fn range_page(
         &mut self,
         prefix: &[u8],
         from: &[u8],
         revision: i64,
+        page: usize,
         out: &mut KeyValues,
     ) -> Result<Option<Vec<u8>>, EtcdError> {
         let end = prefix_end(prefix);
         let (more, last) = self.on_kv(|kv, base| {
-            kv.range(base, from, &end, PAGE as i64, revision, prefix.len(), out)
+            kv.range(base, from, &end, page as i64, revision, prefix.len(), out)
         })?;
         match (more, last) {
             (true, Some(mut next)) => {

@@ -489,16 +489,22 @@ impl Member {
     ) -> Result<State, String> {
         let mut kvs = Vec::new();
         let mut from = Some(prefix.to_vec());
+        let mut page = super::etcd::PAGE;
         while let Some(at) = from {
             if Instant::now() >= *next_renewal {
                 let sent = Instant::now();
                 self.renew(lease, next_renewal)?;
                 *renewed_at = sent;
             }
-            from = self
-                .gw
-                .range_page(prefix, &at, revision, &mut kvs)
-                .map_err(|e| format!("loading the state: {e}"))?;
+            from = match self.gw.range_page(prefix, &at, revision, page, &mut kvs) {
+                Ok(next) => next,
+                Err(EtcdError::TooLarge(why)) if page > 1 => {
+                    page /= 2;
+                    info!("group {}: {why}; pages of {page} keys", self.cfg.prefix);
+                    Some(at)
+                }
+                Err(e) => return Err(format!("loading the state: {e}")),
+            };
         }
         let mut state = State::default();
         let mut pieces = 0;

@@ -401,8 +401,8 @@ impl KvClient {
         setup.map_err(|e| EtcdError::Bad(format!("{url}: {e}")))?;
         if let Err(e) = self.easy.perform() {
             if e.is_write_error() {
-                return Err(EtcdError::Unreachable(format!(
-                    "{url}: an answer larger than {limit} bytes (not etcd?)"
+                return Err(EtcdError::TooLarge(format!(
+                    "{url}: an answer larger than {limit} bytes"
                 )));
             }
             // A kept-alive connection the server closed meanwhile (etcd restarted): the
