@@ -1056,7 +1056,12 @@ fn a_transaction_that_reaches_etcd_late_is_refused_by_the_order_fence() {
     let entry = vec![4, 0, 0, 0, 90, 0, 2];
     let data_prefix = format!("{}/state/", group.prefix).into_bytes();
     let outcome = kv
-        .txn(&base, &stale, &data_prefix, &[TxnOp::Put(b"server/1".to_vec(), entry)])
+        .txn(
+            &base,
+            &stale,
+            &data_prefix,
+            &[TxnOp::Put(b"server/1".to_vec(), entry)],
+        )
         .expect("etcd answers");
     assert!(
         matches!(&outcome, TxnOutcome::NotApplied { leader_created: Some(l), order: Some((o, _)) }
