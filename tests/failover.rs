@@ -966,6 +966,20 @@ fn two_changes_of_one_key_in_one_batch_are_written_as_one() {
     assert_eq!(stored, [format!("{}/state/whitelist/a", group.prefix)]);
 }
 
+/// etcd's own view: exactly games 1 and 2 with slots, at 90/1 and 90/2.
+fn assert_games_1_and_2_hold_90_1_and_90_2(group: &Group) {
+    let mut slots = etcd_assignments(&group.etcd, &group.prefix);
+    slots.sort();
+    let p = &group.prefix;
+    assert_eq!(
+        slots,
+        [
+            (format!("{p}/state/server/1"), (90, 1)),
+            (format!("{p}/state/server/2"), (90, 2))
+        ]
+    );
+}
+
 /// A group whose etcd holds the earlier layout (three keys per game node): the member that
 /// becomes active loads it, rewrites it as one `server/` key per node, and serves it.
 #[test]
@@ -999,16 +1013,7 @@ fn a_group_state_of_the_earlier_layout_is_rewritten_when_a_member_takes_over() {
         let left = etcd_keys(&group.etcd, &group.prefix, kind);
         assert!(left.is_empty(), "{kind} keys left: {left:?}");
     }
-    let mut slots = etcd_assignments(&group.etcd, &group.prefix);
-    slots.sort();
-    let p = &group.prefix;
-    assert_eq!(
-        slots,
-        [
-            (format!("{p}/state/server/1"), (90, 1)),
-            (format!("{p}/state/server/2"), (90, 2))
-        ]
-    );
+    assert_games_1_and_2_hold_90_1_and_90_2(&group);
 }
 
 /// Found by review: a copy of a transaction that reached etcd late (stuck in a paused etcd
@@ -1068,14 +1073,5 @@ fn a_transaction_that_reaches_etcd_late_is_refused_by_the_order_fence() {
             if *l == leader_rev && *o == order_now),
         "{outcome:?}"
     );
-    let mut slots = etcd_assignments(&group.etcd, &group.prefix);
-    slots.sort();
-    let p = &group.prefix;
-    assert_eq!(
-        slots,
-        [
-            (format!("{p}/state/server/1"), (90, 1)),
-            (format!("{p}/state/server/2"), (90, 2))
-        ]
-    );
+    assert_games_1_and_2_hold_90_1_and_90_2(&group);
 }

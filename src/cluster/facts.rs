@@ -4,8 +4,7 @@
 use super::alloc::ServId;
 use super::Cluster;
 use crate::proto::{CrossInfo, GameInfo};
-use crate::state::record::ServerRecord;
-use crate::state::{GameFacts, Record};
+use crate::state::{record, Record};
 
 impl Cluster {
     /// Records what a GAME_INFO says that the durable record does not hold yet (its name,
@@ -24,17 +23,15 @@ impl Cluster {
         if same_name && same_facts {
             return;
         }
-        Record::Server(ServerRecord {
+        let facts = (info.cross_plat, info.open_time, info.addr);
+        let slot = known.and_then(|g| g.assignment);
+        record::encode_server_in_batch(
+            &mut self.journal,
             serv,
-            name: Some(info.serv_name.into()),
-            facts: Some(GameFacts {
-                plat: info.cross_plat.into(),
-                open_time: info.open_time,
-                addr: info.addr.into(),
-            }),
-            slot: known.and_then(|g| g.assignment),
-        })
-        .encode_in_batch(&mut self.journal);
+            Some(info.serv_name),
+            Some(facts),
+            slot,
+        );
         if !same_facts {
             self.alloc
                 .restore_game(serv, info.cross_plat, info.open_time, info.addr);
@@ -71,19 +68,16 @@ impl Cluster {
             // The whole entry, from what the allocator holds: its name and facts are the ones
             // journal_game_facts (or the start-up load) gave it. A node that never sent a
             // GAME_INFO (adopted from a cross node's list) has no platform and so no facts.
-            let name = (!g.name.is_empty()).then(|| g.name.clone());
-            let facts = g.plat.map(|p| GameFacts {
-                plat: self.alloc.platforms.name(p).into(),
-                open_time: g.open_time,
-                addr: g.addr.clone(),
-            });
-            Record::Server(ServerRecord {
+            let name = (!g.name.is_empty()).then_some(&*g.name);
+            let plat = g.plat.map(|p| self.alloc.platforms.name(p));
+            let facts = plat.map(|plat| (plat, g.open_time, &*g.addr));
+            record::encode_server_in_batch(
+                &mut self.journal,
                 serv,
                 name,
                 facts,
-                slot: Some((cross, pos)),
-            })
-            .encode_in_batch(&mut self.journal);
+                Some((cross, pos)),
+            );
             self.stats.assignments += 1;
         }
         self.changes.settled.clear();

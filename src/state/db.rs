@@ -120,15 +120,23 @@ fn key_text(k: &[u8]) -> io::Result<&str> {
     std::str::from_utf8(k).map_err(|_| io::Error::other("a key is not UTF-8"))
 }
 
+/// The two statements every write uses: put (insert or replace) and delete, by key.
+fn put_and_delete<'t>(
+    tx: &'t rusqlite::Transaction<'_>,
+) -> io::Result<(rusqlite::CachedStatement<'t>, rusqlite::CachedStatement<'t>)> {
+    let put = tx
+        .prepare_cached("INSERT OR REPLACE INTO state (k, v) VALUES (?1, ?2)")
+        .map_err(other)?;
+    let delete = tx
+        .prepare_cached("DELETE FROM state WHERE k = ?1")
+        .map_err(other)?;
+    Ok((put, delete))
+}
+
 fn write_ops(conn: &mut rusqlite::Connection, ops: &[Op]) -> io::Result<()> {
     let tx = conn.transaction().map_err(other)?;
     {
-        let mut put = tx
-            .prepare_cached("INSERT OR REPLACE INTO state (k, v) VALUES (?1, ?2)")
-            .map_err(other)?;
-        let mut delete = tx
-            .prepare_cached("DELETE FROM state WHERE k = ?1")
-            .map_err(other)?;
+        let (mut put, mut delete) = put_and_delete(&tx)?;
         for op in ops {
             match op {
                 Op::Put(k, v) => put.execute((key_text(k)?, &v[..])).map_err(other)?,
@@ -160,12 +168,7 @@ fn write_batch(conn: &mut rusqlite::Connection, batch: &[u8]) -> io::Result<usiz
     let tx = conn.transaction().map_err(other)?;
     let mut writes = 0;
     {
-        let mut put = tx
-            .prepare_cached("INSERT OR REPLACE INTO state (k, v) VALUES (?1, ?2)")
-            .map_err(other)?;
-        let mut delete = tx
-            .prepare_cached("DELETE FROM state WHERE k = ?1")
-            .map_err(other)?;
+        let (mut put, mut delete) = put_and_delete(&tx)?;
         let mut version = None;
         let mut key = keys::KeyBuf::default();
         for (i, body) in bodies.iter().enumerate() {

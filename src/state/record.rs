@@ -135,6 +135,50 @@ pub struct ServerRecord {
     pub slot: Option<(u32, u16)>,
 }
 
+/// Appends a game node's whole entry as a batch record ([`Record::Server`]'s bytes, zero
+/// checksum), from borrowed parts: the loop journals one per new or changed game node, and
+/// building a [`ServerRecord`] first would allocate its strings only to drop them.
+pub fn encode_server_in_batch(
+    out: &mut Vec<u8>,
+    serv: u32,
+    name: Option<&str>,
+    facts: Option<(&str, u32, &str)>,
+    slot: Option<(u32, u16)>,
+) {
+    let start = out.len();
+    out.extend_from_slice(&[0; RECORD_HEADER]);
+    out.push(kind::SERVER);
+    put_u32(out, serv);
+    put_server_parts(out, name, facts, slot);
+    let len = ((out.len() - start - RECORD_HEADER) as u32).to_le_bytes();
+    out[start..start + 4].copy_from_slice(&len);
+}
+
+/// The parts of a game node's entry (see [`ServerRecord::encode_parts`]).
+fn put_server_parts(
+    out: &mut Vec<u8>,
+    name: Option<&str>,
+    facts: Option<(&str, u32, &str)>,
+    slot: Option<(u32, u16)>,
+) {
+    let flags = (name.is_some() as u8 * part::NAME)
+        | (facts.is_some() as u8 * part::FACTS)
+        | (slot.is_some() as u8 * part::SLOT);
+    out.push(flags);
+    if let Some(name) = name {
+        put_str(out, name);
+    }
+    if let Some((plat, open_time, addr)) = facts {
+        put_str(out, plat);
+        put_u32(out, open_time);
+        put_str(out, addr);
+    }
+    if let Some((cross, pos)) = slot {
+        put_u32(out, cross);
+        put_u16(out, pos);
+    }
+}
+
 /// Which parts a [`ServerRecord`] carries (its flags byte).
 mod part {
     pub const NAME: u8 = 1;
@@ -147,22 +191,11 @@ impl ServerRecord {
     /// and addr str, then cross_server_id u32 and cross_pos u16, each group only if present.
     /// This is also the value of the node's `server/` key.
     pub fn encode_parts(&self, out: &mut Vec<u8>) {
-        let flags = (self.name.is_some() as u8 * part::NAME)
-            | (self.facts.is_some() as u8 * part::FACTS)
-            | (self.slot.is_some() as u8 * part::SLOT);
-        out.push(flags);
-        if let Some(name) = &self.name {
-            put_str(out, name);
-        }
-        if let Some(f) = &self.facts {
-            put_str(out, &f.plat);
-            put_u32(out, f.open_time);
-            put_str(out, &f.addr);
-        }
-        if let Some((cross, pos)) = self.slot {
-            put_u32(out, cross);
-            put_u16(out, pos);
-        }
+        let facts = self
+            .facts
+            .as_ref()
+            .map(|f| (&*f.plat, f.open_time, &*f.addr));
+        put_server_parts(out, self.name.as_deref(), facts, self.slot);
     }
 
     /// Checks that `parts` is what [`ServerRecord::encode_parts`] writes (every part whole,
@@ -775,6 +808,18 @@ mod tests {
         let mut bytes = Vec::new();
         records.iter().for_each(|r| r.encode_in_batch(&mut bytes));
         assert_eq!(decode_batch(&bytes).expect("decodes"), records);
+        // The borrowed encoder writes what the record does.
+        let mut borrowed = Vec::new();
+        encode_server_in_batch(
+            &mut borrowed,
+            7,
+            Some("s7"),
+            Some(("asia", 1_700_000_000, "10.0.0.5:8001")),
+            Some((9001, 3)),
+        );
+        let mut owned = Vec::new();
+        records[10].encode_in_batch(&mut owned);
+        assert_eq!(borrowed, owned);
         // The same bytes as a file's but the checksums.
         let mut sealed = Vec::new();
         records.iter().for_each(|r| r.encode(&mut sealed));
