@@ -9,7 +9,11 @@
 //!
 //! Fencing: every data transaction compares the leader key's create revision with ours, so a
 //! member that lost its lease (expired while it was paused, or revoked) can write nothing: a
-//! failed compare is [`RoleChange::Lost`], never retried. The thread renews the lease every
+//! failed compare is [`RoleChange::Lost`], never retried. It also compares the last write of
+//! `<prefix>/order` with the one we made (or found when we took over) and writes its own name
+//! there, so a copy of a transaction that reaches etcd late (a paused etcd member, a resend
+//! after a timeout) is refused rather than applied after newer ones; a refused resend whose
+//! first copy landed finds its own name there and carries on. The thread renews the lease every
 //! quarter of its TTL and reports each success ([`RoleChange::Renewed`], with the instant the
 //! renewal was *sent*): the loop keeps its own deadline from that, so a paused process notices
 //! on its own that it must stop before it sends anything.
