@@ -162,7 +162,7 @@ impl<L: log::Log> log::Log for Leveled<L> {
 
 /// The lean `simplelog` configuration: only the message, after the sink's timestamp and level
 /// tag ([`Leveled`]).
-pub fn line_config() -> simplelog::Config {
+fn line_config() -> simplelog::Config {
     simplelog::ConfigBuilder::new()
         .set_max_level(LevelFilter::Off)
         .set_time_level(LevelFilter::Off)

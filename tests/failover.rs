@@ -162,6 +162,18 @@ fn member_with(
     dir: &std::path::Path,
     extra: &[&str],
 ) -> Member {
+    member_with_env(etcd, name, prefix, dir, extra, &[])
+}
+
+/// A member started with `extra` flags and `env` variables.
+fn member_with_env(
+    etcd: &Etcd,
+    name: &str,
+    prefix: &str,
+    dir: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Member {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log");
@@ -189,6 +201,7 @@ fn member_with(
             "1000",
         ])
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -1074,4 +1087,30 @@ fn a_transaction_that_reaches_etcd_late_is_refused_by_the_order_fence() {
         "{outcome:?}"
     );
     assert_games_1_and_2_hold_90_1_and_90_2(&group);
+}
+
+/// Found by review: the JSON gateway's client took `http_proxy` from the environment (the
+/// gRPC one did not), so a member behind such a setting never won the election.
+#[test]
+fn a_proxy_in_the_environment_is_not_used_for_etcd() {
+    let dir = common::temp_dir("failover-proxy");
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let etcd = Etcd::start(&dir);
+    let prefix = format!("/test/proxy-{}", std::process::id());
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let env = [
+        ("http_proxy", dead.as_str()),
+        ("HTTP_PROXY", dead.as_str()),
+        ("ALL_PROXY", dead.as_str()),
+    ];
+    let a = member_with_env(&etcd, "a", &prefix, &dir, &[], &env);
+    wait_active(&[&a], Duration::from_secs(15));
+    let _x = cross_node(a.addr, 90);
+    let mut g1 = send_game(a.addr, 1).expect("connect");
+    assert_eq!(hear(&mut g1, REPLY), Heard::Assign(90, 1));
+    drop(a);
+    drop(etcd);
+    if std::env::var_os("KEEP_FAILOVER_LOGS").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -124,6 +124,8 @@ impl Gateway {
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
+            // etcd is reached directly: an http_proxy in the environment is not for it.
+            .proxy(None)
             .build();
         Gateway {
             agent: ureq::Agent::new_with_config(config),
@@ -299,6 +301,9 @@ impl Gateway {
             };
             match f(&mut self.kv, base) {
                 Err(EtcdError::Unreachable(e)) => {
+                    if self.endpoints.len() > 1 {
+                        log::warn!("{e}; trying the next etcd endpoint");
+                    }
                     last = e;
                     self.current = (self.current + 1) % self.endpoints.len();
                 }

@@ -33,7 +33,7 @@ pub use txns::chunks;
 use txns::{settle, split_rewrite, txn_id, write_remaining, Fenced};
 
 use super::etcd::{Campaign, EtcdError, Gateway, TxnOp};
-use super::grpc::Fence;
+use super::grpc::{Fence, TxnOutcome};
 use super::keys;
 use super::worker::{Done, Msg, StoreEvent, TxnStat};
 use super::{record, State};
@@ -316,7 +316,10 @@ impl Member {
                     let mut txns = Vec::new();
                     let result =
                         self.commit(&mut batch, lease, fence, &mut next_renewal, &mut txns);
-                    let fenced = matches!(&result, Err(Fenced::Out(_)));
+                    let fenced = match &result {
+                        Err(Fenced::Out(why)) => Some(why.clone()),
+                        _ => None,
+                    };
                     let done = Done {
                         batch,
                         result: result.map_err(|f| match f {
@@ -326,11 +329,8 @@ impl Member {
                         txns,
                     };
                     self.report(StoreEvent::Done(done));
-                    if fenced {
-                        return Exit::Lost(
-                            "another member holds the role (a write was fenced out)".into(),
-                            Duration::ZERO,
-                        );
+                    if let Some(why) = fenced {
+                        return Exit::Lost(format!("a write was refused: {why}"), Duration::ZERO);
                     }
                 }
                 Ok(Msg::Fault(f)) => self.fault = Some(f),
@@ -482,7 +482,14 @@ impl Member {
         };
         match self.gw.fenced_txn(&f, &self.data_prefix, ops) {
             Ok(outcome) => {
+                let resent = matches!(outcome, TxnOutcome::NotApplied { .. });
                 self.order_rev = settle(outcome, fence, id, self.order_rev)?;
+                if resent {
+                    info!(
+                        "group {}: a resent transaction had landed already (its first answer was lost); carrying on",
+                        self.cfg.prefix
+                    );
+                }
                 Ok(())
             }
             Err(e @ EtcdError::Refused(_)) | Err(e @ EtcdError::Bad(_)) => {
