@@ -154,15 +154,21 @@ fn write_ops(conn: &mut rusqlite::Connection, ops: &[Op]) -> io::Result<()> {
 /// on the way: the store thread's share of a handshake (callgrind).
 fn write_batch(conn: &mut rusqlite::Connection, batch: &[u8]) -> io::Result<usize> {
     let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("batch {why}"));
+    // Each body once: a game node's entry checked and split (serv, value), or another record.
     let bodies = record::batch_bodies(batch)
-        .collect::<Result<Vec<&[u8]>, _>>()
-        .map_err(|c| bad(c.to_string()))?;
+        .map(|body| {
+            let body = body.map_err(|c| bad(c.to_string()))?;
+            match record::server_body(body) {
+                Some(server) => server.map(Ok).map_err(bad),
+                None => Ok(Err(body)),
+            }
+        })
+        .collect::<io::Result<Vec<Result<(u32, &[u8]), &[u8]>>>>()?;
     // serv -> index of its last whole-entry record.
     let mut last: hashbrown::HashMap<u32, usize> = hashbrown::HashMap::new();
     for (i, body) in bodies.iter().enumerate() {
-        if let Some(server) = record::server_body(body) {
-            let (serv, _) = server.map_err(bad)?;
-            last.insert(serv, i);
+        if let Ok((serv, _)) = body {
+            last.insert(*serv, i);
         }
     }
     let tx = conn.transaction().map_err(other)?;
@@ -172,14 +178,16 @@ fn write_batch(conn: &mut rusqlite::Connection, batch: &[u8]) -> io::Result<usiz
         let mut version = None;
         let mut key = keys::KeyBuf::default();
         for (i, body) in bodies.iter().enumerate() {
-            if let Some(server) = record::server_body(body) {
-                let (serv, value) = server.map_err(bad)?;
-                if last.get(&serv) == Some(&i) {
-                    put.execute((key.server(serv), value)).map_err(other)?;
-                    writes += 1;
+            let body = match *body {
+                Ok((serv, value)) => {
+                    if last.get(&serv) == Some(&i) {
+                        put.execute((key.server(serv), value)).map_err(other)?;
+                        writes += 1;
+                    }
+                    continue;
                 }
-                continue;
-            }
+                Err(body) => body,
+            };
             let rec = Record::decode(body).map_err(bad)?;
             let (op, v) = keys::op(&rec);
             version = v.or(version);
