@@ -592,6 +592,40 @@ fn a_burst_of_new_game_nodes_is_made_durable_with_one_group_commit() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[test]
+fn a_stream_of_new_game_nodes_is_committed_at_most_once_per_commit_spacing() {
+    let dir = temp_dir("spacing");
+    let server = start(durable_config(&dir));
+    let _cross = server.cross(9, "p", 90, 1_000);
+    let before = metric(&server, "login_node_journal_fsyncs_total");
+    let started = Instant::now();
+    // Nodes arrive one after another (not all in one turn): each turn has records to commit.
+    let mut games: Vec<Client> = (1..=400u32)
+        .map(|id| {
+            let mut c = Client::connect(server.addr, REPLY).expect("connect");
+            c.send_auth(NodeType::Game as u8, id, "dev", TOKEN, None)
+                .expect("auth");
+            c.send_game_info(&game_info(id, "p")).expect("info");
+            c
+        })
+        .collect();
+    for c in &mut games {
+        while !matches!(
+            c.recv(REPLY).expect("frames"),
+            Some(ServerMessage::CrossAssign { .. })
+        ) {}
+    }
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let fsyncs = metric(&server, "login_node_journal_fsyncs_total") - before;
+    let most = elapsed_ms / login_node::reactor::COMMIT_SPACING_MS + 2;
+    assert!(
+        (1..=most).contains(&fsyncs),
+        "400 arrivals over {elapsed_ms} ms took {fsyncs} commits (at most {most})"
+    );
+    server.stop().expect("stop");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Sends `POST /api/whitelist {"entry": entry}` to a node whose journal writes fail and
 /// waits until the write of the batch holding the change failed.
 fn whitelist_post_on_a_full_disk(server: &Server, entry: &str) -> std::net::TcpStream {

@@ -1,8 +1,9 @@
 //! The reactor's own deadlines, on the cluster's timer wheel like every other deadline (so the
 //! poll timeout is the wheel's next wake-up, nothing merged by hand): an HTTP connection's
 //! request or idle deadline, the pause in accepting after the process ran out of descriptors,
-//! the retry of a failed journal write, and a failover member's lease. The wheel hands the
-//! reactor back a `usize` key; [`Deadline`] says what each key stands for.
+//! the retry of a failed journal write, the spacing of journal batches, and a failover
+//! member's lease. The wheel hands the reactor back a `usize` key; [`Deadline`] says what each
+//! key stands for.
 
 use super::LoginNode;
 use crate::cluster::{Cluster, Handler, Now};
@@ -17,6 +18,8 @@ pub(super) enum Deadline {
     AcceptRetry,
     /// A failed journal batch is submitted again.
     JournalRetry,
+    /// The next journal batch may start (batches are spaced).
+    CommitPace,
     /// A failover group's active member must have renewed its lease by now.
     Lease,
 }
@@ -26,6 +29,7 @@ pub(super) enum Deadline {
 const ACCEPT_RETRY_KEY: usize = usize::MAX;
 const JOURNAL_RETRY_KEY: usize = usize::MAX - 1;
 const LEASE_KEY: usize = usize::MAX - 2;
+const COMMIT_PACE_KEY: usize = usize::MAX - 3;
 
 impl Deadline {
     /// The key the wheel carries for this deadline.
@@ -35,6 +39,7 @@ impl Deadline {
             Deadline::AcceptRetry => ACCEPT_RETRY_KEY,
             Deadline::JournalRetry => JOURNAL_RETRY_KEY,
             Deadline::Lease => LEASE_KEY,
+            Deadline::CommitPace => COMMIT_PACE_KEY,
         }
     }
 
@@ -44,6 +49,7 @@ impl Deadline {
             ACCEPT_RETRY_KEY => Deadline::AcceptRetry,
             JOURNAL_RETRY_KEY => Deadline::JournalRetry,
             LEASE_KEY => Deadline::Lease,
+            COMMIT_PACE_KEY => Deadline::CommitPace,
             key => Deadline::Http(key),
         }
     }
@@ -81,6 +87,8 @@ impl<H: Handler> LoginNode<H> {
                 }
                 // The batch waiting for it is submitted by this turn's `drive_store`.
                 Deadline::JournalRetry => self.durability.retry_timer = None,
+                // Likewise the batch that waited for the spacing.
+                Deadline::CommitPace => self.durability.pace_timer = None,
                 Deadline::Lease => {
                     self.durability.lease_timer = None;
                     self.check_lease(now);
@@ -105,6 +113,7 @@ mod tests {
             Deadline::AcceptRetry,
             Deadline::JournalRetry,
             Deadline::Lease,
+            Deadline::CommitPace,
         ] {
             assert_eq!(Deadline::of_key(d.key()), d);
         }

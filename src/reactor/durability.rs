@@ -3,6 +3,11 @@
 //! then hands it the records accumulated since, if none is in flight. One batch in flight at
 //! a time, so a slow commit makes the next batch larger, never the loop slower.
 //!
+//! Batches are also spaced: one starts at most every [`COMMIT_SPACING_MS`]. Under a stream of
+//! changes (a burst of handshakes) one transaction and one fsync then cover that long instead
+//! of one loop turn, and the store thread wakes that much less often; a change after a quiet
+//! spell is submitted at once, so a lone change waits for nothing.
+//!
 //! A failed batch stays in flight (its frames held, the cluster refusing new assignments and
 //! operator changes) and is submitted again every [`JOURNAL_RETRY`]. Without a state directory
 //! every batch is durable at once.
@@ -17,6 +22,31 @@ use std::time::{Duration, Instant};
 
 /// How long shutdown waits for the store to finish the last batches.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// The least time between the starts of two batches. 20 ms: a burst of 19,000 handshakes then
+/// takes ~50 commits, not ~190, and the store thread's CPU halves (docs/PERFORMANCE.md); a
+/// change in a stream waits at most this long more before its commit starts.
+pub const COMMIT_SPACING_MS: u64 = 20;
+
+/// When the next batch may start: at most one every [`COMMIT_SPACING_MS`], the first after a
+/// quiet spell at once.
+#[derive(Debug, Default)]
+pub(super) struct CommitPacer {
+    last_start_ms: Option<u64>,
+}
+
+impl CommitPacer {
+    /// `None` when a batch may start now, otherwise the instant (monotonic ms) it may.
+    pub(super) fn wait_until(&self, now_ms: u64) -> Option<u64> {
+        let at = self.last_start_ms? + COMMIT_SPACING_MS;
+        (now_ms < at).then_some(at)
+    }
+
+    /// A batch started now.
+    pub(super) fn started(&mut self, now_ms: u64) {
+        self.last_start_ms = Some(now_ms);
+    }
+}
 
 /// The loop's side of the store.
 #[derive(Default)]
@@ -39,6 +69,11 @@ pub(super) struct Durability {
     pub(super) term: u64,
     /// The store thread has ended; logged once.
     dead: bool,
+    /// Spaces the batches; `pace_timer` wakes the loop when the next one may start.
+    pacer: CommitPacer,
+    pub(super) pace_timer: Option<TimerId>,
+    /// Set at shutdown: what is pending is written without waiting for the spacing.
+    unpaced: bool,
 }
 
 impl Durability {
@@ -95,11 +130,24 @@ impl<H: Handler> LoginNode<H> {
         if self.cluster.batch_in_flight() || matches!(self.cluster.role(), Role::Standby { .. }) {
             return;
         }
+        if self.cluster.pending_journal().is_empty() {
+            return;
+        }
+        if !self.durability.unpaced {
+            if let Some(at) = self.durability.pacer.wait_until(now.mono_ms) {
+                if self.durability.pace_timer.is_none() {
+                    let timer = &mut self.durability.pace_timer;
+                    deadline::arm(&mut self.cluster, timer, at, Deadline::CommitPace);
+                }
+                return;
+            }
+        }
         let mut batch = std::mem::take(&mut self.durability.spare);
         let Some(seq) = self.cluster.take_batch(&mut batch.records) else {
             self.durability.spare = batch;
             return;
         };
+        self.durability.pacer.started(now.mono_ms);
         batch.seq = seq;
         batch.term = self.durability.term;
         batch.audit.clear();
@@ -197,6 +245,8 @@ impl<H: Handler> LoginNode<H> {
     pub(super) fn finish_store(&mut self) {
         let deadline = Instant::now() + SHUTDOWN_WAIT;
         deadline::disarm(&mut self.cluster, &mut self.durability.retry_timer);
+        deadline::disarm(&mut self.cluster, &mut self.durability.pace_timer);
+        self.durability.unpaced = true;
         if let Some(batch) = self.durability.retry.take() {
             if let Some(store) = &self.durability.store {
                 store.submit(batch);
@@ -234,5 +284,29 @@ impl<H: Handler> LoginNode<H> {
                 return; // logged; what it announces is not sent
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_after_a_quiet_spell_starts_at_once_and_a_stream_waits_for_the_spacing() {
+        let mut pacer = CommitPacer::default();
+        assert_eq!(
+            pacer.wait_until(5),
+            None,
+            "the first batch waits for nothing"
+        );
+        pacer.started(5);
+        assert_eq!(pacer.wait_until(5), Some(5 + COMMIT_SPACING_MS));
+        assert_eq!(
+            pacer.wait_until(4 + COMMIT_SPACING_MS),
+            Some(5 + COMMIT_SPACING_MS)
+        );
+        assert_eq!(pacer.wait_until(5 + COMMIT_SPACING_MS), None);
+        pacer.started(1_000);
+        assert_eq!(pacer.wait_until(1_000 + COMMIT_SPACING_MS * 10), None);
     }
 }

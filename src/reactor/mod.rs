@@ -60,6 +60,7 @@ use crate::timer::TimerId;
 pub use builder::{Builder, ShutdownHandle};
 use conn::{Conn, ConnOutbox};
 use deadline::Deadline;
+pub use durability::COMMIT_SPACING_MS;
 use log::{debug, error, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -80,6 +81,10 @@ const PUBLIC_LISTENER: Token = Token(usize::MAX - 4);
 const ADMIN_BASE: usize = usize::MAX / 2;
 /// How long after a failed journal write the next attempt is made.
 const JOURNAL_RETRY: Duration = Duration::from_secs(1);
+
+/// Accepted connections inherit the listener's `TCP_NODELAY` (Linux copies the option from
+/// the listening socket; tested in `builder`), so it is not set again on each.
+const ACCEPTED_HAVE_NODELAY: bool = cfg!(target_os = "linux");
 
 /// Connections accepted per turn before live connections get their turn.
 pub const ACCEPTS_PER_TURN: usize = 256;
@@ -270,8 +275,10 @@ impl<H: Handler> LoginNode<H> {
                         continue;
                     }
                     // Small frames must not wait for Nagle's algorithm.
-                    if let Err(e) = stream.set_nodelay(true) {
-                        debug!("set_nodelay for {peer}: {e}");
+                    if !ACCEPTED_HAVE_NODELAY {
+                        if let Err(e) = stream.set_nodelay(true) {
+                            debug!("set_nodelay for {peer}: {e}");
+                        }
                     }
                     let entry = self.conns.vacant_entry();
                     let conn = entry.key();
