@@ -622,6 +622,38 @@ fn a_stream_of_new_game_nodes_is_committed_at_most_once_per_commit_spacing() {
         (1..=most).contains(&fsyncs),
         "400 arrivals over {elapsed_ms} ms took {fsyncs} commits (at most {most})"
     );
+    assert!(metric(&server, "login_node_journal_batches_spaced_total") >= 1);
+    server.stop().expect("stop");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn changes_sent_one_at_a_time_are_committed_without_waiting_for_the_spacing() {
+    let dir = temp_dir("unspaced");
+    let server = start(durable_config(&dir));
+    let _cross = server.cross(9, "p", 90, 1_000);
+    let before = metric(&server, "login_node_journal_fsyncs_total");
+    // Each client waits for its answer (held until durable) before the next change.
+    for id in 1..=10u32 {
+        let mut c = Client::connect(server.addr, REPLY).expect("connect");
+        c.send_auth(NodeType::Game as u8, id, "dev", TOKEN, None)
+            .expect("auth");
+        c.send_game_info(&game_info(id, "p")).expect("info");
+        while !matches!(
+            c.recv(REPLY).expect("frames"),
+            Some(ServerMessage::CrossAssign { .. })
+        ) {}
+    }
+    for i in 0..5 {
+        let body = format!(r#"{{"entry": "one-at-a-time-{i}"}}"#);
+        admin(&server, "POST", "/api/whitelist", Some(&body), 200);
+    }
+    assert!(metric(&server, "login_node_journal_fsyncs_total") - before >= 15);
+    // Nothing was ever waiting behind a batch in flight: no batch waited for the spacing.
+    assert_eq!(
+        metric(&server, "login_node_journal_batches_spaced_total"),
+        0
+    );
     server.stop().expect("stop");
     std::fs::remove_dir_all(&dir).ok();
 }

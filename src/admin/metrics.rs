@@ -78,6 +78,8 @@ pub struct IoStats {
     pub fsyncs: u64,
     /// Journal writes or syncs that failed.
     pub fsync_failures: u64,
+    /// Journal batches that waited for the commit spacing (records of a stream gathered).
+    pub batches_spaced: u64,
     /// Latency of successful journal write + sync.
     pub fsync_seconds: Histogram,
     /// Duration of a poll-loop turn (events handled, not the wait).
@@ -108,6 +110,7 @@ impl Default for IoStats {
             bytes_out: 0,
             fsyncs: 0,
             fsync_failures: 0,
+            batches_spaced: 0,
             fsync_seconds: Histogram::new(FSYNC_BUCKETS),
             loop_seconds: Histogram::new(LOOP_BUCKETS),
             txn_seconds: Histogram::new(FSYNC_BUCKETS),
@@ -250,6 +253,12 @@ pub fn render(cluster: &Cluster, io: &IoStats, out: &mut String) {
         "login_node_journal_fsyncs_total",
         "Journal group commits made durable.",
         io.fsyncs,
+    );
+    counter(
+        out,
+        "login_node_journal_batches_spaced_total",
+        "Journal batches held back by the commit spacing to gather more of a stream of changes.",
+        io.batches_spaced,
     );
     counter(
         out,

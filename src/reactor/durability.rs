@@ -3,10 +3,12 @@
 //! then hands it the records accumulated since, if none is in flight. One batch in flight at
 //! a time, so a slow commit makes the next batch larger, never the loop slower.
 //!
-//! Batches are also spaced: one starts at most every [`COMMIT_SPACING_MS`]. Under a stream of
-//! changes (a burst of handshakes) one transaction and one fsync then cover that long instead
-//! of one loop turn, and the store thread wakes that much less often; a change after a quiet
-//! spell is submitted at once, so a lone change waits for nothing.
+//! Batches of a stream are also spaced: when records arrived while the previous batch was
+//! being committed, the next batch starts [`COMMIT_SPACING_MS`] after the previous one did, so
+//! under a stream of changes (a burst of handshakes) one transaction and one fsync cover that
+//! long instead of one loop turn. A change that finds nothing in flight and nothing behind it
+//! (a quiet spell, or a client that waits for each answer before its next change) is
+//! submitted at once.
 //!
 //! A failed batch stays in flight (its frames held, the cluster refusing new assignments and
 //! operator changes) and is submitted again every [`JOURNAL_RETRY`]. Without a state directory
@@ -23,21 +25,27 @@ use std::time::{Duration, Instant};
 /// How long shutdown waits for the store to finish the last batches.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
-/// The least time between the starts of two batches. 20 ms: a burst of 19,000 handshakes then
-/// takes ~50 commits, not ~190, and the store thread's CPU halves (docs/PERFORMANCE.md); a
-/// change in a stream waits at most this long more before its commit starts.
+/// The least time between the starts of two batches of a stream. 20 ms: a burst of 19,000
+/// handshakes then takes ~50 commits, not ~190, and the store thread's CPU halves
+/// (docs/PERFORMANCE.md, "A fourth pass"); a change of a stream waits at most this long more
+/// for its commit to start (up to 10 ms past it when nothing else wakes the loop: the timer
+/// wheel's tick).
 pub const COMMIT_SPACING_MS: u64 = 20;
 
-/// When the next batch may start: at most one every [`COMMIT_SPACING_MS`], the first after a
-/// quiet spell at once.
+/// When the next batch may start.
 #[derive(Debug, Default)]
 pub(super) struct CommitPacer {
     last_start_ms: Option<u64>,
+    /// Records arrived while the last batch was in flight: changes are coming as a stream.
+    stream: bool,
 }
 
 impl CommitPacer {
     /// `None` when a batch may start now, otherwise the instant (monotonic ms) it may.
     pub(super) fn wait_until(&self, now_ms: u64) -> Option<u64> {
+        if !self.stream {
+            return None;
+        }
         let at = self.last_start_ms? + COMMIT_SPACING_MS;
         (now_ms < at).then_some(at)
     }
@@ -45,6 +53,12 @@ impl CommitPacer {
     /// A batch started now.
     pub(super) fn started(&mut self, now_ms: u64) {
         self.last_start_ms = Some(now_ms);
+        self.stream = false;
+    }
+
+    /// The batch in flight finished; `behind` says whether records arrived meanwhile.
+    pub(super) fn finished(&mut self, behind: bool) {
+        self.stream = behind;
     }
 }
 
@@ -136,6 +150,7 @@ impl<H: Handler> LoginNode<H> {
         if !self.durability.unpaced {
             if let Some(at) = self.durability.pacer.wait_until(now.mono_ms) {
                 if self.durability.pace_timer.is_none() {
+                    self.io_stats.batches_spaced += 1;
                     let timer = &mut self.durability.pace_timer;
                     deadline::arm(&mut self.cluster, timer, at, Deadline::CommitPace);
                 }
@@ -195,6 +210,8 @@ impl<H: Handler> LoginNode<H> {
         match result {
             Ok(()) => {
                 self.io_stats.fsyncs += 1;
+                let behind = !self.cluster.pending_journal().is_empty();
+                self.durability.pacer.finished(behind);
                 self.io_stats.fsync_seconds.observe(elapsed.as_secs_f64());
                 if self.durability.error_logged_at.take().is_some() {
                     info!("state: writes succeed again");
@@ -292,7 +309,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_after_a_quiet_spell_starts_at_once_and_a_stream_waits_for_the_spacing() {
+    fn a_batch_starts_at_once_unless_records_came_while_the_last_was_in_flight() {
         let mut pacer = CommitPacer::default();
         assert_eq!(
             pacer.wait_until(5),
@@ -300,13 +317,21 @@ mod tests {
             "the first batch waits for nothing"
         );
         pacer.started(5);
-        assert_eq!(pacer.wait_until(5), Some(5 + COMMIT_SPACING_MS));
+        // A client waiting for each answer: nothing arrived during the commit.
+        pacer.finished(false);
+        assert_eq!(pacer.wait_until(7), None);
+        pacer.started(7);
+        // A stream: records arrived while the batch was in flight.
+        pacer.finished(true);
+        assert_eq!(pacer.wait_until(9), Some(7 + COMMIT_SPACING_MS));
         assert_eq!(
-            pacer.wait_until(4 + COMMIT_SPACING_MS),
-            Some(5 + COMMIT_SPACING_MS)
+            pacer.wait_until(6 + COMMIT_SPACING_MS),
+            Some(7 + COMMIT_SPACING_MS)
         );
-        assert_eq!(pacer.wait_until(5 + COMMIT_SPACING_MS), None);
-        pacer.started(1_000);
-        assert_eq!(pacer.wait_until(1_000 + COMMIT_SPACING_MS * 10), None);
+        assert_eq!(pacer.wait_until(7 + COMMIT_SPACING_MS), None);
+        pacer.started(7 + COMMIT_SPACING_MS);
+        pacer.finished(true);
+        // A commit slower than the spacing: the next batch goes when it finishes.
+        assert_eq!(pacer.wait_until(8 + COMMIT_SPACING_MS * 2), None);
     }
 }
