@@ -592,6 +592,14 @@ fn a_burst_of_new_game_nodes_is_made_durable_with_one_group_commit() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Reads frames until the game node's CROSS_ASSIGN.
+fn until_assigned(c: &mut Client) {
+    while !matches!(
+        c.recv(REPLY).expect("frames"),
+        Some(ServerMessage::CrossAssign { .. })
+    ) {}
+}
+
 #[test]
 fn a_stream_of_new_game_nodes_is_committed_at_most_once_per_commit_spacing() {
     let dir = temp_dir("spacing");
@@ -601,20 +609,9 @@ fn a_stream_of_new_game_nodes_is_committed_at_most_once_per_commit_spacing() {
     let started = Instant::now();
     // Nodes arrive one after another (not all in one turn): each turn has records to commit.
     let mut games: Vec<Client> = (1..=400u32)
-        .map(|id| {
-            let mut c = Client::connect(server.addr, REPLY).expect("connect");
-            c.send_auth(NodeType::Game as u8, id, "dev", TOKEN, None)
-                .expect("auth");
-            c.send_game_info(&game_info(id, "p")).expect("info");
-            c
-        })
+        .map(|id| send_game(server.addr, id, "dev").expect("connect"))
         .collect();
-    for c in &mut games {
-        while !matches!(
-            c.recv(REPLY).expect("frames"),
-            Some(ServerMessage::CrossAssign { .. })
-        ) {}
-    }
+    games.iter_mut().for_each(until_assigned);
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let fsyncs = metric(&server, "login_node_journal_fsyncs_total") - before;
     let most = elapsed_ms / login_node::reactor::COMMIT_SPACING_MS + 2;
@@ -622,7 +619,8 @@ fn a_stream_of_new_game_nodes_is_committed_at_most_once_per_commit_spacing() {
         (1..=most).contains(&fsyncs),
         "400 arrivals over {elapsed_ms} ms took {fsyncs} commits (at most {most})"
     );
-    assert!(metric(&server, "login_node_journal_batches_spaced_total") >= 1);
+    // (Whether any batch had to wait depends on the disk: commits slower than the spacing
+    // are spaced by themselves.)
     server.stop().expect("stop");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -635,14 +633,7 @@ fn changes_sent_one_at_a_time_are_committed_without_waiting_for_the_spacing() {
     let before = metric(&server, "login_node_journal_fsyncs_total");
     // Each client waits for its answer (held until durable) before the next change.
     for id in 1..=10u32 {
-        let mut c = Client::connect(server.addr, REPLY).expect("connect");
-        c.send_auth(NodeType::Game as u8, id, "dev", TOKEN, None)
-            .expect("auth");
-        c.send_game_info(&game_info(id, "p")).expect("info");
-        while !matches!(
-            c.recv(REPLY).expect("frames"),
-            Some(ServerMessage::CrossAssign { .. })
-        ) {}
+        until_assigned(&mut send_game(server.addr, id, "dev").expect("connect"));
     }
     for i in 0..5 {
         let body = format!(r#"{{"entry": "one-at-a-time-{i}"}}"#);
