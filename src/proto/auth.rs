@@ -5,7 +5,7 @@ use md5::{Digest, Md5};
 /// Computes the signature a node with `node_id` sends for `time` under the shared `token`.
 pub fn sign(node_id: u32, time: u32, token: &[u8]) -> [u8; 16] {
     // Format the decimals on the stack: this runs once per AUTH and should not allocate.
-    let mut digits = [0u8; 20];
+    let mut digits = itoa::Buffer::new();
     let mut hasher = Md5::new();
     hasher.update(decimal(node_id, &mut digits));
     hasher.update(decimal(time, &mut digits));
@@ -13,18 +13,10 @@ pub fn sign(node_id: u32, time: u32, token: &[u8]) -> [u8; 16] {
     hasher.finalize().into()
 }
 
-/// Writes `v` in decimal (no leading zeros, no sign) into `buf` and returns the digits.
-fn decimal(mut v: u32, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    &buf[at..]
+/// Writes `v` in decimal (no leading zeros, no sign) into `buf` and returns the digits
+/// (`itoa`: two digits per step, a third of the instructions of one digit per division).
+fn decimal(v: u32, buf: &mut itoa::Buffer) -> &[u8] {
+    buf.format(v).as_bytes()
 }
 
 /// Compares two digests in time independent of where they differ, so a peer cannot learn a
@@ -59,7 +51,7 @@ mod tests {
 
     #[test]
     fn decimal_has_no_leading_zeros() {
-        let mut b = [0u8; 20];
+        let mut b = itoa::Buffer::new();
         assert_eq!(decimal(0, &mut b), b"0");
         assert_eq!(decimal(1001, &mut b), b"1001");
         assert_eq!(decimal(u32::MAX, &mut b), b"4294967295");
