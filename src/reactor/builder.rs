@@ -270,6 +270,7 @@ impl<H: Handler> LoginNode<H> {
         });
         if let Some(db) = db {
             durability.store = Some(StoreThread::spawn(db, admin.audit_file()?, wake)?);
+            durability.space_commits();
         } else if !config.etcd.is_empty() {
             let member = config
                 .member_name
