@@ -30,7 +30,8 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 /// handshakes then takes ~50 commits, not ~190, and the store thread's CPU halves
 /// (docs/PERFORMANCE.md, "A fourth pass"); a change of a stream waits at most this long more
 /// for its commit to start (up to 10 ms past it when nothing else wakes the loop: the timer
-/// wheel's tick).
+/// wheel's tick). Changes that come slower than commits (each durable before the next
+/// arrives) are not a stream: each is committed on its own, at once.
 pub const COMMIT_SPACING_MS: u64 = 20;
 
 /// When the next batch may start.
@@ -98,7 +99,7 @@ impl Durability {
     /// a larger batch is fewer transactions and fsyncs. A failover group's transactions are
     /// capped at `--etcd-max-txn-ops` keys, so there larger batches are not fewer
     /// transactions and the wait only lowered the group's handshake rate (0.65-0.71x the
-    /// local one with it, 0.72-0.90x without; docs/PERFORMANCE.md).
+    /// local one with it, 0.84-0.99x without; docs/PERFORMANCE.md).
     pub(super) fn space_commits(&mut self) {
         self.pacer.spacing_ms = COMMIT_SPACING_MS;
     }
