@@ -90,8 +90,6 @@ pub(super) struct Durability {
     /// Spaces the batches; `pace_timer` wakes the loop when the next one may start.
     pacer: CommitPacer,
     pub(super) pace_timer: Option<TimerId>,
-    /// Set at shutdown: what is pending is written without waiting for the spacing.
-    unpaced: bool,
 }
 
 impl Durability {
@@ -160,15 +158,13 @@ impl<H: Handler> LoginNode<H> {
         if self.cluster.pending_journal().is_empty() {
             return;
         }
-        if !self.durability.unpaced {
-            if let Some(at) = self.durability.pacer.wait_until(now.mono_ms) {
-                if self.durability.pace_timer.is_none() {
-                    self.io_stats.batches_spaced += 1;
-                    let timer = &mut self.durability.pace_timer;
-                    deadline::arm(&mut self.cluster, timer, at, Deadline::CommitPace);
-                }
-                return;
+        if let Some(at) = self.durability.pacer.wait_until(now.mono_ms) {
+            if self.durability.pace_timer.is_none() {
+                self.io_stats.batches_spaced += 1;
+                let timer = &mut self.durability.pace_timer;
+                deadline::arm(&mut self.cluster, timer, at, Deadline::CommitPace);
             }
+            return;
         }
         let mut batch = std::mem::take(&mut self.durability.spare);
         let Some(seq) = self.cluster.take_batch(&mut batch.records) else {
@@ -275,8 +271,9 @@ impl<H: Handler> LoginNode<H> {
     pub(super) fn finish_store(&mut self) {
         let deadline = Instant::now() + SHUTDOWN_WAIT;
         deadline::disarm(&mut self.cluster, &mut self.durability.retry_timer);
+        // What is pending is written without waiting for the spacing.
         deadline::disarm(&mut self.cluster, &mut self.durability.pace_timer);
-        self.durability.unpaced = true;
+        self.durability.pacer.spacing_ms = 0;
         if let Some(batch) = self.durability.retry.take() {
             if let Some(store) = &self.durability.store {
                 store.submit(batch);
