@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::child::{free_port, Proc};
+use common::child::{free_port, free_ports_outside_ephemeral, Proc};
 use common::{cross_node, cross_slots, parse_response, REPLY, TOKEN};
 use login_node::client::machine::NodeSpec;
 use login_node::client::node::{ClientEvent, NodeClient, Options};
@@ -67,7 +67,8 @@ impl Etcd {
             Command::new("etcd").arg("--version").output().is_ok(),
             "etcd is not installed: `apt-get install etcd-server` (.ci/run does)"
         );
-        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let free = free_ports_outside_ephemeral(6);
+        let ports: Vec<(u16, u16)> = free.chunks(2).map(|p| (p[0], p[1])).collect();
         let cluster: Vec<String> = ports
             .iter()
             .enumerate()

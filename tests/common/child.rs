@@ -33,6 +33,36 @@ pub fn free_port() -> u16 {
     free_addr().port()
 }
 
+/// `n` distinct loopback ports no one listens on now, below the kernel's ephemeral range: a
+/// port the kernel picked for a listener can meanwhile be picked as the source port of some
+/// other test's outgoing connection, and then a server started on it later cannot listen
+/// (an etcd member so started never became healthy). All `n` are held until all are found.
+pub fn free_ports_outside_ephemeral(n: usize) -> Vec<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768)
+        .clamp(12_000, 65_535);
+    let span = low - 10_000;
+    let mut held = Vec::with_capacity(n);
+    let mut tries = 0;
+    while held.len() < n {
+        tries += 1;
+        assert!(tries < 10_000, "no free ports below {low}");
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port =
+            10_000 + (std::process::id().wrapping_mul(7_919) + k.wrapping_mul(104_729)) % span;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            held.push(l);
+        }
+    }
+    held.iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
+}
+
 /// Sends `sig` (for example "-TERM") to process `pid` with kill(1).
 pub fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")
